@@ -1,0 +1,45 @@
+# genconv: `make demo` trains a GCN on a bundled texture on the CPU; `make test` runs the suite.
+# Both create the virtual environment first. The constraints pin the CPU build of torch.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONSTRAINTS := requirements/constraints.txt
+PIP_OPTIONS ?=
+DEMO_DIR ?= runs/demo
+DEMO_ITERATIONS ?= 300
+
+.PHONY: setup demo test test-gpu bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python setup.py pyproject.toml $(CONSTRAINTS)
+	$(BIN)/python -m pip install -q $(PIP_OPTIONS) -c $(CONSTRAINTS) -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	rm -rf $(DEMO_DIR)
+	$(BIN)/genconv train --preset texture --data texture:brick --image-size 64 \
+		--iterations $(DEMO_ITERATIONS) --out $(DEMO_DIR)
+	$(BIN)/genconv sample --checkpoint $(DEMO_DIR)/checkpoint.pt --init chains --num 3 --steps 100 \
+		--out $(DEMO_DIR)/samples.png
+	@echo "demo images: $(DEMO_DIR)/latest.png (observed | synthesized) and $(DEMO_DIR)/samples.png"
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-gpu: setup
+	$(BIN)/python -m pytest -m gpu
+
+bench: setup
+	$(BIN)/python -m pytest bench --benchmark-only
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .benchmarks

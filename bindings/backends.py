@@ -1,0 +1,115 @@
+"""Backend dispatch for the hot operations of a Generative ConvNet.
+
+A backend bundles the operations the engine's explicit passes are built from: a bottom-up layer
+(with its mask), the stationary top layer (summed responses), a top-down layer (masked
+transposed convolution), the Langevin update, the last top-down layer fused with the update, and
+the counter-based normal generator the updates draw their noise from.
+``"torch"`` is the pure-PyTorch reference; ``"triton"`` the fused kernels; ``"auto"`` picks
+triton for CUDA tensors and torch elsewhere.
+"""
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from genconv.bindings.errors import BackendUnavailableError, ConfigError
+from genconv.kernels import reference
+
+BackendName = Literal["torch", "triton", "auto"]
+BACKEND_NAMES: tuple[str, ...] = ("torch", "triton", "auto")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The operations one backend provides, each with the signature of its reference twin."""
+
+    name: str
+    conv_act_forward: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    conv_act_forward_sum: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    masked_conv_transpose: Callable[..., torch.Tensor]
+    langevin_update: Callable[..., torch.Tensor]
+    masked_conv_transpose_langevin: Callable[..., torch.Tensor]
+    standard_normal: Callable[..., torch.Tensor]
+
+
+TORCH_BACKEND = Backend(
+    name="torch",
+    conv_act_forward=reference.conv_act_forward,
+    conv_act_forward_sum=reference.conv_act_forward_sum,
+    masked_conv_transpose=reference.masked_conv_transpose,
+    langevin_update=reference.langevin_update,
+    masked_conv_transpose_langevin=reference.masked_conv_transpose_langevin,
+    standard_normal=reference.philox_normal,
+)
+
+
+def triton_interpreter_enabled() -> bool:
+    """True when TRITON_INTERPRET=1 makes Triton kernels run on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _triton_backend() -> Backend | None:
+    """The Triton backend, or None where Triton cannot be imported."""
+    try:
+        from genconv.bindings.triton_backend import TRITON_BACKEND
+    except ImportError:
+        return None
+    return TRITON_BACKEND
+
+
+_warned_auto_fallback = False
+
+
+def _warn_auto_fallback_once(reason: str) -> None:
+    global _warned_auto_fallback
+    if not _warned_auto_fallback:
+        _warned_auto_fallback = True
+        import warnings
+
+        warnings.warn(f"genconv: backend 'auto' falls back to torch: {reason}", RuntimeWarning, stacklevel=3)
+
+
+def resolve_backend(name: str | Backend, device: torch.device | str) -> Backend:
+    """The backend that runs tensors on ``device`` for the request ``name``.
+
+    Args:
+        name: "torch", "triton", "auto", or a ``Backend`` (returned as is).
+        device: where the tensors live.
+    Returns:
+        the Backend to call.
+    Raises:
+        ConfigError: ``name`` is not a backend name.
+        BackendUnavailableError: "triton" was asked for and cannot run on ``device``.
+
+    Example:
+        >>> resolve_backend("auto", "cpu").name
+        'torch'
+    """
+    if isinstance(name, Backend):
+        return name
+    if name not in BACKEND_NAMES:
+        raise ConfigError(f"backend must be one of {', '.join(BACKEND_NAMES)}; got {name!r}")
+    if name == "torch":
+        return TORCH_BACKEND
+    device = torch.device(device)
+    runs_here = device.type == "cuda" or triton_interpreter_enabled()
+    if name == "triton":
+        backend = _triton_backend()
+        if backend is None:
+            raise BackendUnavailableError("backend 'triton' needs the triton package, which cannot be imported")
+        if not runs_here:
+            raise BackendUnavailableError(
+                f"backend 'triton' needs CUDA tensors (got {device.type}); set TRITON_INTERPRET=1 to run "
+                "the kernels in Triton's CPU interpreter, or use backend 'torch'"
+            )
+        return backend
+    if device.type != "cuda":
+        return TORCH_BACKEND
+    backend = _triton_backend()
+    if backend is None:
+        _warn_auto_fallback_once("triton cannot be imported")
+        return TORCH_BACKEND
+    return backend

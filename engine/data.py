@@ -1,0 +1,214 @@
+"""Training images from bundled data, image folders and arrays; no downloads.
+
+A dataset spec is ``kind:name``:
+- ``texture:brick|grass|gravel`` — scikit-image's bundled textures (resized whole);
+- ``image:astronaut|coffee|chelsea|...`` — scikit-image's bundled photographs (centre-cropped);
+- ``faces:lfw`` — the 100 faces of scikit-image's LFW subset (25 x 25 grey, resized);
+- ``folder:PATH`` — every image file in a folder (centre-cropped, resized, RGB unless all grey);
+- ``array:PATH`` — a .npy or .npz array of shape [N, H, W], [N, H, W, C] or [N, C, H, W].
+A bare directory path or a path ending in .npy/.npz is also accepted. Images come back as float32
+[N, C, H, W] in [0, 255].
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from genconv.bindings.errors import ConfigError, DataError
+
+TEXTURES = ("brick", "grass", "gravel")
+PHOTOS = (
+    "astronaut",
+    "camera",
+    "cat",
+    "chelsea",
+    "coffee",
+    "coins",
+    "colorwheel",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "moon",
+    "retina",
+    "rocket",
+    "text",
+)
+FACE_SETS = ("lfw",)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+_LFW_FACE_COUNT = 100
+
+
+def dataset_names() -> list[str]:
+    """Every bundled dataset spec, for help texts and error messages."""
+    return (
+        [f"texture:{name}" for name in TEXTURES]
+        + [f"image:{name}" for name in PHOTOS]
+        + [f"faces:{name}" for name in FACE_SETS]
+    )
+
+
+def _resize(array: np.ndarray, size: int, crop: bool) -> np.ndarray:
+    """Resize an [H, W] or [H, W, C] uint8 array to size x size (centre-crop to square first if asked)."""
+    image = Image.fromarray(array)
+    if crop:
+        side = min(image.width, image.height)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(image)
+
+
+def _to_chw(arrays: list[np.ndarray]) -> torch.Tensor:
+    """Stack [H, W] or [H, W, C] uint8 images into float32 [N, C, H, W]."""
+    stacked = np.stack([a if a.ndim == 3 else a[:, :, None] for a in arrays])
+    return torch.from_numpy(stacked.astype(np.float32)).permute(0, 3, 1, 2).contiguous()
+
+
+def _skimage_data(name: str) -> np.ndarray:
+    import skimage.data
+
+    return getattr(skimage.data, name)()
+
+
+def _load_texture(name: str, size: int) -> torch.Tensor:
+    if name not in TEXTURES:
+        raise DataError(f"unknown texture {name!r}; bundled textures: {', '.join(TEXTURES)}")
+    return _to_chw([_resize(_skimage_data(name), size, crop=False)])
+
+
+def _load_photo(name: str, size: int) -> torch.Tensor:
+    if name not in PHOTOS:
+        raise DataError(f"unknown image {name!r}; bundled images: {', '.join(PHOTOS)}")
+    return _to_chw([_resize(_skimage_data(name), size, crop=True)])
+
+
+def _load_faces(name: str, size: int) -> torch.Tensor:
+    if name not in FACE_SETS:
+        raise DataError(f"unknown face set {name!r}; bundled: {', '.join(FACE_SETS)}")
+    faces = _skimage_data("lfw_subset")[:_LFW_FACE_COUNT]
+    as_uint8 = [np.clip(np.rint(face * 255.0), 0, 255).astype(np.uint8) for face in faces]
+    return _to_chw([_resize(face, size, crop=False) for face in as_uint8])
+
+
+def _load_folder(path: str, size: int) -> torch.Tensor:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataError(f"image folder {path!r} does not exist or is not a directory")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"image folder {path!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as opened:
+                images.append(opened.convert("RGB") if opened.mode not in ("L", "RGB") else opened.copy())
+        except (UnidentifiedImageError, OSError) as error:
+            raise DataError(f"cannot read image {str(file)!r}: {error}") from None
+    mode = "L" if all(image.mode == "L" for image in images) else "RGB"
+    return _to_chw([_resize(np.asarray(image.convert(mode)), size, crop=True) for image in images])
+
+
+def _array_to_uint8(array: np.ndarray, path: str) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.number):
+        raise DataError(f"array {path!r} has dtype {array.dtype}; expected uint8 or floats")
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise DataError(f"array {path!r} holds NaN or infinite values")
+    low, high = values.min(), values.max()
+    if low < 0 or high > 255:
+        raise DataError(f"array {path!r} has values in [{low:g}, {high:g}]; expected [0, 1] or [0, 255]")
+    scale = 255.0 if high <= 1.0 else 1.0
+    return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+
+
+def _load_array(path: str, size: int) -> torch.Tensor:
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"array file {path!r} does not exist")
+    try:
+        loaded = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read array file {path!r}: {error}") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            if not loaded.files:
+                raise DataError(f"array file {path!r} is empty")
+            array = loaded[loaded.files[0]]
+    else:
+        array = loaded
+    if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = array.transpose(0, 2, 3, 1)
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 3 or (array.ndim == 4 and array.shape[-1] == 3)) or array.shape[0] == 0:
+        raise DataError(
+            f"array {path!r} has shape {list(array.shape)}; expected [N, H, W], [N, H, W, C] or [N, C, H, W] "
+            "with C = 1 or 3 and N >= 1"
+        )
+    images = _array_to_uint8(array, path)
+    return _to_chw([_resize(image, size, crop=True) for image in images])
+
+
+_LOADERS: dict[str, Callable[[str, int], torch.Tensor]] = {
+    "texture": _load_texture,
+    "image": _load_photo,
+    "faces": _load_faces,
+    "folder": _load_folder,
+    "array": _load_array,
+}
+
+
+def parse_dataset_spec(spec: str) -> tuple[str, str]:
+    """Split a dataset spec into (kind, name); bare folders and .npy/.npz paths are recognised."""
+    kind, sep, name = spec.partition(":")
+    if sep and kind in _LOADERS and name:
+        return kind, name
+    if spec.lower().endswith((".npy", ".npz")):
+        return "array", spec
+    if Path(spec).is_dir():
+        return "folder", spec
+    raise DataError(f"unknown dataset {spec!r}; use one of {', '.join(dataset_names())}, folder:PATH or array:PATH.npy")
+
+
+def load_images(spec: str, image_size: int, max_images: int | None = None) -> torch.Tensor:
+    """Load, crop and resize a dataset into float32 [N, C, image_size, image_size] in [0, 255].
+
+    Args:
+        spec: a dataset spec (see the module docstring).
+        image_size: side of the square images, in pixels.
+        max_images: keep at most this many (the first ones), None for all.
+    Raises:
+        DataError: unknown, unreadable or empty dataset; ConfigError: bad size arguments.
+
+    Example:
+        >>> load_images("texture:brick", 32).shape
+        torch.Size([1, 1, 32, 32])
+    """
+    if image_size < 1:
+        raise ConfigError(f"image size must be a positive number of pixels, got {image_size}")
+    if max_images is not None and max_images < 1:
+        raise ConfigError(f"the number of images must be >= 1, got {max_images}")
+    kind, name = parse_dataset_spec(spec)
+    images = _LOADERS[kind](name, image_size)
+    return images if max_images is None else images[:max_images]
+
+
+def channel_mean(images: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean of [N, C, H, W] images: the offset GCN subtracts before modelling."""
+    return images.mean(dim=(0, 2, 3))
+
+
+def to_model_space(images: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 255] -> model space (per-channel mean subtracted)."""
+    return images - mean.view(1, -1, 1, 1).to(images)
+
+
+def to_pixels(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Model space -> uint8 images in [0, 255] (mean added back, clipped, rounded)."""
+    pixels = x.detach().float().cpu() + mean.view(1, -1, 1, 1).float().cpu()
+    return pixels.clamp(0, 255).round().to(torch.uint8)

@@ -1,0 +1,221 @@
+"""Langevin dynamics for a Generative ConvNet, driven by the reconstruction error.
+
+    x <- x - (delta^2 / (2 sigma^2)) (x - sigma^2 df/dx) + delta * z,   z ~ N(0, I)
+
+(the GCN paper's convention: noise std delta, drift delta^2/2, reference term
+-(delta^2/(2 sigma^2)) x). Noise is counter-based: step t of a run with ``seed`` draws element e
+at counter (start_step + t) * numel + e, so the same seed gives the same chain on every backend
+and a chain can be continued exactly from ``next_step``.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from genconv.bindings.backends import Backend, resolve_backend
+from genconv.bindings.errors import ConfigError
+from genconv.engine.model import GenerativeConvNet, LangevinStepArgs
+from genconv.engine.seeding import MAX_SEED
+
+InitKind = Literal["noise", "zeros", "data"]
+INIT_KINDS: tuple[str, ...] = ("noise", "zeros", "data")
+
+
+@dataclass
+class LangevinDiagnostics:
+    """Per-step, per-chain figures, each [steps, B], taken at the state before each update.
+
+    energy: E(x) = ||x||^2/(2 sigma^2) - f(x); grad_norm: ||df/dx||; recon_error:
+    mean |x - sigma^2 df/dx| (the paper's reconstruction error).
+    """
+
+    energy: torch.Tensor
+    grad_norm: torch.Tensor
+    recon_error: torch.Tensor
+
+
+@dataclass
+class LangevinResult:
+    """Final chain states, the counter to continue the same noise stream, optional diagnostics."""
+
+    x: torch.Tensor
+    seed: int
+    next_step: int
+    diagnostics: LangevinDiagnostics | None = None
+
+
+def check_step_sizes(delta: float, sigma: float) -> None:
+    """ConfigError unless the step size delta and the reference std sigma are positive and finite."""
+    if not (delta > 0 and delta < float("inf")):
+        raise ConfigError(f"delta (the Langevin step size) must be a positive number, got {delta}")
+    if not (sigma > 0 and sigma < float("inf")):
+        raise ConfigError(f"sigma (the reference std) must be a positive number, got {sigma}")
+
+
+def seed_from(seed: int | None, generator: torch.Generator | None) -> int:
+    """The integer seed of a run: ``seed`` itself, else one drawn from ``generator`` (or torch's RNG)."""
+    if seed is not None:
+        if not 0 <= int(seed) <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer in [0, 2**63 - 1], got {seed}")
+        return int(seed)
+    return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+
+
+def standard_normal(
+    seed: int, shape: tuple[int, ...], device: torch.device | str, backend: str | Backend = "auto", offset: int = 0
+) -> torch.Tensor:
+    """Counter-based N(0, 1) numbers: the same values for a seed on every backend and device."""
+    return resolve_backend(backend, device).standard_normal(seed, offset, shape, device)
+
+
+def init_chains(
+    kind: str,
+    num: int,
+    shape: tuple[int, int, int],
+    sigma: float,
+    *,
+    seed: int = 0,
+    data: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    backend: str | Backend = "auto",
+    first_chain: int = 0,
+) -> torch.Tensor:
+    """Initial chain states [num, *shape]: N(0, sigma^2) noise, zeros (the mean image) or data.
+
+    Args:
+        kind: "noise", "zeros" or "data" (copies of ``data``, cycled).
+        num: number of chains; shape: (C, H, W); sigma: reference std for "noise".
+        seed: seed of the noise; data: [N, C, H, W] model-space images for "data".
+        first_chain: global index of the first chain, so batches of one run draw disjoint noise.
+    """
+    if kind not in INIT_KINDS:
+        raise ConfigError(f"chain init must be one of {', '.join(INIT_KINDS)}; got {kind!r}")
+    if num < 1:
+        raise ConfigError(f"the number of chains must be >= 1, got {num}")
+    full_shape = (num, *shape)
+    if kind == "zeros":
+        return torch.zeros(full_shape, device=device, dtype=dtype)
+    if kind == "data":
+        if data is None or data.shape[0] == 0:
+            raise ConfigError("chain init 'data' needs observed images")
+        index = (torch.arange(num, device=data.device) + first_chain) % data.shape[0]
+        return data[index].to(device=device, dtype=dtype).clone()
+    chain_size = math.prod(shape)
+    normals = standard_normal(seed, full_shape, device, backend, offset=first_chain * chain_size)
+    return (sigma * normals).to(dtype)
+
+
+def langevin(
+    model: GenerativeConvNet,
+    x: torch.Tensor,
+    *,
+    steps: int,
+    delta: float,
+    sigma: float | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    start_step: int = 0,
+    stream_offset: int = 0,
+    stream_stride: int | None = None,
+    noise: torch.Tensor | None = None,
+    noise_free: bool = False,
+    clamp: tuple[float, float] | None = None,
+    backend: str | Backend = "auto",
+    diagnostics: bool = False,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+) -> LangevinResult:
+    """Run ``steps`` Langevin steps of ``model`` from the chain states ``x``.
+
+    Args:
+        model: the GCN whose density exp(f) N(0, sigma^2) is sampled.
+        x: [B, C, H, W] initial states (model space); not modified.
+        steps: number of updates, >= 0.
+        delta: step size = noise std, > 0.
+        sigma: reference std, default ``model.sigma``.
+        seed / generator: the noise stream (a generator only draws the seed); neither = torch's RNG.
+        start_step: counter of the first step, to continue a stream (``LangevinResult.next_step``).
+        stream_offset, stream_stride: step t draws its noise at counters stream_offset +
+            (start_step + t) * stream_stride + e (stride default x.numel()); chains sampled in
+            batches use offset = first chain * chain size and stride = all chains' size, so each
+            chain draws the same noise however the chains are batched.
+        noise: [steps, B, C, H, W] standard normals to use instead of the counter-based stream.
+        noise_free: gradient descent on the energy (no noise): converges to auto-encoding images.
+        clamp: optional (low, high) bounds on the states after each step.
+        backend: "torch", "triton", "auto" or a Backend.
+        diagnostics: record energy, ||df/dx|| and reconstruction error per step and chain.
+        callback: called as callback(step_index, states) after every step.
+    Returns:
+        LangevinResult with the final states (x's dtype) and, if asked, the diagnostics.
+
+    Example:
+        >>> result = langevin(model, torch.zeros(4, 1, 32, 32), steps=20, delta=0.3, seed=0)
+        >>> result.x.shape
+        torch.Size([4, 1, 32, 32])
+    """
+    sigma = model.sigma if sigma is None else float(sigma)
+    check_step_sizes(delta, sigma)
+    if int(steps) != steps or steps < 0:
+        raise ConfigError(f"steps must be a non-negative integer, got {steps}")
+    if start_step < 0 or stream_offset < 0:
+        raise ConfigError(f"start_step and stream_offset must be >= 0, got {start_step}, {stream_offset}")
+    stride = x.numel() if stream_stride is None else int(stream_stride)
+    if stride < x.numel():
+        raise ConfigError(f"stream_stride must be at least x.numel() = {x.numel()}, got {stride}")
+    if noise is not None and (noise.shape[0] < steps or tuple(noise.shape[1:]) != tuple(x.shape)):
+        raise ConfigError(f"noise must have shape [{steps}, {', '.join(map(str, x.shape))}], got {list(noise.shape)}")
+    run_seed = seed_from(seed, generator)
+    ops = resolve_backend(backend, x.device)
+    records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    zeros = torch.zeros_like(x) if noise_free else None
+    state = x
+    for step in range(steps):
+        step_noise = zeros if noise_free else (None if noise is None else noise[step])
+        update = LangevinStepArgs(
+            x=state,
+            delta=delta,
+            sigma=sigma,
+            seed=run_seed,
+            offset=stream_offset + (start_step + step) * stride,
+            noise=step_noise,
+            clamp=clamp,
+        )
+        trace = model.bottom_up(state, ops)
+        if diagnostics:
+            grad = model.top_down(trace, ops, dtype=state.dtype)
+            records.append(_step_diagnostics(state, trace.score, grad, sigma))
+            state = ops.langevin_update(
+                state, grad, delta, sigma, seed=run_seed, offset=update.offset, noise=step_noise, clamp=clamp
+            )
+        else:
+            state = model.top_down(trace, ops, langevin=update)
+        if callback is not None:
+            callback(step, state)
+    found = None
+    if diagnostics:
+        found = _stack_diagnostics(records, x.shape[0], x.device)
+    return LangevinResult(x=state, seed=run_seed, next_step=start_step + steps, diagnostics=found)
+
+
+def _step_diagnostics(
+    x: torch.Tensor, score: torch.Tensor, grad: torch.Tensor, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    flat_x = x.to(dtype).flatten(1)
+    flat_grad = grad.to(dtype).flatten(1)
+    energy = flat_x.pow(2).sum(dim=1) / (2.0 * sigma**2) - score.to(dtype)
+    recon_error = (flat_x - sigma**2 * flat_grad).abs().mean(dim=1)
+    return energy, flat_grad.norm(dim=1), recon_error
+
+
+def _stack_diagnostics(
+    records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], batch: int, device: torch.device
+) -> LangevinDiagnostics:
+    if not records:
+        empty = torch.zeros((0, batch), device=device)
+        return LangevinDiagnostics(empty, empty.clone(), empty.clone())
+    energy, grad_norm, recon = (torch.stack(column) for column in zip(*records, strict=True))
+    return LangevinDiagnostics(energy=energy, grad_norm=grad_norm, recon_error=recon)

@@ -1,0 +1,277 @@
+"""The Generative ConvNet: p(x) ∝ exp(f(x; w)) N(x; 0, sigma^2 I), f a bottom-up ReLU ConvNet.
+
+f is piecewise linear, so inside each activation pattern f(x) = alpha + <x, B> with
+B = df/dx computed top-down: start from the top's coefficients and send them back through every
+layer as a transposed convolution whose coefficients are switched on and off by the layer's
+binary ReLU mask. ``reconstruct(x) = sigma^2 df/dx`` is the auto-encoder of the GCN paper, and
+the Langevin step of the sampler is driven by the reconstruction error x - reconstruct(x).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genconv.bindings.backends import Backend, resolve_backend
+from genconv.bindings.errors import ConfigError
+from genconv.engine.network import ConvLayer, NetworkSpec
+
+
+@dataclass
+class PoolRecord:
+    """What the top-down pass needs to route a gradient back through one pooling layer."""
+
+    kind: str
+    window: int
+    input_hw: tuple[int, int]
+    indices: torch.Tensor | None
+
+
+@dataclass
+class BottomUpPass:
+    """The result of one explicit bottom-up pass: f per image and what the top-down pass needs."""
+
+    score: torch.Tensor
+    masks: list[torch.Tensor]
+    input_hws: list[tuple[int, int]]
+    pools: list[PoolRecord | None]
+    top_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LangevinStepArgs:
+    """One Langevin update x' = x + (delta^2/2)(df/dx - x/sigma^2) + delta*z, fused into the last layer."""
+
+    x: torch.Tensor
+    delta: float
+    sigma: float
+    seed: int | None = None
+    offset: int = 0
+    noise: torch.Tensor | None = None
+    clamp: tuple[float, float] | None = None
+
+
+def _pool_forward(h: torch.Tensor, layer: ConvLayer) -> tuple[torch.Tensor, PoolRecord]:
+    input_hw = (h.shape[-2], h.shape[-1])
+    if layer.pool_kind == "max":
+        pooled, indices = F.max_pool2d(h, layer.pool, layer.pool, return_indices=True)
+        return pooled, PoolRecord("max", layer.pool, input_hw, indices)
+    return F.avg_pool2d(h, layer.pool, layer.pool), PoolRecord("avg", layer.pool, input_hw, None)
+
+
+def _pool_backward(grad: torch.Tensor, record: PoolRecord) -> torch.Tensor:
+    """Route a gradient back through a non-overlapping pool (max: to the argmax; avg: spread)."""
+    if record.kind == "max":
+        return F.max_unpool2d(grad, record.indices, record.window, record.window, output_size=record.input_hw)
+    spread = grad.repeat_interleave(record.window, -2).repeat_interleave(record.window, -1)
+    spread = spread / float(record.window * record.window)
+    full = grad.new_zeros(grad.shape[:-2] + record.input_hw)
+    full[..., : spread.shape[-2], : spread.shape[-1]] = spread
+    return full
+
+
+class GenerativeConvNet(nn.Module):
+    """A GCN with a configurable bottom-up ConvNet and Gaussian reference N(0, sigma^2 I).
+
+    Args:
+        spec: the architecture of f.
+        sigma: standard deviation of the reference distribution q, > 0.
+        init_seed: seed of the N(0, init_std^2) weight initialisation (None: torch's global RNG).
+
+    Example:
+        >>> from genconv.engine.presets import network_for
+        >>> model = GenerativeConvNet(network_for("texture", in_channels=1, image_size=32), sigma=1.0)
+        >>> model.f(torch.randn(2, 1, 32, 32)).shape
+        torch.Size([2])
+    """
+
+    def __init__(self, spec: NetworkSpec, sigma: float = 1.0, init_seed: int | None = None) -> None:
+        super().__init__()
+        if not sigma > 0:
+            raise ConfigError(f"sigma must be positive, got {sigma}")
+        self.spec = spec
+        self.sigma = float(sigma)
+        self.convs = nn.ModuleList()
+        channels = spec.in_channels
+        for layer in spec.layers:
+            self.convs.append(
+                nn.Conv2d(channels, layer.channels, layer.kernel, layer.stride, layer.pad, bias=spec.bias)
+            )
+            channels = layer.channels
+        self.fc: nn.Linear | None = None
+        if spec.top == "fc":
+            assert spec.image_size is not None
+            height, width = spec.layer_sizes(spec.image_size)[-1]
+            self.fc = nn.Linear(channels * height * width, 1, bias=spec.bias)
+        generator = None if init_seed is None else torch.Generator().manual_seed(init_seed)
+        for module in self._weighted_layers():
+            nn.init.normal_(module.weight, 0.0, spec.init_std, generator=generator)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def _weighted_layers(self) -> list[nn.Conv2d | nn.Linear]:
+        """The conv layers bottom-up, then the fully connected top if there is one."""
+        return [*self.convs, *([self.fc] if self.fc is not None else [])]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.convs[0].weight.dtype
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.spec.in_channels:
+            raise ConfigError(f"x must have shape [B, {self.spec.in_channels}, H, W], got {list(x.shape)}")
+        self.spec.check_input(x.shape[-2], x.shape[-1])
+
+    def _activate(self, pre: torch.Tensor) -> torch.Tensor:
+        return F.relu(pre) if self.spec.slope == 0 else F.leaky_relu(pre, self.spec.slope)
+
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        """The score f(x; w) per image, differentiable in x and w (the learning path).
+
+        Args:
+            x: [B, C, H, W] images in model space.
+        Returns:
+            [B] scores, in the model's dtype.
+        """
+        self._check_input(x)
+        h = x.to(self.dtype)
+        for layer, conv in zip(self.spec.layers, self.convs, strict=True):
+            h = self._activate(conv(h))
+            if layer.pool > 1:
+                h = _pool_forward(h, layer)[0]
+        if self.fc is not None:
+            return self.fc(h.flatten(1)).squeeze(1)
+        return h.sum(dim=(1, 2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.f(x)
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """E(x) = ||x||^2 / (2 sigma^2) - f(x), per image ([B])."""
+        squared = x.to(self.dtype).pow(2).flatten(1).sum(dim=1)
+        return squared / (2.0 * self.sigma**2) - self.f(x)
+
+    @torch.no_grad()
+    def bottom_up(self, x: torch.Tensor, backend: str | Backend = "auto") -> BottomUpPass:
+        """The explicit bottom-up pass: f per image and every layer's binary mask, no autograd."""
+        self._check_input(x)
+        ops = resolve_backend(backend, x.device)
+        masks, input_hws, pools = [], [], []
+        h = x
+        score = None
+        last = len(self.spec.layers) - 1
+        for index, (layer, conv) in enumerate(zip(self.spec.layers, self.convs, strict=True)):
+            input_hws.append((h.shape[-2], h.shape[-1]))
+            summed_top = index == last and self.fc is None and layer.pool <= 1
+            forward = ops.conv_act_forward_sum if summed_top else ops.conv_act_forward
+            out, mask = forward(h, conv.weight, conv.bias, layer.stride, layer.pad, self.spec.slope)
+            masks.append(mask)
+            record = None
+            if summed_top:
+                score = out
+            elif layer.pool > 1:
+                out, record = _pool_forward(out, layer)
+            pools.append(record)
+            h = out
+        top_shape = tuple(masks[-1].shape) if pools[-1] is None else tuple(h.shape)
+        if self.fc is not None:
+            score = self.fc(h.flatten(1).to(self.fc.weight.dtype)).squeeze(1)
+        elif score is None:
+            score = h.flatten(1).sum(dim=1)
+        return BottomUpPass(score, masks, input_hws, pools, top_shape)
+
+    def _top_coefficients(self, top_shape: tuple[int, ...], dtype: torch.dtype, device: torch.device):
+        """B at the top: all ones for the summed top, the FC weights for the object top."""
+        if self.fc is None:
+            return torch.ones((1,), dtype=dtype, device=device).expand(top_shape)
+        return self.fc.weight.to(dtype).reshape((1,) + top_shape[1:]).expand(top_shape)
+
+    @torch.no_grad()
+    def top_down(
+        self,
+        trace: BottomUpPass,
+        backend: str | Backend = "auto",
+        dtype: torch.dtype | None = None,
+        langevin: LangevinStepArgs | None = None,
+    ) -> torch.Tensor:
+        """The explicit top-down pass: df/dx, or with ``langevin`` the next chain state.
+
+        The gradient goes back through every layer as a transposed convolution of the mask-gated
+        coefficients; with ``langevin`` the bottom layer's pass ends in the Langevin update, so
+        the image-space gradient is never materialised by a fused backend.
+        """
+        device = trace.masks[0].device
+        ops = resolve_backend(backend, device)
+        dtype = dtype or (langevin.x.dtype if langevin is not None else self.dtype)
+        grad = self._top_coefficients(trace.top_shape, dtype, device)
+        for index in reversed(range(len(self.spec.layers))):
+            layer, conv, mask = self.spec.layers[index], self.convs[index], trace.masks[index]
+            if trace.pools[index] is not None:
+                grad = _pool_backward(grad, trace.pools[index])
+            if index == 0 and langevin is not None:
+                return ops.masked_conv_transpose_langevin(
+                    grad,
+                    mask,
+                    conv.weight,
+                    layer.stride,
+                    layer.pad,
+                    self.spec.slope,
+                    langevin.x,
+                    langevin.delta,
+                    langevin.sigma,
+                    seed=langevin.seed,
+                    offset=langevin.offset,
+                    noise=langevin.noise,
+                    clamp=langevin.clamp,
+                )
+            grad = ops.masked_conv_transpose(
+                grad, mask, conv.weight, layer.stride, layer.pad, self.spec.slope, trace.input_hws[index]
+            )
+        return grad
+
+    def score_and_grad(self, x: torch.Tensor, backend: str | Backend = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+        """f(x) and df/dx from one explicit bottom-up and one top-down pass."""
+        trace = self.bottom_up(x, backend)
+        return trace.score, self.top_down(trace, backend, dtype=x.dtype)
+
+    def grad_f(self, x: torch.Tensor, backend: str | Backend = "auto") -> torch.Tensor:
+        """df/dx computed top-down with the binary masks (no autograd); shape and dtype of x."""
+        return self.score_and_grad(x, backend)[1]
+
+    def grad_f_autograd(self, x: torch.Tensor) -> torch.Tensor:
+        """df/dx by autograd through ``f``: the oracle for ``grad_f``."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.f(x).sum(), x)
+        return grad
+
+    def reconstruct(self, x: torch.Tensor, backend: str | Backend = "auto") -> torch.Tensor:
+        """The auto-encoder reconstruction sigma^2 df/dx: the mean of the Gaussian piece holding x."""
+        return self.sigma**2 * self.grad_f(x, backend)
+
+    @torch.no_grad()
+    def decompose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The affine form of f on the activation piece of x: f(x) = alpha + <x, B>.
+
+        Returns:
+            (alpha [B], B [B, C, H, W]) from the explicit alpha and B recursions of the paper.
+        """
+        trace = self.bottom_up(x, "torch")
+        dtype = x.dtype if x.dtype == torch.float64 else torch.float32
+        grad = self._top_coefficients(trace.top_shape, dtype, x.device)
+        alpha = torch.zeros(x.shape[0], dtype=dtype, device=x.device)
+        if self.fc is not None and self.fc.bias is not None:
+            alpha = alpha + self.fc.bias.to(dtype)
+        torch_ops = resolve_backend("torch", x.device)
+        for index in reversed(range(len(self.spec.layers))):
+            layer, conv, mask = self.spec.layers[index], self.convs[index], trace.masks[index]
+            if trace.pools[index] is not None:
+                grad = _pool_backward(grad, trace.pools[index])
+            if conv.bias is not None:
+                gate = torch.where(mask, torch.ones((), dtype=dtype), torch.full((), self.spec.slope, dtype=dtype))
+                alpha = alpha + (grad * gate * conv.bias.to(dtype).view(1, -1, 1, 1)).flatten(1).sum(dim=1)
+            grad = torch_ops.masked_conv_transpose(
+                grad, mask, conv.weight, layer.stride, layer.pad, self.spec.slope, trace.input_hws[index]
+            )
+        return alpha, grad

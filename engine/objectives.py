@@ -1,0 +1,30 @@
+"""Learning objectives whose gradients drive the parameter updates."""
+
+from dataclasses import dataclass
+
+import torch
+
+from genconv.engine.model import GenerativeConvNet
+
+
+@dataclass
+class MaximumLikelihoodTerms:
+    """The loss and the scores it was built from (per image, still attached to the graph)."""
+
+    loss: torch.Tensor
+    f_observed: torch.Tensor
+    f_synthesized: torch.Tensor
+
+
+def maximum_likelihood_loss(
+    model: GenerativeConvNet, observed: torch.Tensor, synthesized: torch.Tensor
+) -> MaximumLikelihoodTerms:
+    """mean f(synthesized) - mean f(observed): its negative gradient in w is the log-likelihood gradient.
+
+    d/dw of the loss = mean df/dw(synthesized) - mean df/dw(observed), so a descent step moves w
+    along (data statistics - synthesized statistics), the MLE update of the GCN paper. The
+    synthesized images are treated as constants.
+    """
+    f_observed = model.f(observed)
+    f_synthesized = model.f(synthesized.detach())
+    return MaximumLikelihoodTerms(f_synthesized.mean() - f_observed.mean(), f_observed, f_synthesized)
