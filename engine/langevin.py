@@ -17,6 +17,7 @@ import torch
 
 from genconv.bindings.backends import Backend, resolve_backend
 from genconv.bindings.errors import ConfigError
+from genconv.engine.graphs import CHAIN_GRAPHS, ChainKey
 from genconv.engine.model import GenerativeConvNet, LangevinStepArgs
 from genconv.engine.seeding import MAX_SEED
 
@@ -127,6 +128,7 @@ def langevin(
     backend: str | Backend = "auto",
     diagnostics: bool = False,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    cuda_graph: bool = True,
 ) -> LangevinResult:
     """Run ``steps`` Langevin steps of ``model`` from the chain states ``x``.
 
@@ -148,6 +150,8 @@ def langevin(
         backend: "torch", "triton", "auto" or a Backend.
         diagnostics: record energy, ||df/dx|| and reconstruction error per step and chain.
         callback: called as callback(step_index, states) after every step.
+        cuda_graph: on CUDA with the fused kernels, record a chain whose shapes repeat in a CUDA
+            graph and replay it (not with diagnostics, a callback, given noise or noise_free).
     Returns:
         LangevinResult with the final states (x's dtype) and, if asked, the diagnostics.
 
@@ -169,6 +173,20 @@ def langevin(
         raise ConfigError(f"noise must have shape [{steps}, {', '.join(map(str, x.shape))}], got {list(noise.shape)}")
     run_seed = seed_from(seed, generator)
     ops = resolve_backend(backend, x.device)
+    plain = not (diagnostics or noise_free or noise is not None or callback is not None)
+    if cuda_graph and plain and x.is_cuda and ops.name == "triton" and steps > 0:
+        parameters = tuple((p.data_ptr(), tuple(p.shape)) for p in model.parameters())
+        key = ChainKey(
+            id(model), model.spec, parameters, tuple(x.shape), x.dtype, x.device,
+            steps, float(delta), sigma, stride, clamp, ops.name,
+        )  # fmt: skip
+
+        def runner(states: torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
+            return _fused_chain(model, ops, states, steps, delta, sigma, counter, stride, clamp)
+
+        replayed = CHAIN_GRAPHS.run(key, x, run_seed, stream_offset + start_step * stride, runner)
+        if replayed is not None:
+            return LangevinResult(x=replayed, seed=run_seed, next_step=start_step + steps)
     records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     zeros = torch.zeros_like(x) if noise_free else None
     state = x
@@ -198,6 +216,25 @@ def langevin(
     if diagnostics:
         found = _stack_diagnostics(records, x.shape[0], x.device)
     return LangevinResult(x=state, seed=run_seed, next_step=start_step + steps, diagnostics=found)
+
+
+def _fused_chain(
+    model: GenerativeConvNet,
+    ops: Backend,
+    x: torch.Tensor,
+    steps: int,
+    delta: float,
+    sigma: float,
+    counter: torch.Tensor,
+    stride: int,
+    clamp: tuple[float, float] | None,
+) -> torch.Tensor:
+    """``steps`` fused steps whose kernels read [seed, base] from ``counter``: what a graph records."""
+    state = x
+    for step in range(steps):
+        update = LangevinStepArgs(x=state, delta=delta, sigma=sigma, seed=counter, offset=step * stride, clamp=clamp)
+        state = model.top_down(model.bottom_up(state, ops), ops, langevin=update)
+    return state
 
 
 def _step_diagnostics(

@@ -46,7 +46,7 @@ class LangevinStepArgs:
     x: torch.Tensor
     delta: float
     sigma: float
-    seed: int | None = None
+    seed: int | torch.Tensor | None = None
     offset: int = 0
     noise: torch.Tensor | None = None
     clamp: tuple[float, float] | None = None

@@ -196,7 +196,7 @@ def langevin_update(
     delta: float,
     sigma: float,
     *,
-    seed: int | None = None,
+    seed: int | torch.Tensor | None = None,
     offset: int = 0,
     noise: torch.Tensor | None = None,
     clamp: tuple[float, float] | None = None,
@@ -204,12 +204,13 @@ def langevin_update(
     """One Langevin step of the GCN convention: x + (delta^2/2)(grad_f - x/sigma^2) + delta*z.
 
     The noise z is ``noise`` when given, else ``philox_normal(seed, offset, x.shape)``; a step
-    with ``delta`` = 0 is plain gradient flow and draws nothing.
+    with ``delta`` = 0 is plain gradient flow and draws nothing. ``seed`` may also be an int64
+    tensor [seed, base], meaning counter offset + base (the kernels read it from device memory).
 
     Args:
         x: chain states [B, ...]; grad_f: df/dx, same shape.
         delta: step size (also the noise std); sigma: std of the reference distribution.
-        seed, offset: counter-based noise (used when ``noise`` is None).
+        seed, offset: counter-based noise (used when ``noise`` is None); seed an int or [seed, base].
         noise: standard normals shaped like x, to replay a given noise sequence.
         clamp: optional (low, high) bounds applied to the new state.
     Returns:
@@ -223,6 +224,9 @@ def langevin_update(
         if noise is None:
             if seed is None:
                 raise ValueError("langevin_update needs either noise or a seed")
+            if isinstance(seed, torch.Tensor):
+                seed, base = (int(value) for value in seed.tolist())
+                offset += base
             noise = philox_normal(seed, offset, tuple(x.shape), x.device)
         new = new + delta * noise.to(acc)
     if clamp is not None:
@@ -241,7 +245,7 @@ def masked_conv_transpose_langevin(
     delta: float,
     sigma: float,
     *,
-    seed: int | None = None,
+    seed: int | torch.Tensor | None = None,
     offset: int = 0,
     noise: torch.Tensor | None = None,
     clamp: tuple[float, float] | None = None,

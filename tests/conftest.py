@@ -1,7 +1,19 @@
-"""Test configuration: CPU threads, and the gpu marker skipped where no CUDA device exists."""
+"""Test configuration.
 
-import pytest
+Without a CUDA device the Triton kernels run in Triton's CPU interpreter: TRITON_INTERPRET must be
+set before any kernel module is imported, so it is set here, at the top of the suite. Tests marked
+``gpu`` are skipped without a CUDA device.
+"""
+
+import os
+
 import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    os.environ.setdefault("GENCONV_AUTOTUNE", "0")
+
+import pytest  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -2,11 +2,12 @@
 
 import pytest
 import torch
-from support import ARCHITECTURES, build, random_input
 
 from genconv.bindings.errors import ConfigError
 from genconv.engine.langevin import init_chains, langevin
 from genconv.kernels.reference import philox_normal
+
+from support import ARCHITECTURES, build, random_input
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """Maximum-likelihood learning: the gradient's form (oracle 10) and learning on a bundled texture."""
 
 import torch
-from support import ARCHITECTURES, build, random_input
 
 from genconv.engine.config import TrainConfig
 from genconv.engine.objectives import maximum_likelihood_loss
 from genconv.engine.trainer import Trainer
+
+from support import ARCHITECTURES, build, random_input
 
 
 def _parameter_gradients(model) -> torch.Tensor:

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from support import ARCHITECTURE_IDS, ARCHITECTURES, build, random_input
 
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.network import ConvLayer, NetworkSpec
+
+from support import ARCHITECTURE_IDS, ARCHITECTURES, build, random_input
 
 
 def _masks(model: GenerativeConvNet, x: torch.Tensor) -> list[torch.Tensor]:

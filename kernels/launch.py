@@ -1,0 +1,87 @@
+"""What every Triton launcher shares: interpreter detection, the dot dtype policy, autotuning.
+
+Dtype policy: tiles are loaded in their storage dtype and accumulated in float32; tl.dot takes
+float32 operands (TF32 on tensor cores, as cuDNN does by default) or bfloat16 operands when the
+chains are stored in bfloat16. Triton's CPU interpreter mis-computes bfloat16 dots, so there
+both operands are upcast to float32.
+
+``GENCONV_AUTOTUNE=0`` (and the interpreter) launch the first config of each kernel's list
+instead of autotuning, which keeps tests fast and deterministic.
+"""
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def interpreting() -> bool:
+    """True when TRITON_INTERPRET=1 runs kernels in Triton's CPU interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def autotune_enabled() -> bool:
+    """Autotune unless GENCONV_AUTOTUNE=0 or the interpreter runs the kernels."""
+    return os.environ.get("GENCONV_AUTOTUNE", "1") != "0" and not interpreting()
+
+
+def dot_dtype(storage: torch.dtype) -> tl.dtype:
+    """The operand dtype of tl.dot for tiles stored in ``storage``."""
+    if storage == torch.bfloat16 and not interpreting():
+        return tl.bfloat16
+    return tl.float32
+
+
+def check_dtype(name: str, tensor: torch.Tensor) -> None:
+    if tensor.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{name} must be float32 or bfloat16 for the Triton kernels, got {tensor.dtype}")
+
+
+def check_device(*tensors: torch.Tensor) -> None:
+    """Kernels run on CUDA tensors, or on CPU tensors under the interpreter; all on one device."""
+    devices = {t.device for t in tensors}
+    if len(devices) != 1:
+        raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
+    (device,) = devices
+    if device.type != "cuda" and not interpreting():
+        raise ValueError(f"the Triton kernels need CUDA tensors (or TRITON_INTERPRET=1), got {device}")
+
+
+# Largest GEMM tile per axis in the interpreter, and the largest tile area (tests lower them to
+# cross tile boundaries).
+INTERPRETER_TILE_CAPS = {"BLOCK_M": 4096, "BLOCK_N": 128, "BLOCK_K": 128}
+INTERPRETER_TILE_AREA = 65536
+
+
+def interpreter_tiles(rows: int, columns: int, reduction: int) -> list[triton.Config]:
+    """One GEMM tile config for the interpreter: as large as the problem allows (it runs every
+    program in Python, so fewer, bigger programs are faster), at least 16 per axis, within the caps."""
+
+    def fit(axis: str, size: int, cap: int) -> int:
+        return max(16, min(cap, INTERPRETER_TILE_CAPS[axis], triton.next_power_of_2(max(size, 1))))
+
+    block_k = fit("BLOCK_K", reduction, INTERPRETER_TILE_AREA)
+    block_n = fit("BLOCK_N", columns, INTERPRETER_TILE_AREA // block_k)
+    block_m = fit("BLOCK_M", rows, INTERPRETER_TILE_AREA // block_k)
+    return [triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k}, num_warps=1)]
+
+
+def launch(
+    kernel: Any,
+    grid: Callable[[dict[str, Any]], tuple[int, ...]],
+    configs: Sequence[triton.Config],
+    *args: Any,
+    **kwargs: Any,
+) -> None:
+    """Launch an autotuned kernel, or its first config when autotuning is off."""
+    if autotune_enabled():
+        kernel[grid](*args, **kwargs)
+        return
+    first = configs[0]
+    meta = {**kwargs, **first.kwargs}
+    kernel.fn[grid](*args, **meta, num_warps=first.num_warps, num_stages=first.num_stages)

@@ -1,0 +1,83 @@
+"""Parity of the bottom-up conv + bias + activation kernel (and its mask) with the reference."""
+
+import pytest
+import torch
+
+from genconv.kernels import launch, reference
+from genconv.kernels.conv_forward import conv_act_forward, conv_act_forward_sum
+
+from kernel_support import DEVICE, assert_close, case_id, nan_poisoned_outputs, non_contiguous  # noqa: F401
+
+# batch, c_in, height, width, c_out, kernel, stride, padding, slope, bias, dtype
+CASES = [
+    (1, 1, 9, 9, 3, 3, 1, 1, 0.0, True, torch.float32),
+    (2, 3, 11, 7, 5, 3, 2, 0, 0.2, True, torch.float32),
+    (3, 2, 17, 13, 4, 5, 2, 2, 0.0, False, torch.float32),
+    (2, 1, 19, 19, 6, 7, 3, 3, 0.0, True, torch.float32),
+    (1, 4, 6, 5, 17, 1, 1, 0, 0.1, True, torch.float32),
+    (2, 3, 11, 7, 5, 3, 2, 0, 0.2, True, torch.bfloat16),
+    (2, 1, 19, 19, 6, 7, 3, 3, 0.0, True, torch.bfloat16),
+]
+IDS = [case_id(B=c[0], C=c[1], H=c[2], W=c[3], O=c[4], K=c[5], S=c[6], dtype=c[10]) for c in CASES]
+
+
+def _layer(case, seed=0):
+    batch, c_in, height, width, c_out, kernel, stride, padding, slope, bias, dtype = case
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, c_in, height, width, generator=generator).to(DEVICE, dtype)
+    weight = (0.4 * torch.randn(c_out, c_in, kernel, kernel, generator=generator)).to(DEVICE)
+    b = (0.3 * torch.randn(c_out, generator=generator)).to(DEVICE) if bias else None
+    return x, weight, b, stride, padding, slope, dtype
+
+
+def _assert_masks_agree(mask, x, weight, bias, stride, padding, dtype):
+    """Masks must agree wherever the pre-activation is not within rounding of zero."""
+    bias64 = None if bias is None else bias.double()
+    pre = torch.nn.functional.conv2d(x.double(), weight.double(), bias64, stride, padding)
+    rtol, atol_fraction = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (3e-2, 2e-2)}[dtype]
+    decided = pre.abs() > atol_fraction * float(pre.abs().max()) + 1e-6
+    assert torch.equal(mask[decided], (pre > 0)[decided])
+    assert int(decided.sum()) > 0.9 * pre.numel()
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_activations_and_masks(case) -> None:
+    x, weight, bias, stride, padding, slope, dtype = _layer(case)
+    h, mask = conv_act_forward(x, weight, bias, stride, padding, slope)
+    expected_h, _ = reference.conv_act_forward(x, weight, bias, stride, padding, slope)
+    assert h.dtype == dtype and mask.dtype == torch.bool
+    assert_close(h, expected_h, dtype, "h")
+    _assert_masks_agree(mask, x, weight, bias, stride, padding, dtype)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_summed_top_layer(case) -> None:
+    x, weight, bias, stride, padding, slope, dtype = _layer(case, seed=1)
+    score, mask = conv_act_forward_sum(x, weight, bias, stride, padding, slope)
+    expected_score, _ = reference.conv_act_forward_sum(x, weight, bias, stride, padding, slope)
+    assert score.shape == (x.shape[0],) and score.dtype == torch.float32
+    assert_close(score, expected_score, dtype, "f")
+    _assert_masks_agree(mask, x, weight, bias, stride, padding, dtype)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[3]], ids=[IDS[1], IDS[3]])
+def test_non_contiguous_input_and_small_tiles(case, monkeypatch) -> None:
+    """Strided inputs, and tiles small enough that every GEMM axis spans several programs."""
+    monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16})
+    x, weight, bias, stride, padding, slope, dtype = _layer(case, seed=2)
+    strided = non_contiguous(x)
+    assert not strided.is_contiguous()
+    h, mask = conv_act_forward(strided, non_contiguous(weight), bias, stride, padding, slope)
+    expected_h, expected_mask = reference.conv_act_forward(x, weight, bias, stride, padding, slope)
+    assert_close(h, expected_h, dtype, "h")
+    _assert_masks_agree(mask, x, weight, bias, stride, padding, dtype)
+
+
+def test_bad_shapes() -> None:
+    x = torch.randn(1, 2, 8, 8, device=DEVICE)
+    with pytest.raises(ValueError, match="expected x"):
+        conv_act_forward(x, torch.randn(3, 4, 3, 3, device=DEVICE), None, 1, 1, 0.0)
+    with pytest.raises(ValueError, match="square kernels"):
+        conv_act_forward(x, torch.randn(3, 2, 3, 1, device=DEVICE), None, 1, 1, 0.0)

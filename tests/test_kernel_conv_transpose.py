@@ -1,0 +1,102 @@
+"""Parity of the masked transposed-convolution kernel, plain and with the fused Langevin update."""
+
+import pytest
+import torch
+
+from genconv.kernels import launch, reference
+from genconv.kernels.conv_transpose import masked_conv_transpose, masked_conv_transpose_langevin
+
+from kernel_support import DEVICE, assert_close, case_id, nan_poisoned_outputs, non_contiguous  # noqa: F401
+
+# batch, c_in, height, width, c_out, kernel, stride, padding, slope, dtype
+CASES = [
+    (1, 1, 9, 9, 3, 3, 1, 1, 0.0, torch.float32),
+    (2, 3, 11, 7, 5, 3, 2, 0, 0.2, torch.float32),
+    (3, 2, 17, 13, 4, 5, 2, 2, 0.0, torch.float32),
+    (2, 1, 19, 19, 6, 7, 3, 3, 0.0, torch.float32),
+    (1, 2, 8, 10, 3, 2, 3, 0, 0.0, torch.float32),
+    (1, 17, 6, 5, 4, 1, 1, 0, 0.1, torch.float32),
+    (2, 3, 11, 7, 5, 3, 2, 0, 0.2, torch.bfloat16),
+    (2, 1, 19, 19, 6, 7, 3, 3, 0.0, torch.bfloat16),
+]
+IDS = [case_id(B=c[0], C=c[1], H=c[2], W=c[3], O=c[4], K=c[5], S=c[6], dtype=c[9]) for c in CASES]
+
+
+def _layer(case, seed=0):
+    """A layer's input, weights, bottom-up mask, and an upstream gradient."""
+    batch, c_in, height, width, c_out, kernel, stride, padding, slope, dtype = case
+    generator = torch.Generator().manual_seed(seed)
+    x = (2 * torch.randn(batch, c_in, height, width, generator=generator)).to(DEVICE, dtype)
+    weight = (0.4 * torch.randn(c_out, c_in, kernel, kernel, generator=generator)).to(DEVICE)
+    _, mask = reference.conv_act_forward(x, weight, None, stride, padding, slope)
+    grad = torch.randn(mask.shape, generator=generator).to(DEVICE, dtype)
+    return x, weight, mask, grad, stride, padding, slope, dtype
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_input_gradient(case) -> None:
+    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case)
+    hw = (x.shape[-2], x.shape[-1])
+    out = masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw)
+    expected = reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw)
+    assert out.shape == x.shape and out.dtype == dtype
+    assert_close(out, expected, dtype, "df/dx")
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_fused_langevin_update_with_counter_noise(case) -> None:
+    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=1)
+    out = masked_conv_transpose_langevin(grad, mask, weight, stride, padding, slope, x, 0.3, 1.4, seed=99, offset=7)
+    expected = reference.masked_conv_transpose_langevin(
+        grad, mask, weight, stride, padding, slope, x, 0.3, 1.4, seed=99, offset=7
+    )
+    assert out.shape == x.shape and out.dtype == dtype
+    assert_close(out, expected, dtype, "x'")
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[6]], ids=[IDS[1], IDS[3], IDS[6]])
+def test_fused_update_with_given_noise_clamp_strides_and_small_tiles(case, monkeypatch) -> None:
+    monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16})
+    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=2)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(3)).to(DEVICE, dtype)
+    strided = [non_contiguous(t) for t in (grad, x, noise)]
+    strided_mask = mask.transpose(2, 3).contiguous().transpose(2, 3)
+    out = masked_conv_transpose_langevin(
+        strided[0], strided_mask, non_contiguous(weight), stride, padding, slope, strided[1], 0.5, 1.0,
+        noise=strided[2], clamp=(-3.0, 3.0),
+    )  # fmt: skip
+    expected = reference.masked_conv_transpose_langevin(
+        grad, mask, weight, stride, padding, slope, x, 0.5, 1.0, noise=noise, clamp=(-3.0, 3.0)
+    )
+    assert_close(out, expected, dtype, "x'")
+
+
+def test_expanded_top_coefficients() -> None:
+    """The summed top sends all-ones coefficients: a stride-0 tensor must read correctly."""
+    x, weight, mask, _, stride, padding, slope, dtype = _layer(CASES[2])
+    ones = torch.ones((1,), device=DEVICE).expand(mask.shape)
+    hw = (x.shape[-2], x.shape[-1])
+    out = masked_conv_transpose(ones, mask, weight, stride, padding, slope, hw)
+    expected = reference.masked_conv_transpose(ones.contiguous(), mask, weight, stride, padding, slope, hw)
+    assert_close(out, expected, dtype, "df/dx")
+
+
+def test_bad_shapes() -> None:
+    x, weight, mask, grad, stride, padding, slope, _ = _layer(CASES[1])
+    with pytest.raises(ValueError, match="does not map"):
+        masked_conv_transpose(grad, mask, weight, stride, padding, slope, (30, 30))
+    with pytest.raises(ValueError, match="expected grad and mask"):
+        masked_conv_transpose(grad, mask[:, :2], weight, stride, padding, slope, (11, 7))
+    with pytest.raises(ValueError, match="noise or a seed"):
+        masked_conv_transpose_langevin(grad, mask, weight, stride, padding, slope, x, 0.3, 1.0)
+
+
+def test_fused_update_reads_seed_and_counter_base_from_device_memory() -> None:
+    x, weight, mask, grad, stride, padding, slope, dtype = _layer(CASES[1], seed=4)
+    counter = torch.tensor([31, 500], dtype=torch.int64, device=DEVICE)
+    layer = (grad, mask, weight, stride, padding, slope, x, 0.3, 1.0)
+    from_memory = masked_conv_transpose_langevin(*layer, seed=counter, offset=11)
+    direct = masked_conv_transpose_langevin(*layer, seed=31, offset=511)
+    assert torch.equal(from_memory, direct)
