@@ -1,9 +1,10 @@
-"""The ``genconv`` command line: ``genconv train`` and ``genconv sample``.
+"""The ``genconv`` command line: ``train``, ``sample``, ``eval`` and ``compare``.
 
 Bad input ends the program with one line on stderr and a non-zero exit status, never a traceback.
 """
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from genconv.bindings.errors import ConfigError, GenconvError
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+MODELS = "gcn, wgcn or ggcn"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,74 +30,136 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     pass
 
 
-def _add_train(commands: argparse._SubParsersAction) -> None:
-    from genconv.engine.data import dataset_names
-    from genconv.engine.presets import PRESETS
+def _add_compute_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="auto", help=f"compute backend: {', '.join(BACKEND_NAMES)}")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    preset_lines = "\n".join(
-        f"  {p.name:8s} {p.summary}; paper size {p.paper_image_size} px; delta {p.delta}, sigma {p.sigma}, "
-        f"{p.langevin_steps} steps/iter, lr {p.lr}, {p.iterations} iterations, data {p.data}"
-        for p in PRESETS.values()
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by train and compare: data, network, sampler and learning settings."""
+    group = parser.add_argument_group("data and network")
+    group.add_argument("--preset", default="texture", help="network and defaults (see the list above)")
+    group.add_argument("--data", default=None, help="dataset spec, e.g. texture:brick, faces:lfw, folder:PATH")
+    group.add_argument("--image-size", type=int, default=None, help="side of the square training images, pixels")
+    group.add_argument("--max-images", type=int, default=None, help="use at most this many images")
+    group.add_argument("--holdout", type=int, default=0, help="images kept out of training for evaluation (the last)")
+    group.add_argument(
+        "--pixel-range",
+        default=None,
+        help="model space: centred ([0, 255] minus channel mean; gcn, wgcn) or unit ([-1, 1]; ggcn)",
     )
-    parser = commands.add_parser(
-        "train",
-        help="learn a model from images by maximum likelihood with persistent Langevin chains",
-        formatter_class=_Formatter,
-        description=(
-            "Train a Generative ConvNet. Writes into --out: config.json, metrics.jsonl (one JSON line per "
-            "iteration), checkpoint.pt (atomic), latest.png and images/iter_N.png (observed | synthesized).\n\n"
-            f"presets:\n{preset_lines}\n\nbundled datasets: {', '.join(dataset_names())}; also folder:PATH, "
-            "array:PATH.npy|.npz.\nOptions shown with default None take the preset's value."
-        ),
+    group.add_argument("--slope", type=float, default=None, help="leaky-ReLU slope (0 = ReLU; default: the preset's)")
+    group = parser.add_argument_group("sampling and learning")
+    group.add_argument("--iterations", type=int, default=None, help="learning iterations (total, also on resume)")
+    group.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="image-space Langevin steps per iteration (ggcn: refinement steps, may be 0)",
     )
-    parser.add_argument("--model", default="gcn", help="model family (gcn)")
-    parser.add_argument("--preset", default="texture", help="network and defaults: texture or object")
-    parser.add_argument("--data", default=None, help="dataset spec, e.g. texture:brick, faces:lfw, folder:PATH")
-    parser.add_argument("--out", required=True, help="run directory (created if missing)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--image-size", type=int, default=None, help="side of the square training images, pixels")
-    parser.add_argument("--max-images", type=int, default=None, help="use at most this many images")
-    parser.add_argument("--iterations", type=int, default=None, help="learning iterations (total, also on resume)")
-    parser.add_argument("--steps", type=int, default=None, help="Langevin steps per iteration")
-    parser.add_argument(
+    group.add_argument(
         "--delta",
         type=float,
         default=None,
-        help="Langevin step size = noise std, in pixel units (intensities 0-255 minus mean)",
+        help="Langevin step size = noise std, in model-space units (see --pixel-range)",
     )
-    parser.add_argument("--sigma", type=float, default=None, help="std of the Gaussian reference q, pixel units")
-    parser.add_argument(
+    group.add_argument("--sigma", type=float, default=None, help="std of the Gaussian reference q, model-space units")
+    group.add_argument(
         "--chains",
         type=int,
         default=None,
-        help="number of persistent chains (default: 3 per image for texture, 16 for object)",
+        help="chains per iteration (gcn/wgcn: persistent; default 3 per image for texture)",
     )
-    parser.add_argument("--chain-init", default="noise", help="chain start: noise (N(0, sigma^2)), zeros or data")
-    parser.add_argument(
-        "--no-persistent",
-        action="store_true",
-        help="restart the chains from --chain-init every iteration instead of keeping them",
+    group.add_argument("--chain-init", default="noise", help="gcn/wgcn chain start: noise (N(0, sigma^2)), zeros, data")
+    group.add_argument(
+        "--no-persistent", action="store_true", help="gcn/wgcn: restart the chains from --chain-init every iteration"
     )
-    parser.add_argument("--batch-size", type=int, default=None, help="observed images per iteration (all if unset)")
-    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate")
-    parser.add_argument("--beta1", type=float, default=None, help="Adam beta1")
-    parser.add_argument("--slope", type=float, default=0.0, help="leaky-ReLU slope (0 = ReLU)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random stream of the run")
-    parser.add_argument("--backend", default="auto", help=f"compute backend: {', '.join(BACKEND_NAMES)}")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--image-every", type=int, default=50, help="write a PNG grid every this many iterations")
+    group.add_argument("--batch-size", type=int, default=None, help="observed images per iteration (all if unset)")
+    group.add_argument("--lr", type=float, default=None, help="Adam learning rate of f")
+    group.add_argument("--beta1", type=float, default=None, help="Adam beta1")
+    group.add_argument("--seed", type=int, default=0, help="seed of every random stream of the run")
+    group = parser.add_argument_group("wgcn and ggcn (genconv's formulation)")
+    group.add_argument(
+        "--lambda-w",
+        type=float,
+        default=None,
+        help="weight of the Wasserstein (JKO) transport penalty; 0 = plain MLE (default 1)",
+    )
+    group.add_argument(
+        "--transport",
+        default="coupling",
+        help="W2 bound: coupling (particle m to m) or assignment (exact, batches of 256)",
+    )
+    group.add_argument("--penalty", default="transport", help="transport (JKO) or gradient (WGAN-GP style)")
+    group.add_argument("--gp-target", type=float, default=1.0, help="target ||df/dx|| of the gradient penalty")
+    group.add_argument("--latent-dim", type=int, default=None, help="ggcn: dimension d of z ~ N(0, I_d) (100)")
+    group.add_argument("--hidden-steps", type=int, default=None, help="ggcn: hidden-space Langevin steps (10; 0 = off)")
+    group.add_argument("--hidden-step-size", type=float, default=None, help="ggcn: hidden-space step size s (0.1)")
+    group.add_argument(
+        "--hidden-grad-clip",
+        type=float,
+        default=None,
+        help="ggcn: largest norm of d f(g(z))/dz per chain in the hidden steps (100)",
+    )
+    group.add_argument("--generator-lr", type=float, default=None, help="ggcn: Adam learning rate of g (1e-4)")
+    group.add_argument("--generator-width", type=int, default=None, help="ggcn: channels of g at 4 x 4")
+    group.add_argument("--generator-norm", default="none", help="ggcn: none or batch normalisation in g")
+    group.add_argument("--no-amortize", action="store_true", help="ggcn: do not train g (ablation)")
+
+
+def _config_from(args: argparse.Namespace, model: str):
+    from genconv.engine.config import TrainConfig
+
+    return TrainConfig(
+        model=model, preset=args.preset, data=args.data, image_size=args.image_size, max_images=args.max_images,
+        holdout=args.holdout, iterations=args.iterations, langevin_steps=args.steps, delta=args.delta,
+        sigma=args.sigma, num_chains=args.chains, chain_init=args.chain_init, persistent=not args.no_persistent,
+        batch_size=args.batch_size, lr=args.lr, beta1=args.beta1, slope=args.slope, pixel_range=args.pixel_range,
+        lambda_w=args.lambda_w, transport=args.transport, penalty=args.penalty, gp_target=args.gp_target,
+        latent_dim=args.latent_dim, hidden_steps=args.hidden_steps, hidden_step_size=args.hidden_step_size,
+        hidden_grad_clip=args.hidden_grad_clip,
+        generator_lr=args.generator_lr, generator_width=args.generator_width, generator_norm=args.generator_norm,
+        amortize=not args.no_amortize, seed=args.seed, backend=args.backend, device=args.device,
+        image_every=getattr(args, "image_every", 50), checkpoint_every=getattr(args, "checkpoint_every", 50),
+    )  # fmt: skip
+
+
+def _preset_help() -> str:
+    from genconv.engine.data import dataset_names
+    from genconv.engine.presets import PRESETS
+
+    lines = "\n".join(f"  {p.name:8s} {p.summary}; {p.paper_image_size} px, data {p.data}" for p in PRESETS.values())
+    return (
+        f"presets:\n{lines}\n\nbundled datasets: {', '.join(dataset_names())}; also folder:PATH, array:PATH.npy|.npz.\n"
+        "Options shown with default None take the default of the preset and the model family."
+    )
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train", help="learn a GCN, wGCN or GGCN from images", formatter_class=_Formatter,
+        description=(
+            "Train a model. Writes into --out: config.json, metrics.jsonl (one JSON line per iteration), "
+            "checkpoint.pt (atomic), latest.png and images/iter_N.png (observed | synthesized), curves.png.\n\n"
+            + _preset_help()
+        ),
+    )  # fmt: skip
+    parser.add_argument("--model", default=None, help=f"model family: {MODELS} (default gcn; on resume the run's)")
+    parser.add_argument("--out", required=True, help="run directory (created if missing)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    _add_training_options(parser)
+    parser.add_argument("--image-every", type=int, default=50, help="write PNGs every this many iterations")
     parser.add_argument("--checkpoint-every", type=int, default=50, help="checkpoint every this many iterations")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_compute_options(parser)
     parser.set_defaults(run=_run_train)
 
 
 def _add_sample(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "sample",
-        help="draw samples from a trained checkpoint with Langevin dynamics",
-        formatter_class=_Formatter,
+        "sample", help="draw samples from a trained checkpoint", formatter_class=_Formatter,
         description="Run Langevin chains under a trained model; writes a PNG grid and the raw samples.",
-    )
+    )  # fmt: skip
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pt written by genconv train")
     parser.add_argument("--out", required=True, help="PNG grid to write")
     parser.add_argument(
@@ -104,70 +168,86 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
         help="raw samples, .npy or .pt: float32 [N, C, H, W] in pixel units (default: --out with .npy)",
     )
     parser.add_argument("--num", type=int, default=16, help="number of samples")
-    parser.add_argument("--steps", type=int, default=200, help="Langevin steps per chain")
+    parser.add_argument("--steps", type=int, default=200, help="image-space Langevin steps per chain")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed (each chain draws the same noise whatever --batch-size)"
     )
-    parser.add_argument("--delta", type=float, default=None, help="step size, pixel units (default: the run's)")
+    parser.add_argument("--delta", type=float, default=None, help="step size, model-space units (default: the run's)")
     parser.add_argument(
         "--init",
-        default="noise",
-        help="chain start: noise (N(0, sigma^2)), zeros, or chains (the run's persistent chains)",
+        default=None,
+        help="chain start: noise (N(0, sigma^2)), zeros, chains (the run's persistent chains) or "
+        "generator (ggcn: z ~ N(0, I) -> g(z)); default generator for ggcn, else noise",
     )
+    parser.add_argument("--hidden-steps", type=int, default=0, help="ggcn: hidden-space Langevin steps before g")
     parser.add_argument("--batch-size", type=int, default=64, help="chains run at once")
-    parser.add_argument("--model", default=None, help="model family the checkpoint must hold (default: any)")
-    parser.add_argument("--backend", default="auto", help=f"compute backend: {', '.join(BACKEND_NAMES)}")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--model", default=None, help=f"model family the checkpoint must hold: {MODELS}")
+    _add_compute_options(parser)
     parser.set_defaults(run=_run_sample)
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "eval", help="sample quality: patch SWD (and FID/IS with a local Inception network)",
+        formatter_class=_Formatter,
+        description=(
+            "Draw --num samples and compare them with the run's held-out images (its training images when it "
+            "held none out, or --data): multi-scale Laplacian-pyramid patch sliced Wasserstein distance (x1e3). "
+            "FID and IS only with --inception, a local TorchScript Inception network; nothing is downloaded."
+        ),
+    )  # fmt: skip
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.pt written by genconv train")
+    parser.add_argument("--num", type=int, default=64, help="number of samples")
+    parser.add_argument("--steps", type=int, default=None, help="image-space Langevin steps (default: the run's)")
+    parser.add_argument("--init", default=None, help="chain start, as for genconv sample")
+    parser.add_argument("--hidden-steps", type=int, default=0, help="ggcn: hidden-space Langevin steps before g")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples and of the SWD projections")
+    parser.add_argument("--data", default=None, help="reference images (default: the run's held-out images)")
+    parser.add_argument("--inception", default=None, help="TorchScript Inception network for FID and IS")
+    parser.add_argument("--out", default=None, help="also write the report to this JSON file")
+    _add_compute_options(parser)
+    parser.set_defaults(run=_run_eval)
+
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "compare", help="train GCN, wGCN and GGCN on the same data and budget and report", formatter_class=_Formatter,
+        description="Writes OUT/<model>/ runs and OUT/compare.json, OUT/compare.md, OUT/compare.png.\n\n"
+        + _preset_help(),
+    )  # fmt: skip
+    parser.add_argument("--out", required=True, help="report directory")
+    parser.add_argument("--models", default="gcn,wgcn,ggcn", help="comma-separated model families to compare")
+    _add_training_options(parser)
+    _add_compute_options(parser)
+    parser.set_defaults(run=_run_compare, image_every=1000000, checkpoint_every=1000000)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``genconv`` argument parser."""
     parser = _Parser(
         prog="genconv",
-        description="genconv: Langevin sampling and maximum-likelihood learning of Generative ConvNets.",
+        description="genconv: Langevin sampling and learning of Generative ConvNets (GCN, wGCN, GGCN).",
         formatter_class=_Formatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     _add_train(commands)
     _add_sample(commands)
+    _add_eval(commands)
+    _add_compare(commands)
     return parser
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from genconv.engine.config import TrainConfig
-    from genconv.engine.trainer import Trainer
+    from genconv.engine.checkpoint import load_checkpoint
+    from genconv.engine.trainer import CHECKPOINT_NAME, Trainer
 
-    config = TrainConfig(
-        model=args.model,
-        preset=args.preset,
-        data=args.data,
-        image_size=args.image_size,
-        max_images=args.max_images,
-        iterations=args.iterations,
-        langevin_steps=args.steps,
-        delta=args.delta,
-        sigma=args.sigma,
-        num_chains=args.chains,
-        chain_init=args.chain_init,
-        persistent=not args.no_persistent,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        beta1=args.beta1,
-        slope=args.slope,
-        seed=args.seed,
-        backend=args.backend,
-        device=args.device,
-        image_every=args.image_every,
-        checkpoint_every=args.checkpoint_every,
-    )
-    trainer = Trainer(config, args.out, resume=args.resume, progress=not args.no_progress)
+    model = args.model
+    if model is None:
+        model = load_checkpoint(Path(args.out) / CHECKPOINT_NAME)["model_kind"] if args.resume else "gcn"
+    trainer = Trainer(_config_from(args, model), args.out, resume=args.resume, progress=not args.no_progress)
     summary = trainer.fit()
-    print(
-        f"trained {summary.iterations} iterations; checkpoint {summary.checkpoint}; "
-        f"images {Path(args.out) / 'latest.png'}"
-    )
+    print(f"trained {summary.iterations} iterations; checkpoint {summary.checkpoint}; "
+          f"images {Path(args.out) / 'latest.png'}")  # fmt: skip
     return 0
 
 
@@ -181,21 +261,43 @@ def _run_sample(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out must be a .png file, got {args.out!r}")
     raw = check_raw_path(args.raw if args.raw else out.with_suffix(".npy"))
     samples = sample_checkpoint(
-        args.checkpoint,
-        num=args.num,
-        steps=args.steps,
-        seed=args.seed,
-        delta=args.delta,
-        init=args.init,
-        batch_size=args.batch_size,
-        backend=args.backend,
-        device=resolve_device(args.device),
-        expected_model=args.model,
-        progress=not args.no_progress,
-    )
+        args.checkpoint, num=args.num, steps=args.steps, seed=args.seed, delta=args.delta, init=args.init,
+        hidden_steps=args.hidden_steps, batch_size=args.batch_size, backend=args.backend,
+        device=resolve_device(args.device), expected_model=args.model, progress=not args.no_progress,
+    )  # fmt: skip
     save_png(grid_array(samples.pixels()), out)
     save_raw(samples.image_space(), raw)
     print(f"wrote {args.num} samples: {out} and {raw}")
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from genconv.engine.config import resolve_device
+    from genconv.engine.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(
+        args.checkpoint, num=args.num, steps=args.steps, init=args.init, hidden_steps=args.hidden_steps,
+        seed=args.seed, data=args.data, inception=args.inception, backend=args.backend,
+        device=resolve_device(args.device),
+    )  # fmt: skip
+    text = json.dumps(report, indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from genconv.engine.compare import compare_models
+
+    models = tuple(name.strip() for name in args.models.split(",") if name.strip())
+    if not models or any(name not in ("gcn", "wgcn", "ggcn") for name in models):
+        raise ConfigError(f"--models must list {MODELS}, comma-separated; got {args.models!r}")
+    report = compare_models(_config_from(args, models[0]), args.out, models, progress=not args.no_progress)
+    from genconv.engine.compare import markdown_table
+
+    print(markdown_table(report), end="")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Training configuration: every option of ``genconv train``, resolved against a preset."""
+"""Training configuration: every option of ``genconv train``, resolved against a preset and a model family."""
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
@@ -8,19 +8,26 @@ import torch
 
 from genconv.bindings.backends import BACKEND_NAMES
 from genconv.bindings.errors import ConfigError
+from genconv.engine.data import PIXEL_RANGES
+from genconv.engine.generator import GENERATOR_NORMS
 from genconv.engine.langevin import INIT_KINDS
-from genconv.engine.presets import get_preset
+from genconv.engine.presets import GGCN_REGIME, get_preset
 from genconv.engine.seeding import MAX_SEED
+from genconv.engine.wasserstein import PENALTIES, TRANSPORTS
 
-MODEL_KINDS: tuple[str, ...] = ("gcn",)
+MODEL_KINDS: tuple[str, ...] = ("gcn", "wgcn", "ggcn")
+GGCN_ONLY = ("latent_dim", "hidden_steps", "hidden_step_size", "hidden_grad_clip", "generator_lr", "generator_width")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Options of a training run; None means "the preset's default" until ``resolved()``.
+    """Options of a training run; None means "the default of the preset and model family" until ``resolved()``.
 
-    Units: image_size in pixels; delta and sigma in model-space intensity units (pixel values
-    in [0, 255] minus the channel mean); lr is Adam's step size; *_every count iterations.
+    Units: image_size in pixels; delta and sigma in model-space units (pixels in [0, 255] minus the
+    channel mean for pixel_range "centred", [-1, 1] for "unit"); lr is Adam's step size; *_every
+    count iterations. wGCN: lambda_w weighs the transport (or gradient) penalty. GGCN: latent_dim
+    is d of z ~ N(0, I_d); hidden_steps and hidden_step_size drive the Langevin run in z;
+    langevin_steps is then the number of image-space refinement steps.
     """
 
     model: str = "gcn"
@@ -28,6 +35,7 @@ class TrainConfig:
     data: str | None = None
     image_size: int | None = None
     max_images: int | None = None
+    holdout: int = 0
     iterations: int | None = None
     langevin_steps: int | None = None
     delta: float | None = None
@@ -38,7 +46,20 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     beta1: float | None = None
-    slope: float = 0.0
+    slope: float | None = None
+    pixel_range: str | None = None
+    lambda_w: float | None = None
+    transport: str = "coupling"
+    penalty: str = "transport"
+    gp_target: float = 1.0
+    latent_dim: int | None = None
+    hidden_steps: int | None = None
+    hidden_step_size: float | None = None
+    hidden_grad_clip: float | None = None
+    generator_lr: float | None = None
+    generator_width: int | None = None
+    generator_norm: str = "none"
+    amortize: bool = True
     seed: int = 0
     backend: str = "auto"
     device: str = "auto"
@@ -46,19 +67,43 @@ class TrainConfig:
     checkpoint_every: int = 50
 
     def resolved(self) -> "TrainConfig":
-        """A copy with every preset default filled in and every value checked."""
+        """A copy with every default filled in and every value checked."""
+        _choice("model", self.model, MODEL_KINDS)
         preset = get_preset(self.preset)
+        ggcn = self.model == "ggcn"
+        if not ggcn:
+            for name in GGCN_ONLY:
+                if getattr(self, name) is not None:
+                    raise ConfigError(f"{name} applies to --model ggcn only")
+        if self.model == "gcn" and self.lambda_w:
+            raise ConfigError("lambda_w applies to wgcn and ggcn; use --model wgcn for the Wasserstein flow")
+        regime = GGCN_REGIME
+
+        def pick(name: str, gcn_default: Any, ggcn_default: Any) -> Any:
+            value = getattr(self, name)
+            return value if value is not None else (ggcn_default if ggcn else gcn_default)
+
         filled = replace(
             self,
             data=self.data or preset.data,
             image_size=self.image_size or preset.paper_image_size,
             max_images=self.max_images if self.max_images is not None else preset.max_images,
             iterations=self.iterations if self.iterations is not None else preset.iterations,
-            langevin_steps=self.langevin_steps if self.langevin_steps is not None else preset.langevin_steps,
-            delta=self.delta if self.delta is not None else preset.delta,
-            sigma=self.sigma if self.sigma is not None else preset.sigma,
-            lr=self.lr if self.lr is not None else preset.lr,
-            beta1=self.beta1 if self.beta1 is not None else preset.beta1,
+            langevin_steps=pick("langevin_steps", preset.langevin_steps, regime.langevin_steps),
+            delta=pick("delta", preset.delta, regime.delta),
+            sigma=pick("sigma", preset.sigma, regime.sigma),
+            num_chains=pick("num_chains", None, regime.num_chains),
+            lr=pick("lr", preset.lr, regime.lr),
+            beta1=pick("beta1", preset.beta1, regime.beta1),
+            slope=self.slope if self.slope is not None else preset.slope,
+            pixel_range=pick("pixel_range", "centred", regime.pixel_range),
+            lambda_w=self.lambda_w if self.lambda_w is not None else (0.0 if self.model == "gcn" else 1.0),
+            latent_dim=pick("latent_dim", None, regime.latent_dim),
+            hidden_steps=pick("hidden_steps", None, regime.hidden_steps),
+            hidden_step_size=pick("hidden_step_size", None, regime.hidden_step_size),
+            hidden_grad_clip=pick("hidden_grad_clip", None, regime.hidden_grad_clip),
+            generator_lr=pick("generator_lr", None, regime.generator_lr),
+            generator_width=pick("generator_width", None, preset.generator_width),
         )
         filled.validate()
         return filled
@@ -68,20 +113,34 @@ class TrainConfig:
         _choice("model", self.model, MODEL_KINDS)
         _choice("backend", self.backend, BACKEND_NAMES)
         _choice("chain_init", self.chain_init, INIT_KINDS)
+        _choice("pixel_range", self.pixel_range, PIXEL_RANGES)
+        _choice("transport", self.transport, TRANSPORTS)
+        _choice("penalty", self.penalty, PENALTIES)
+        _choice("generator_norm", self.generator_norm, GENERATOR_NORMS)
         if self.device != "auto":
             try:
                 torch.device(self.device)
             except RuntimeError:
                 raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from None
-        for name in ("image_size", "iterations", "langevin_steps", "image_every", "checkpoint_every"):
+        for name in ("image_size", "iterations", "image_every", "checkpoint_every"):
             _positive_int(name, getattr(self, name))
-        for name in ("max_images", "num_chains", "batch_size"):
+        for name in ("max_images", "num_chains", "batch_size", "latent_dim", "generator_width"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
-        for name in ("delta", "sigma", "lr"):
+        for name in ("langevin_steps", "hidden_steps", "holdout"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.model != "ggcn" and self.langevin_steps == 0:
+            raise ConfigError("langevin_steps must be a positive integer for gcn and wgcn")
+        for name in ("delta", "sigma", "lr", "hidden_step_size", "hidden_grad_clip", "generator_lr"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a positive number, got {value}")
+        for name in ("lambda_w", "gp_target"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a non-negative number, got {value}")
         if not 0.0 <= self.beta1 < 1.0:
             raise ConfigError(f"beta1 must be in [0, 1), got {self.beta1}")
         if not 0.0 <= self.slope < 1.0:

@@ -4,14 +4,18 @@ A dataset spec is ``kind:name``:
 - ``texture:brick|grass|gravel`` — scikit-image's bundled textures (resized whole);
 - ``image:astronaut|coffee|chelsea|...`` — scikit-image's bundled photographs (centre-cropped);
 - ``faces:lfw`` — the 100 faces of scikit-image's LFW subset (25 x 25 grey, resized);
+- ``patches:photos`` (or ``patches:NAME``) — natural image patches: square crops at the photos'
+  native resolution, at fixed random positions (``max_images`` of them, 256 by default);
 - ``folder:PATH`` — every image file in a folder (centre-cropped, resized, RGB unless all grey);
 - ``array:PATH`` — a .npy or .npz array of shape [N, H, W], [N, H, W, C] or [N, C, H, W].
 A bare directory path or a path ending in .npy/.npz is also accepted. Images come back as float32
-[N, C, H, W] in [0, 255].
+[N, C, H, W] in [0, 255]; ``PixelScale`` maps them to the space a model works in.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +40,8 @@ PHOTOS = (
     "text",
 )
 FACE_SETS = ("lfw",)
+PATCH_SOURCES = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "retina", "rocket")
+DEFAULT_PATCH_COUNT = 256
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _LFW_FACE_COUNT = 100
 
@@ -46,6 +52,8 @@ def dataset_names() -> list[str]:
         [f"texture:{name}" for name in TEXTURES]
         + [f"image:{name}" for name in PHOTOS]
         + [f"faces:{name}" for name in FACE_SETS]
+        + ["patches:photos"]
+        + [f"patches:{name}" for name in PATCH_SOURCES]
     )
 
 
@@ -91,6 +99,24 @@ def _load_faces(name: str, size: int) -> torch.Tensor:
     faces = _skimage_data("lfw_subset")[:_LFW_FACE_COUNT]
     as_uint8 = [np.clip(np.rint(face * 255.0), 0, 255).astype(np.uint8) for face in faces]
     return _to_chw([_resize(face, size, crop=False) for face in as_uint8])
+
+
+def _load_patches(name: str, size: int, count: int | None) -> torch.Tensor:
+    sources = PATCH_SOURCES if name == "photos" else (name,)
+    if not set(sources) <= set(PATCH_SOURCES):
+        raise DataError(f"unknown patch source {name!r}; use photos or one of {', '.join(PATCH_SOURCES)}")
+    photos = [_skimage_data(source) for source in sources]
+    smallest = min(min(photo.shape[:2]) for photo in photos)
+    if size > smallest:
+        raise DataError(f"patches of {size} px do not fit in the {smallest} px photos; use a smaller image size")
+    generator = np.random.default_rng(0)
+    crops = []
+    for index in range(count or DEFAULT_PATCH_COUNT):
+        photo = photos[index % len(photos)]
+        top = int(generator.integers(0, photo.shape[0] - size + 1))
+        left = int(generator.integers(0, photo.shape[1] - size + 1))
+        crops.append(photo[top : top + size, left : left + size])
+    return _to_chw(crops)
 
 
 def _load_folder(path: str, size: int) -> torch.Tensor:
@@ -154,12 +180,13 @@ def _load_array(path: str, size: int) -> torch.Tensor:
     return _to_chw([_resize(image, size, crop=True) for image in images])
 
 
-_LOADERS: dict[str, Callable[[str, int], torch.Tensor]] = {
+_LOADERS: dict[str, Callable[..., torch.Tensor]] = {
     "texture": _load_texture,
     "image": _load_photo,
     "faces": _load_faces,
     "folder": _load_folder,
     "array": _load_array,
+    "patches": _load_patches,
 }
 
 
@@ -194,21 +221,54 @@ def load_images(spec: str, image_size: int, max_images: int | None = None) -> to
     if max_images is not None and max_images < 1:
         raise ConfigError(f"the number of images must be >= 1, got {max_images}")
     kind, name = parse_dataset_spec(spec)
+    if kind == "patches":
+        return _load_patches(name, image_size, max_images)
     images = _LOADERS[kind](name, image_size)
     return images if max_images is None else images[:max_images]
 
 
-def channel_mean(images: torch.Tensor) -> torch.Tensor:
-    """Per-channel mean of [N, C, H, W] images: the offset GCN subtracts before modelling."""
-    return images.mean(dim=(0, 2, 3))
+PIXEL_RANGES: tuple[str, ...] = ("centred", "unit")
 
 
-def to_model_space(images: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 255] -> model space (per-channel mean subtracted)."""
-    return images - mean.view(1, -1, 1, 1).to(images)
+@dataclass(frozen=True)
+class PixelScale:
+    """The map between pixels in [0, 255] and model space: x = (pixels - mean) / scale.
 
+    "centred" (the GCN paper): the per-channel mean of the training images subtracted, scale 1.
+    "unit" (CoopNets and GGCN): [0, 255] mapped onto [-1, 1].
+    """
 
-def to_pixels(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """Model space -> uint8 images in [0, 255] (mean added back, clipped, rounded)."""
-    pixels = x.detach().float().cpu() + mean.view(1, -1, 1, 1).float().cpu()
-    return pixels.clamp(0, 255).round().to(torch.uint8)
+    mean: tuple[float, ...]
+    scale: float
+
+    @classmethod
+    def for_images(cls, kind: str, images: torch.Tensor) -> "PixelScale":
+        """The scale of ``kind`` ("centred" or "unit") for [N, C, H, W] training images."""
+        if kind == "centred":
+            return cls(tuple(float(v) for v in images.mean(dim=(0, 2, 3))), 1.0)
+        if kind == "unit":
+            return cls((127.5,) * images.shape[1], 127.5)
+        raise ConfigError(f"pixel range must be one of {', '.join(PIXEL_RANGES)}; got {kind!r}")
+
+    def _mean(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+    def to_model(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 255] -> model space."""
+        return (images - self._mean(images)) / self.scale
+
+    def to_pixel_values(self, x: torch.Tensor) -> torch.Tensor:
+        """Model space -> float pixel values (not clipped), on the CPU."""
+        x = x.detach().float().cpu()
+        return x * self.scale + self._mean(x)
+
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Model space -> uint8 images in [0, 255] (clipped, rounded)."""
+        return self.to_pixel_values(x).clamp(0, 255).round().to(torch.uint8)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PixelScale":
+        return cls(tuple(float(v) for v in data["mean"]), float(data["scale"]))

@@ -1,49 +1,105 @@
-"""Draw samples from a trained GCN checkpoint, in batches that all draw from one noise stream."""
+"""Draw samples from a trained checkpoint (GCN, wGCN or GGCN), in batches of one noise stream."""
 
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from genconv.bindings.backends import resolve_backend
 from genconv.bindings.errors import ConfigError
 from genconv.engine.checkpoint import load_checkpoint
-from genconv.engine.data import to_pixels
+from genconv.engine.config import TrainConfig
+from genconv.engine.data import PixelScale
+from genconv.engine.generator import GeneratorSpec, UpsamplingGenerator
+from genconv.engine.hidden import hidden_langevin
 from genconv.engine.langevin import check_step_sizes, init_chains, langevin
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.network import NetworkSpec
-from genconv.engine.seeding import CHAIN_INIT_STREAM, LANGEVIN_STREAM, derive_seed
+from genconv.engine.seeding import CHAIN_INIT_STREAM, HIDDEN_STREAM, LANGEVIN_STREAM, LATENT_STREAM, derive_seed
 
-SAMPLE_INITS: tuple[str, ...] = ("noise", "zeros", "chains")
+SAMPLE_INITS: tuple[str, ...] = ("noise", "zeros", "chains", "generator")
 
 
 @dataclass
 class Samples:
-    """Samples in model space ([N, C, H, W] float32 on the CPU) and the mean that maps them to pixels."""
+    """Samples in model space ([N, C, H, W] float32 on the CPU) and the map back to pixels."""
 
     x: torch.Tensor
-    mean: torch.Tensor
+    scale: PixelScale
 
     def pixels(self) -> torch.Tensor:
         """uint8 [N, C, H, W] images in [0, 255]."""
-        return to_pixels(self.x, self.mean)
+        return self.scale.to_pixels(self.x)
 
     def image_space(self) -> torch.Tensor:
-        """float32 [N, C, H, W] in pixel units (mean added back, not clipped)."""
-        return self.x + self.mean.view(1, -1, 1, 1)
+        """float32 [N, C, H, W] in pixel units (not clipped)."""
+        return self.scale.to_pixel_values(self.x)
+
+
+@dataclass
+class LoadedRun:
+    """A trained model rebuilt from its checkpoint."""
+
+    model: GenerativeConvNet
+    generator: UpsamplingGenerator | None
+    scale: PixelScale
+    config: TrainConfig
+    record: dict[str, Any]
+
+
+def load_run(path: str | Path, expected_model: str | None = None, device: torch.device | str = "cpu") -> LoadedRun:
+    """Rebuild the model (and GGCN generator) a checkpoint holds, in eval mode on ``device``."""
+    record = load_checkpoint(path, expected_model=expected_model, map_location="cpu")
+    model = GenerativeConvNet(NetworkSpec.from_dict(record["network"]), sigma=float(record["sigma"]))
+    model.load_state_dict(record["model"])
+    generator = None
+    if "generator" in record:
+        generator = UpsamplingGenerator(GeneratorSpec.from_dict(record["generator_spec"]))
+        generator.load_state_dict(record["generator"])
+        generator = generator.to(device).eval()
+    config = TrainConfig.from_dict(record["config"])
+    return LoadedRun(model.to(device).eval(), generator, PixelScale.from_dict(record["pixels"]), config, record)
 
 
 def model_from_checkpoint(
     path: str | Path, expected_model: str | None = None, device: torch.device | str = "cpu"
-) -> tuple[GenerativeConvNet, dict]:
-    """Rebuild the model a checkpoint holds; returns (model in eval mode, checkpoint record)."""
-    record = load_checkpoint(path, expected_model=expected_model, map_location="cpu")
-    model = GenerativeConvNet(NetworkSpec.from_dict(record["network"]), sigma=float(record["sigma"]))
-    model.load_state_dict(record["model"])
-    return model.to(device).eval(), record
+) -> tuple[GenerativeConvNet, dict[str, Any]]:
+    """The energy model a checkpoint holds and the checkpoint record."""
+    run = load_run(path, expected_model, device)
+    return run.model, run.record
+
+
+def _start(run: LoadedRun, init: str, first: int, count: int, total: int, seed: int, hidden_steps: int,
+           backend: str, device: torch.device | str) -> torch.Tensor:  # fmt: skip
+    """Initial states of chains first .. first + count of a sampling run."""
+    if init == "chains":
+        if "chains" not in run.record:
+            raise ConfigError("init 'chains' needs a checkpoint with persistent chains (gcn or wgcn)")
+        index = (torch.arange(count) + first) % run.record["chains"].shape[0]
+        return run.record["chains"][index].to(device)
+    if init == "generator":
+        if run.generator is None:
+            raise ConfigError("init 'generator' needs a GGCN checkpoint")
+        latent_dim = run.generator.spec.latent_dim
+        ops = resolve_backend(backend, device)
+        z = ops.standard_normal(derive_seed(seed, LATENT_STREAM), first * latent_dim, (count, latent_dim), device)
+        if hidden_steps:
+            z = hidden_langevin(
+                run.model, run.generator, z, steps=hidden_steps, step_size=run.config.hidden_step_size,
+                seed=derive_seed(seed, HIDDEN_STREAM), stream_offset=first * latent_dim,
+                stream_stride=total * latent_dim, grad_clip=run.config.hidden_grad_clip, backend=backend,
+            ).x  # fmt: skip
+        with torch.no_grad():
+            return run.generator(z)
+    assert run.config.image_size is not None
+    shape = (run.model.spec.in_channels, run.config.image_size, run.config.image_size)
+    return init_chains(init, count, shape, run.model.sigma, seed=derive_seed(seed, CHAIN_INIT_STREAM),
+                       device=device, backend=backend, first_chain=first)  # fmt: skip
 
 
 def sample_checkpoint(
@@ -53,68 +109,52 @@ def sample_checkpoint(
     steps: int,
     seed: int = 0,
     delta: float | None = None,
-    init: str = "noise",
+    init: str | None = None,
+    hidden_steps: int = 0,
     batch_size: int = 64,
     backend: str = "auto",
     device: torch.device | str = "cpu",
     expected_model: str | None = None,
     progress: bool = False,
 ) -> Samples:
-    """Run ``num`` Langevin chains for ``steps`` steps under a checkpoint's model.
+    """Run ``num`` Langevin chains for ``steps`` image-space steps under a checkpoint's model.
 
     Args:
         path: checkpoint file written by ``genconv train``.
-        num: number of samples; steps: Langevin steps per chain.
+        num: number of samples; steps: image-space Langevin steps per chain (GGCN: refinement steps).
         seed: fixes the result; every chain draws the same noise whatever ``batch_size`` is
             (results then agree up to the rounding of batched convolutions).
-        delta: step size, default the run's; init: "noise" (N(0, sigma^2)), "zeros", or "chains"
-            (continue the run's persistent chains, cycled).
+        delta: step size, default the run's.
+        init: "noise" (N(0, sigma^2)), "zeros", "chains" (the run's persistent chains, cycled) or
+            "generator" (GGCN: z ~ N(0, I) -> g(z)); default "generator" for GGCN, else "noise".
+        hidden_steps: GGCN: hidden-space Langevin steps on z before g.
         batch_size: chains run at once.
     Returns:
         Samples on the CPU.
     """
     if num < 1 or batch_size < 1:
         raise ConfigError(f"num and batch size must be >= 1, got {num} and {batch_size}")
-    if steps < 0:
-        raise ConfigError(f"steps must be >= 0, got {steps}")
+    if steps < 0 or hidden_steps < 0:
+        raise ConfigError(f"steps and hidden steps must be >= 0, got {steps} and {hidden_steps}")
+    run = load_run(path, expected_model, device)
+    init = init or ("generator" if run.generator is not None else "noise")
     if init not in SAMPLE_INITS:
         raise ConfigError(f"init must be one of {', '.join(SAMPLE_INITS)}; got {init!r}")
-    model, record = model_from_checkpoint(path, expected_model, device)
-    delta = float(record["config"]["delta"] if delta is None else delta)
-    check_step_sizes(delta, model.sigma)
-    chain_shape = tuple(record["chains"].shape[1:])
-    chain_size = math.prod(chain_shape)
+    delta = float(run.config.delta if delta is None else delta)
+    check_step_sizes(delta, run.model.sigma)
     batches = []
     with tqdm(total=num, disable=not progress, unit="sample") as bar:
         for first in range(0, num, batch_size):
             count = min(batch_size, num - first)
-            if init == "chains":
-                index = (torch.arange(count) + first) % record["chains"].shape[0]
-                start = record["chains"][index].to(device)
-            else:
-                start = init_chains(
-                    init,
-                    count,
-                    chain_shape,
-                    model.sigma,
-                    seed=derive_seed(seed, CHAIN_INIT_STREAM),
-                    device=device,
-                    backend=backend,
-                    first_chain=first,
-                )
+            start = _start(run, init, first, count, num, seed, hidden_steps, backend, device)
+            chain_size = math.prod(start.shape[1:])
             result = langevin(
-                model,
-                start,
-                steps=steps,
-                delta=delta,
-                seed=derive_seed(seed, LANGEVIN_STREAM),
-                stream_offset=first * chain_size,
-                stream_stride=num * chain_size,
-                backend=backend,
-            )
+                run.model, start, steps=steps, delta=delta, seed=derive_seed(seed, LANGEVIN_STREAM),
+                stream_offset=first * chain_size, stream_stride=num * chain_size, backend=backend,
+            )  # fmt: skip
             batches.append(result.x.float().cpu())
             bar.update(count)
-    return Samples(torch.cat(batches), record["data_mean"].float())
+    return Samples(torch.cat(batches), run.scale)
 
 
 def check_raw_path(path: str | Path) -> Path:

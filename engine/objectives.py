@@ -28,3 +28,8 @@ def maximum_likelihood_loss(
     f_observed = model.f(observed)
     f_synthesized = model.f(synthesized.detach())
     return MaximumLikelihoodTerms(f_synthesized.mean() - f_observed.mean(), f_observed, f_synthesized)
+
+
+def amortization_loss(generator: torch.nn.Module, latent: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
+    """mean_m ||g(z0_m) - sg[x_m]||^2: the generator learns to emit what the sampler refined (MCMC teaching)."""
+    return (generator(latent) - refined.detach()).pow(2).flatten(1).sum(dim=1).mean()

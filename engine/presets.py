@@ -1,8 +1,13 @@
-"""The paper's two networks and their training defaults, usable at any image size that fits.
+"""Networks and training defaults, usable at any image size that fits.
 
-Values follow the GCN spec's proposed defaults: the texture net of Experiment 1 (224 px in the
-paper) and the object net of Experiment 2 (about 100 px), both with sigma = 1 on images in
-[0, 255] minus the per-channel mean.
+``texture`` and ``object`` are the two networks of the GCN paper (Experiments 1 and 2) with the
+spec's defaults (sigma = 1 on images in [0, 255] minus the channel mean). ``dcgan32`` and
+``dcgan64`` are the scoring network of genconv's GGCN formulation (conv3x3 64, then 4x4 stride-2
+convs 128/256/512, leaky ReLU 0.2, a linear top) for 32 and 64 px image folders (CIFAR-10,
+CelebA); ``faces`` (the bundled LFW faces at their native 25 px) and ``patches`` (32 px natural
+image patches) are CPU-sized versions of it. Sampling and learning defaults depend on the model
+family: GCN and wGCN use the preset's values; GGCN uses the CoopNets-style regime of the spec
+(images in [-1, 1], sigma 0.016, delta 0.002, 10 image and 10 hidden steps of size 0.1).
 """
 
 from dataclasses import dataclass
@@ -13,12 +18,13 @@ from genconv.engine.network import ConvLayer, NetworkSpec, TopKind
 
 @dataclass(frozen=True)
 class Preset:
-    """An architecture plus the sampling and learning defaults it was tuned with."""
+    """An architecture plus the data, sampling and learning defaults it was tuned with."""
 
     name: str
     summary: str
     layers: tuple[ConvLayer, ...]
     top: TopKind
+    slope: float
     paper_image_size: int
     data: str
     sigma: float
@@ -30,44 +36,78 @@ class Preset:
     beta1: float
     iterations: int
     max_images: int | None
+    generator_width: int
 
+
+@dataclass(frozen=True)
+class GGCNRegime:
+    """The GGCN sampling and learning defaults (spec section 4.5), whatever the preset."""
+
+    pixel_range: str = "unit"
+    sigma: float = 0.016
+    delta: float = 0.002
+    langevin_steps: int = 10
+    hidden_steps: int = 10
+    hidden_step_size: float = 0.1
+    hidden_grad_clip: float = 100.0
+    latent_dim: int = 100
+    lr: float = 7e-3
+    generator_lr: float = 1e-4
+    beta1: float = 0.5
+    num_chains: int = 64
+
+
+GGCN_REGIME = GGCNRegime()
+
+_DCGAN_LAYERS = (ConvLayer(64, 3, 1, 1), ConvLayer(128, 4, 2, 1), ConvLayer(256, 4, 2, 1), ConvLayer(512, 4, 2, 1))
+_SMALL_LAYERS = (ConvLayer(32, 3, 1, 1), ConvLayer(64, 4, 2, 1), ConvLayer(128, 4, 2, 1))
 
 PRESETS: dict[str, Preset] = {
     "texture": Preset(
         name="texture",
-        summary="stationary model: 3 conv layers, f = sum of top responses over positions",
+        summary="GCN paper, stationary: 3 conv layers, f = sum of top responses over positions",
         layers=(ConvLayer(100, 15, 3, 7), ConvLayer(64, 5, 1, 2), ConvLayer(30, 3, 1, 1)),
-        top="sum",
-        paper_image_size=224,
-        data="texture:brick",
-        sigma=1.0,
-        delta=0.3,
-        langevin_steps=20,
-        chains_per_image=3,
-        num_chains=None,
-        lr=5e-4,
-        beta1=0.5,
-        iterations=600,
-        max_images=None,
+        top="sum", slope=0.0, paper_image_size=224, data="texture:brick", sigma=1.0, delta=0.3,
+        langevin_steps=20, chains_per_image=3, num_chains=None, lr=5e-4, beta1=0.5, iterations=600,
+        max_images=None, generator_width=128,
     ),
     "object": Preset(
         name="object",
-        summary="non-stationary model: 3 strided conv layers + a fully connected top",
+        summary="GCN paper, non-stationary: 3 strided conv layers + a fully connected top",
         layers=(ConvLayer(100, 7, 2, 3), ConvLayer(64, 5, 2, 2), ConvLayer(20, 3, 2, 1)),
-        top="fc",
-        paper_image_size=100,
-        data="faces:lfw",
-        sigma=1.0,
-        delta=0.1,
-        langevin_steps=10,
-        chains_per_image=None,
-        num_chains=16,
-        lr=1e-4,
-        beta1=0.5,
-        iterations=1000,
-        max_images=16,
+        top="fc", slope=0.0, paper_image_size=100, data="faces:lfw", sigma=1.0, delta=0.1,
+        langevin_steps=10, chains_per_image=None, num_chains=16, lr=1e-4, beta1=0.5, iterations=1000,
+        max_images=16, generator_width=128,
     ),
-}
+    "dcgan32": Preset(
+        name="dcgan32",
+        summary="GGCN scoring net at 32 px (CIFAR-10 size): conv 64 -> 128/256/512 stride 2, leaky ReLU, linear top",
+        layers=_DCGAN_LAYERS, top="fc", slope=0.2, paper_image_size=32, data="faces:lfw", sigma=1.0, delta=0.1,
+        langevin_steps=10, chains_per_image=None, num_chains=64, lr=1e-4, beta1=0.5, iterations=10000,
+        max_images=None, generator_width=512,
+    ),
+    "dcgan64": Preset(
+        name="dcgan64",
+        summary="GGCN scoring net at 64 px (CelebA size); generator from 4 x 4 x 1024",
+        layers=_DCGAN_LAYERS, top="fc", slope=0.2, paper_image_size=64, data="faces:lfw", sigma=1.0, delta=0.1,
+        langevin_steps=10, chains_per_image=None, num_chains=64, lr=1e-4, beta1=0.5, iterations=10000,
+        max_images=None, generator_width=1024,
+    ),
+    "faces": Preset(
+        name="faces",
+        summary="CPU-sized GGCN net for the bundled LFW faces at their native 25 px",
+        layers=_SMALL_LAYERS, top="fc", slope=0.2, paper_image_size=25, data="faces:lfw", sigma=1.0, delta=0.1,
+        langevin_steps=10, chains_per_image=None, num_chains=32, lr=1e-4, beta1=0.5, iterations=1000,
+        max_images=None, generator_width=128,
+    ),
+    "patches": Preset(
+        name="patches",
+        summary="CPU-sized GGCN net for 32 px natural image patches of the bundled photographs",
+        layers=_SMALL_LAYERS, top="fc", slope=0.2, paper_image_size=32, data="patches:photos", sigma=1.0,
+        delta=0.1, langevin_steps=10, chains_per_image=None, num_chains=32, lr=1e-4, beta1=0.5, iterations=1000,
+        max_images=None, generator_width=128,
+    ),
+}  # fmt: skip
 
 
 def get_preset(name: str) -> Preset:
@@ -78,7 +118,9 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
-def network_for(preset: str, in_channels: int, image_size: int, slope: float = 0.0, bias: bool = True) -> NetworkSpec:
+def network_for(
+    preset: str, in_channels: int, image_size: int, slope: float | None = None, bias: bool = True
+) -> NetworkSpec:
     """The preset's network for images of ``in_channels`` x ``image_size`` x ``image_size``.
 
     Raises:
@@ -89,7 +131,7 @@ def network_for(preset: str, in_channels: int, image_size: int, slope: float = 0
         in_channels=in_channels,
         layers=chosen.layers,
         top=chosen.top,
-        slope=slope,
+        slope=chosen.slope if slope is None else slope,
         bias=bias,
         image_size=(image_size, image_size),
     )

@@ -1,9 +1,9 @@
-"""Maximum-likelihood learning of a GCN with persistent Langevin chains (Algorithm 1).
+"""Training runs: data, model, learner, logging, images, curves and atomic checkpoints.
 
-Each iteration runs ``langevin_steps`` Langevin steps on the synthesized chains under the current
-weights, then takes one Adam step on mean f(synthesized) - mean f(observed), i.e. ascends
-mean df/dw(observed) - mean df/dw(synthesized). A run directory holds config.json,
-metrics.jsonl, checkpoint.pt (atomic) and PNG grids (observed beside synthesized).
+A run directory holds config.json, metrics.jsonl (one JSON line per iteration), checkpoint.pt
+(written atomically), latest.png and images/iter_N.png (observed beside synthesized) and
+curves.png (mean f on data and on synthesized images, transport cost). ``--resume`` continues a
+run exactly where its checkpoint left off.
 """
 
 import json
@@ -22,29 +22,25 @@ from genconv.bindings.errors import ChainDivergedError, CheckpointError, ConfigE
 from genconv.engine import data as datasets
 from genconv.engine.checkpoint import load_checkpoint, save_checkpoint
 from genconv.engine.config import TrainConfig, resolve_device
+from genconv.engine.generator import GeneratorSpec, UpsamplingGenerator
 from genconv.engine.images import grid_array, save_png, side_by_side
-from genconv.engine.langevin import init_chains, langevin
+from genconv.engine.learners import ChainLearner, GGCNLearner
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.network import NetworkSpec
-from genconv.engine.objectives import maximum_likelihood_loss
+from genconv.engine.plots import save_curves
 from genconv.engine.presets import get_preset, network_for
-from genconv.engine.seeding import (
-    CHAIN_INIT_STREAM,
-    DATA_ORDER_STREAM,
-    LANGEVIN_STREAM,
-    MODEL_INIT_STREAM,
-    derive_seed,
-)
+from genconv.engine.seeding import DATA_ORDER_STREAM, GENERATOR_INIT_STREAM, MODEL_INIT_STREAM, derive_seed
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 CONFIG_NAME = "config.json"
 LATEST_IMAGE_NAME = "latest.png"
+CURVES_NAME = "curves.png"
 
 
 @dataclass
 class TrainSummary:
-    """What a finished (or stopped) run leaves behind."""
+    """What a finished run leaves behind."""
 
     iterations: int
     checkpoint: Path
@@ -57,13 +53,17 @@ def _write_json_atomic(payload: dict[str, Any], path: Path) -> None:
     os.replace(temporary, path)
 
 
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
 def _keep_metrics_up_to(path: Path, iteration: int) -> None:
     """Drop metric lines past ``iteration`` (written after the checkpoint a run resumes from)."""
-    if not path.exists():
-        return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["iteration"] <= iteration]
+    kept = [entry for entry in read_metrics(path) if entry["iteration"] <= iteration]
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(line + "\n" for line in kept))
+    temporary.write_text("".join(json.dumps(entry) + "\n" for entry in kept))
     os.replace(temporary, path)
 
 
@@ -78,11 +78,28 @@ def default_num_chains(config: TrainConfig, num_images: int) -> int:
     return preset.num_chains
 
 
+def split_holdout(images: torch.Tensor, holdout: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training images, held-out images): the last ``holdout`` images are kept out of training."""
+    if holdout >= images.shape[0]:
+        raise ConfigError(f"holdout {holdout} leaves no training images out of {images.shape[0]}")
+    return images[: images.shape[0] - holdout], images[images.shape[0] - holdout :]
+
+
+def build_generator(config: TrainConfig, channels: int, scale: datasets.PixelScale) -> UpsamplingGenerator:
+    """The GGCN generator for a run, emitting model-space images of the pixel range [0, 255]."""
+    assert config.image_size is not None and config.latent_dim is not None and config.generator_width is not None
+    low = tuple((0.0 - mean) / scale.scale for mean in scale.mean)
+    high = tuple((255.0 - mean) / scale.scale for mean in scale.mean)
+    spec = GeneratorSpec(config.latent_dim, channels, (config.image_size, config.image_size), config.generator_width,
+                         config.generator_norm, low, high)  # fmt: skip
+    return UpsamplingGenerator(spec, init_seed=derive_seed(config.seed, GENERATOR_INIT_STREAM))
+
+
 class Trainer:
-    """A resumable GCN training run writing into ``out_dir``.
+    """A resumable training run of a GCN, wGCN or GGCN writing into ``out_dir``.
 
     Args:
-        config: the run's options (preset defaults are filled in).
+        config: the run's options (defaults of the preset and model family are filled in).
         out_dir: the run directory; it must not already hold a run unless ``resume``.
         resume: continue the run in ``out_dir`` from its checkpoint.
         progress: show a progress bar.
@@ -113,48 +130,41 @@ class Trainer:
 
     def _build(self, record: dict[str, Any] | None) -> None:
         config = self.config
-        assert config.image_size is not None and config.data is not None
+        assert config.image_size is not None and config.data is not None and config.pixel_range is not None
         images = datasets.load_images(config.data, config.image_size, config.max_images)
-        self.mean = datasets.channel_mean(images) if record is None else record["data_mean"].cpu()
-        self.observed = datasets.to_model_space(images, self.mean).to(self.device)
+        training, held_out = split_holdout(images, config.holdout)
         if record is None:
+            self.scale = datasets.PixelScale.for_images(config.pixel_range, training)
             spec = network_for(config.preset, images.shape[1], config.image_size, slope=config.slope)
         else:
+            self.scale = datasets.PixelScale.from_dict(record["pixels"])
             spec = NetworkSpec.from_dict(record["network"])
             if spec.in_channels != images.shape[1]:
                 raise CheckpointError(
                     f"the checkpoint's model reads {spec.in_channels}-channel images but {config.data} has "
                     f"{images.shape[1]}"
                 )
-        assert config.sigma is not None and config.lr is not None and config.beta1 is not None
+        self.observed = self.scale.to_model(training).to(self.device)
+        self.held_out = self.scale.to_model(held_out).to(self.device)
+        assert config.sigma is not None
         init_seed = derive_seed(config.seed, MODEL_INIT_STREAM)
         self.model = GenerativeConvNet(spec, sigma=config.sigma, init_seed=init_seed).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
-        self.num_chains = default_num_chains(config, self.observed.shape[0])
-        self.langevin_seed = derive_seed(config.seed, LANGEVIN_STREAM)
-        self.iteration = 0
-        self.langevin_step = 0
-        if record is None:
-            self.chains = self._fresh_chains(0)
+        if config.model == "ggcn":
+            generator = build_generator(config, images.shape[1], self.scale).to(self.device)
+            self.learner: ChainLearner | GGCNLearner = GGCNLearner(self.model, generator, config, self.device)
         else:
+            chains = default_num_chains(config, self.observed.shape[0])
+            self.learner = ChainLearner(self.model, config, self.observed, chains)
+        self.iteration = 0
+        if record is not None:
             self.model.load_state_dict(record["model"])
-            self.optimizer.load_state_dict(record["optimizer"])
-            self.chains = record["chains"].to(self.device)
+            self.learner.load(record)
             self.iteration = int(record["iteration"])
-            self.langevin_step = int(record["rng"]["langevin_step"])
 
-    def _fresh_chains(self, iteration: int) -> torch.Tensor:
-        config = self.config
-        return init_chains(
-            config.chain_init,
-            self.num_chains,
-            tuple(self.observed.shape[1:]),
-            self.model.sigma,
-            seed=derive_seed(config.seed, CHAIN_INIT_STREAM, iteration),
-            data=self.observed,
-            device=self.device,
-            backend=config.backend,
-        )
+    @property
+    def chains(self) -> torch.Tensor:
+        """The current synthesized images (model space)."""
+        return self.learner.synthesized()
 
     def _data_batch(self) -> torch.Tensor:
         """All observed images, or this iteration's slice of a per-epoch permutation."""
@@ -169,66 +179,34 @@ class Trainer:
         return self.observed[order[position * size : (position + 1) * size].to(self.device)]
 
     def train_iteration(self) -> dict[str, Any]:
-        """One learning iteration: Langevin on the chains, then one Adam step. Returns its metrics."""
-        config = self.config
-        if not config.persistent:
-            self.chains = self._fresh_chains(self.iteration)
-        result = langevin(
-            self.model,
-            self.chains,
-            steps=config.langevin_steps,
-            delta=config.delta,
-            seed=self.langevin_seed,
-            start_step=self.langevin_step,
-            backend=config.backend,
-        )
-        if not bool(torch.isfinite(result.x).all()):
-            raise ChainDivergedError(
-                f"Langevin chains became NaN/Inf at iteration {self.iteration + 1}; try a smaller --delta "
-                f"(now {config.delta}); the last good checkpoint is kept in {str(self.out_dir)!r}"
-            )
-        self.chains = result.x
-        self.langevin_step = result.next_step
-        terms = maximum_likelihood_loss(self.model, self._data_batch(), self.chains)
-        self.optimizer.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        layer_norms = [
-            float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in layer.parameters()])))
-            for layer in self.model._weighted_layers()
-        ]
-        self.optimizer.step()
+        """One learning iteration of the run's model family. Returns its metrics."""
+        batch = self._data_batch()
+        try:
+            metrics = self.learner.iteration(batch, self.iteration + 1)
+        except ChainDivergedError as error:
+            raise ChainDivergedError(f"{error}; the last good checkpoint is kept in {str(self.out_dir)!r}") from None
         self.iteration += 1
-        return {
-            "iteration": self.iteration,
-            "f_data": float(terms.f_observed.detach().mean()),
-            "f_syn": float(terms.f_synthesized.detach().mean()),
-            "loss": float(terms.loss.detach()),
-            "grad_norm": math.sqrt(sum(norm * norm for norm in layer_norms)),
-            "layer_grad_norms": layer_norms,
-            "chain_std": float(self.chains.float().std()),
-        }
+        return {"iteration": self.iteration, **metrics}
 
     def checkpoint_payload(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: weights, optimiser, chains, RNG counters."""
+        """Everything needed to continue exactly: weights, optimisers, chains, RNG counters."""
         return {
             "config": self.config.to_dict(),
             "network": self.model.spec.to_dict(),
             "sigma": self.model.sigma,
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "chains": self.chains.detach().cpu(),
             "iteration": self.iteration,
-            "rng": {"seed": self.config.seed, "langevin_seed": self.langevin_seed, "langevin_step": self.langevin_step},
-            "data_mean": self.mean.cpu(),
+            "pixels": self.scale.to_dict(),
+            **self.learner.state(),
         }
 
     def save_checkpoint(self) -> Path:
         return save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.config.model, self.checkpoint_payload())
 
     def save_images(self) -> Path:
-        """PNG of the observed images (left) beside the synthesized chains (right)."""
-        observed = grid_array(datasets.to_pixels(self.observed[:16], self.mean))
-        synthesized = grid_array(datasets.to_pixels(self.chains[:64], self.mean))
+        """PNG of the observed images (left) beside the synthesized ones (right)."""
+        observed = grid_array(self.scale.to_pixels(self.observed[:16]))
+        synthesized = grid_array(self.scale.to_pixels(self.chains[:64]))
         canvas = side_by_side(observed, synthesized)
         save_png(canvas, self.out_dir / "images" / f"iter_{self.iteration:06d}.png")
         return save_png(canvas, self.out_dir / LATEST_IMAGE_NAME)
@@ -259,6 +237,7 @@ class Trainer:
                 finished = self.iteration == config.iterations
                 if finished or self.iteration % config.image_every == 0:
                     self.save_images()
+                    save_curves(read_metrics(metrics_path), self.out_dir / CURVES_NAME, title=config.model)
                 if finished or self.iteration % config.checkpoint_every == 0:
                     self.save_checkpoint()
                 if on_iteration is not None:
@@ -284,7 +263,7 @@ def _resumed_config(stored: TrainConfig, requested: TrainConfig) -> TrainConfig:
             changes[name] = value
     stored_dict = stored.to_dict()
     for name, value in requested.to_dict().items():
-        if name in _RESUME_MAY_CHANGE or value == getattr(defaults, name):
+        if name in _RESUME_MAY_CHANGE or name == "model" or value == getattr(defaults, name):
             continue
         if value != stored_dict[name]:
             raise ConfigError(

@@ -133,7 +133,7 @@ def test_sample_can_continue_the_persistent_chains(trained, tmp_path) -> None:
         == 0
     )
     record = load_checkpoint(trained / "checkpoint.pt")
-    expected = record["chains"] + record["data_mean"].view(1, -1, 1, 1)
+    expected = record["chains"] + torch.tensor(record["pixels"]["mean"]).view(1, -1, 1, 1)
     assert np.allclose(np.load(tmp_path / "chains.npy"), expected.numpy())
 
 
@@ -227,7 +227,7 @@ def test_python_dash_m_and_help_document_the_options() -> None:
     )
     for option in ("--delta", "--sigma", "--image-size", "--resume", "--steps", "--backend"):
         assert option in result.stdout
-    assert "pixel units" in result.stdout and "(default: 0)" in result.stdout
+    assert "model-space units" in result.stdout and "(default: 0)" in result.stdout
     failing = subprocess.run(
         [sys.executable, "-m", "genconv", "sample", "--checkpoint", "/nonexistent.pt", "--out", "x.png"],
         capture_output=True,

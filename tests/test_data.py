@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from genconv.bindings.errors import ConfigError, DataError
-from genconv.engine.data import channel_mean, load_images, to_model_space, to_pixels
+from genconv.engine.data import PixelScale, load_images
 
 
 @pytest.mark.parametrize("spec,channels", [("texture:brick", 1), ("texture:gravel", 1), ("image:astronaut", 3)])
@@ -65,12 +65,29 @@ def test_npz_takes_its_first_array(tmp_path) -> None:
     assert load_images(str(path), 9).shape == (4, 1, 9, 9)
 
 
-def test_model_space_round_trip() -> None:
+def test_pixel_scales_round_trip() -> None:
     images = load_images("image:coffee", 20)
-    mean = channel_mean(images)
-    x = to_model_space(images, mean)
+    centred = PixelScale.for_images("centred", images)
+    x = centred.to_model(images)
     assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-3)
-    assert torch.equal(to_pixels(x, mean), images.round().to(torch.uint8))
+    assert torch.equal(centred.to_pixels(x), images.round().to(torch.uint8))
+    unit = PixelScale.for_images("unit", images)
+    y = unit.to_model(images)
+    assert float(y.min()) >= -1.0 and float(y.max()) <= 1.0 and float(y.max()) > 0.9
+    torch.testing.assert_close(unit.to_pixel_values(y), images)
+    assert PixelScale.from_dict(unit.to_dict()) == unit
+    with pytest.raises(ConfigError, match="pixel range must be one of"):
+        PixelScale.for_images("zero-one", images)
+
+
+def test_natural_image_patches_are_fixed_crops() -> None:
+    patches = load_images("patches:photos", 32, max_images=21)
+    assert patches.shape == (21, 3, 32, 32)
+    assert torch.equal(patches, load_images("patches:photos", 32, max_images=21))
+    assert float(patches.std(dim=(1, 2, 3)).min()) > 0
+    assert load_images("patches:coffee", 16).shape == (256, 3, 16, 16)
+    with pytest.raises(DataError, match="unknown patch source"):
+        load_images("patches:mars", 16)
 
 
 @pytest.mark.parametrize(

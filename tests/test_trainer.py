@@ -62,7 +62,7 @@ def test_divergence_stops_with_the_iteration_and_keeps_the_last_good_checkpoint(
     run = tmp_path / "run"
     trainer = Trainer(replace(TINY, iterations=3), run, progress=False)
     trainer.fit()
-    trainer.config = replace(trainer.config, delta=1e30, iterations=6)
+    trainer.config = trainer.learner.config = replace(trainer.config, delta=1e30, iterations=6)
     with pytest.raises(ChainDivergedError, match=r"iteration 4; try a smaller --delta"):
         trainer.fit()
     assert load_checkpoint(run / CHECKPOINT_NAME)["iteration"] == 3

@@ -1,0 +1,101 @@
+"""The command line for wGCN and GGCN: train, resume, sample, eval, compare, and their bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from genconv.bindings.cli import main
+
+GGCN = ["train", "--model", "ggcn", "--preset", "faces", "--image-size", "16", "--max-images", "12", "--holdout",
+        "4", "--chains", "4", "--steps", "2", "--hidden-steps", "2", "--latent-dim", "8", "--generator-width", "32",
+        "--backend", "torch", "--no-progress", "--image-every", "2", "--checkpoint-every", "2"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ggcn_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ggcn") / "run"
+    assert main([*GGCN, "--iterations", "2", "--out", str(out)]) == 0
+    return out
+
+
+def test_ggcn_run_writes_its_artifacts(ggcn_run) -> None:
+    assert {"checkpoint.pt", "metrics.jsonl", "latest.png", "curves.png", "config.json"} <= {
+        p.name for p in ggcn_run.iterdir()
+    }
+    config = json.loads((ggcn_run / "config.json").read_text())
+    assert config["model"] == "ggcn" and config["holdout"] == 4 and config["pixel_range"] == "unit"
+
+
+def test_resume_finds_the_model_family_itself(ggcn_run, tmp_path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(ggcn_run, copy)
+    assert main(["train", "--out", str(copy), "--resume", "--iterations", "3", "--no-progress"]) == 0
+    lines = (copy / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [1, 2, 3]
+
+
+def test_sample_from_the_generator_with_hidden_steps(ggcn_run, tmp_path) -> None:
+    common = ["sample", "--checkpoint", str(ggcn_run / "checkpoint.pt"), "--num", "5", "--steps", "1",
+              "--hidden-steps", "2", "--seed", "7", "--backend", "torch", "--no-progress"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "a.png")]) == 0
+    assert main([*common, "--out", str(tmp_path / "b.png"), "--batch-size", "2"]) == 0
+    first, second = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert first.shape == (5, 1, 16, 16)
+    np.testing.assert_allclose(first, second, rtol=1e-4, atol=1e-2)
+    assert 0 <= first.min() and first.max() <= 255  # g emits pixels within [0, 255]; one small step stays near
+
+
+def test_eval_reports_swd_against_held_out_images(ggcn_run, tmp_path, capsys) -> None:
+    report_path = tmp_path / "report.json"
+    args = ["eval", "--checkpoint", str(ggcn_run / "checkpoint.pt"), "--num", "6", "--steps", "0", "--backend",
+            "torch", "--out", str(report_path)]  # fmt: skip
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(report_path.read_text())
+    assert printed["reference"] == "held-out" and printed["reference_images"] == 4
+    assert printed["swd_x1e3"] > 0 and set(printed["swd_x1e3_per_level"]) == {"16"}
+    assert "fid" not in printed
+
+
+def test_compare_writes_a_report(tmp_path, capsys) -> None:
+    out = tmp_path / "compare"
+    args = ["compare", "--out", str(out), "--preset", "faces", "--image-size", "16", "--max-images", "10",
+            "--holdout", "3", "--iterations", "2", "--chains", "4", "--steps", "1", "--hidden-steps", "1",
+            "--latent-dim", "8", "--generator-width", "32", "--backend", "torch", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    report = json.loads((out / "compare.json").read_text())
+    assert set(report["models"]) == {"gcn", "wgcn", "ggcn"}
+    for kind, row in report["models"].items():
+        assert row["iterations"] == 2 and row["swd_x1e3"] > 0 and row["seconds_per_iteration"] > 0, kind
+        assert f"| {kind} |" in table
+    assert (out / "compare.md").read_text() == table
+    assert (out / "compare.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--lambda-w", "1", "--out", "X"], "lambda_w applies to wgcn and ggcn"),
+        (["train", "--hidden-steps", "3", "--out", "X"], "hidden_steps applies to --model ggcn only"),
+        (["train", "--model", "vae", "--out", "X"], "model must be one of gcn, wgcn, ggcn"),
+        (["train", "--model", "wgcn", "--transport", "sinkhorn", "--out", "X"], "transport must be one of"),
+        (["train", "--model", "ggcn", "--generator-norm", "layer", "--out", "X"], "generator_norm must be one of"),
+        (["train", "--pixel-range", "01", "--out", "X"], "pixel_range must be one of"),
+        (["compare", "--models", "gcn,vae", "--out", "X"], "--models must list"),
+    ],
+)
+def test_bad_family_options(argv, message: str, tmp_path, capsys) -> None:
+    argv = [str(tmp_path / "out") if arg == "X" else arg for arg in argv]
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
+
+
+def test_persistent_chains_exist_only_for_chain_models(ggcn_run, tmp_path, capsys) -> None:
+    status = main(["sample", "--checkpoint", str(ggcn_run / "checkpoint.pt"), "--init", "chains", "--out",
+                   str(tmp_path / "x.png"), "--no-progress"])  # fmt: skip
+    assert status == 1 and "needs a checkpoint with persistent chains" in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""GGCN: hidden-space Langevin (spec oracle 11), the generator, ablations, kernels vs reference."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from genconv.bindings.errors import ConfigError
+from genconv.engine.checkpoint import load_checkpoint
+from genconv.engine.config import TrainConfig
+from genconv.engine.generator import GeneratorSpec, UpsamplingGenerator
+from genconv.engine.hidden import hidden_langevin
+from genconv.engine.model import GenerativeConvNet
+from genconv.engine.presets import network_for
+from genconv.engine.trainer import CHECKPOINT_NAME, Trainer
+
+from kernel_support import DEVICE, assert_close
+from test_sampler_laws import _linear_model
+
+
+class LinearGenerator(nn.Module):
+    """g(z) = A z + c reshaped to an image."""
+
+    def __init__(self, matrix: torch.Tensor, offset: torch.Tensor, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.matrix, self.offset, self.shape = matrix, offset, shape
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (z @ self.matrix.T + self.offset).view(z.shape[0], *self.shape)
+
+
+def test_hidden_langevin_samples_the_tilted_pushforward() -> None:
+    """Oracle 11: with g(z) = A z + c and f(x) = <b, x>, z ~ N(A^T b, I) and g(z) ~ N(A A^T b + c, A A^T).
+
+    ULA with step s keeps the mean and inflates the variance to 1 / (1 - s^2 / 4). 4000 chains,
+    200 kept states 5 steps apart: standard errors about 0.006 for the means and 0.3 % for variances.
+    """
+    generator = torch.Generator().manual_seed(0)
+    matrix = 0.5 * torch.randn(4, 3, generator=generator)
+    offset = torch.randn(4, generator=generator)
+    weights = 0.4 * torch.randn(1, 2, 2, generator=generator, dtype=torch.float64)
+    model = _linear_model(weights, sigma=1.0)
+    g = LinearGenerator(matrix, offset, (1, 2, 2))
+    step = 0.3
+    kept = []
+    state = torch.zeros(4000, 3)
+    warm = hidden_langevin(model, g, state, steps=300, step_size=step, seed=1, backend="torch")
+    state, counter = warm.x, warm.next_step
+    for _ in range(200):
+        result = hidden_langevin(model, g, state, steps=5, step_size=step, seed=1, start_step=counter, backend="torch")
+        state, counter = result.x, result.next_step
+        kept.append(state)
+    z = torch.cat(kept).double()
+    b = weights.flatten().double()
+    inflation = 1 / (1 - step**2 / 4)
+    torch.testing.assert_close(z.mean(0), matrix.double().T @ b, atol=0.03, rtol=0)
+    torch.testing.assert_close(z.var(0), torch.full((3,), inflation, dtype=torch.float64), rtol=0.02, atol=0)
+    images = g(z.float()).flatten(1).double()
+    torch.testing.assert_close(images.mean(0), matrix.double() @ matrix.double().T @ b + offset.double(), atol=0.03,
+                               rtol=0)  # fmt: skip
+    covariance = torch.cov(images.T)
+    expected = inflation * matrix.double() @ matrix.double().T
+    torch.testing.assert_close(covariance, expected, atol=0.03, rtol=0)
+
+
+def test_hidden_langevin_on_the_kernels_follows_the_reference() -> None:
+    g = UpsamplingGenerator(GeneratorSpec(6, 1, (16, 16), width=32), init_seed=0).to(DEVICE)
+    model = GenerativeConvNet(network_for("faces", 1, 16), sigma=1.0, init_seed=0).to(DEVICE)
+    z = torch.randn(3, 6, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    fused = hidden_langevin(model, g, z, steps=3, step_size=0.2, seed=4, backend="triton").x
+    expected = hidden_langevin(model, g, z, steps=3, step_size=0.2, seed=4, backend="torch").x
+    assert_close(fused, expected, torch.float32, "z")
+
+
+def test_generator_shapes_ranges_and_errors() -> None:
+    spec = GeneratorSpec(8, 3, (25, 25), width=64, output_low=(-10.0, 0.0, -1.0), output_high=(5.0, 1.0, 1.0))
+    g = UpsamplingGenerator(spec, init_seed=0)
+    assert spec.blocks == 3
+    with torch.no_grad():
+        images = g(20 * torch.randn(5, 8))
+    assert images.shape == (5, 3, 25, 25)
+    assert float(images[:, 0].min()) >= -10 and float(images[:, 0].max()) <= 5
+    assert float(images[:, 1].min()) >= 0 and float(images[:, 1].max()) <= 1
+    assert torch.equal(UpsamplingGenerator(spec, init_seed=0)(torch.ones(1, 8)), g(torch.ones(1, 8)))
+    assert GeneratorSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ConfigError, match=r"z must have shape \[B, 8\]"):
+        g(torch.zeros(2, 7))
+    with pytest.raises(ConfigError, match="at least 8 px"):
+        GeneratorSpec(8, 1, (6, 6))
+    batch_norm = UpsamplingGenerator(replace(spec, norm="batch"))
+    assert any(isinstance(module, nn.BatchNorm2d) for module in batch_norm.modules())
+
+
+TINY = TrainConfig(model="ggcn", preset="faces", data="faces:lfw", image_size=16, max_images=8, num_chains=4,
+                   iterations=3, langevin_steps=2, hidden_steps=2, latent_dim=8, generator_width=32, image_every=100,
+                   checkpoint_every=100, backend="torch")  # fmt: skip
+
+
+def _generator_state(trainer: Trainer) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in trainer.learner.generator.parameters()])
+
+
+def test_regime_defaults_and_a_run(tmp_path) -> None:
+    trainer = Trainer(replace(TINY, langevin_steps=None, hidden_steps=None, latent_dim=None), tmp_path, progress=False)
+    config = trainer.config
+    assert (config.pixel_range, config.sigma, config.delta, config.langevin_steps) == ("unit", 0.016, 0.002, 10)
+    assert (config.hidden_steps, config.hidden_step_size, config.latent_dim, config.lambda_w) == (10, 0.1, 100, 1.0)
+    metrics = trainer.train_iteration()
+    assert {"f_data", "f_syn", "transport", "penalty", "amortization", "hidden_move"} <= set(metrics)
+    assert float(trainer.observed.min()) >= -1 and float(trainer.observed.max()) <= 1
+
+
+def test_without_amortization_the_generator_stays_put(tmp_path) -> None:
+    frozen = Trainer(replace(TINY, amortize=False), tmp_path / "frozen", progress=False)
+    before = _generator_state(frozen)
+    frozen.fit()
+    assert torch.equal(_generator_state(frozen), before)
+    taught = Trainer(TINY, tmp_path / "taught", progress=False)
+    taught.fit()
+    assert not torch.equal(_generator_state(taught), before)
+
+
+def test_switching_off_the_samplers_leaves_the_generator_output(tmp_path) -> None:
+    trainer = Trainer(replace(TINY, hidden_steps=0, langevin_steps=0), tmp_path, progress=False)
+    with torch.no_grad():
+        expected = trainer.learner.generator(trainer.learner.latent(1))
+    metrics = trainer.train_iteration()
+    assert torch.equal(trainer.learner.refined, expected)
+    assert metrics["hidden_move"] == 0.0 and "transport" not in metrics and "penalty" not in metrics
+
+
+def test_hidden_steps_move_the_latent_codes(tmp_path) -> None:
+    metrics = Trainer(TINY, tmp_path, progress=False).train_iteration()
+    assert metrics["hidden_move"] > 0
+
+
+def test_resume_continues_exactly(tmp_path) -> None:
+    Trainer(TINY, tmp_path / "whole", progress=False).fit()
+    Trainer(replace(TINY, iterations=1), tmp_path / "split", progress=False).fit()
+    Trainer(TINY, tmp_path / "split", resume=True, progress=False).fit()
+    whole, split = (
+        load_checkpoint(tmp_path / "whole" / CHECKPOINT_NAME),
+        load_checkpoint(tmp_path / "split" / CHECKPOINT_NAME),
+    )
+    for key in ("model", "generator"):
+        for name, tensor in whole[key].items():
+            assert torch.equal(tensor, split[key][name]), (key, name)
+
+
+def test_kernels_and_reference_train_the_same_ggcn(tmp_path) -> None:
+    config = replace(TINY, iterations=2, device=str(DEVICE))
+    reference_run = Trainer(config, tmp_path / "torch", progress=False)
+    fused_run = Trainer(replace(config, backend="triton"), tmp_path / "triton", progress=False)
+    for _ in range(2):
+        expected, fused = reference_run.train_iteration(), fused_run.train_iteration()
+        for key in ("f_data", "f_syn", "amortization", "hidden_move"):
+            assert fused[key] == pytest.approx(expected[key], rel=2e-3, abs=1e-6), key
+    assert_close(_generator_state(fused_run), _generator_state(reference_run), torch.float32, "generator")
