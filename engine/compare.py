@@ -69,8 +69,9 @@ def compare_models(base: TrainConfig, out_dir: str | Path, models: tuple[str, ..
             "config": trainer.config.to_dict(),
         }
         curves[kind] = metrics
-    report = {"data": base.data, "preset": base.preset, "image_size": rows[models[0]]["config"]["image_size"],
-              "iterations": rows[models[0]]["iterations"], "seed": base.seed, "models": rows}  # fmt: skip
+    first = rows[models[0]]
+    report = {"data": first["config"]["data"], "preset": base.preset, "image_size": first["config"]["image_size"],
+              "iterations": first["iterations"], "seed": base.seed, "models": rows}  # fmt: skip
     (out_dir / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "compare.md").write_text(markdown_table(report))
     _plot(curves, report, out_dir / "compare.png")

@@ -69,6 +69,7 @@ def test_compare_writes_a_report(tmp_path, capsys) -> None:
     table = capsys.readouterr().out
     report = json.loads((out / "compare.json").read_text())
     assert set(report["models"]) == {"gcn", "wgcn", "ggcn"}
+    assert report["data"] == "faces:lfw" and report["image_size"] == 16
     for kind, row in report["models"].items():
         assert row["iterations"] == 2 and row["swd_x1e3"] > 0 and row["seconds_per_iteration"] > 0, kind
         assert f"| {kind} |" in table
