@@ -17,7 +17,7 @@ import torch
 
 from genconv.bindings.backends import Backend, resolve_backend
 from genconv.bindings.errors import ConfigError
-from genconv.engine.graphs import CHAIN_GRAPHS, ChainKey
+from genconv.bindings.graphs import CHAIN_GRAPHS, ChainKey
 from genconv.engine.model import GenerativeConvNet, LangevinStepArgs
 from genconv.engine.seeding import MAX_SEED
 

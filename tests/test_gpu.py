@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from genconv.bindings.backends import resolve_backend
-from genconv.engine.graphs import CHAIN_GRAPHS
+from genconv.bindings.graphs import CHAIN_GRAPHS
 from genconv.engine.langevin import init_chains, langevin
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.presets import network_for

@@ -5,13 +5,14 @@ A K-step chain on the fused kernels launches a fixed sequence of kernels when th
 shape runs, genconv records it once in a CUDA graph and from then on replays it: one launch per
 chain instead of several per step, no Python in the loop. The kernels read the seed and the
 counter base from device memory, so a replay draws fresh noise. ``GENCONV_CUDA_GRAPHS=0`` turns
-capture off.
+capture off. The cache serves the engine's GCN chains (keyed by ``ChainKey``) and the generic
+sampler's chains of any ``nn.Module`` energy (keyed by a tuple of what they bake in) alike.
 """
 
 import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import torch
@@ -57,11 +58,11 @@ class ChainGraphs:
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self._seen: set[ChainKey] = set()
-        self._captured: OrderedDict[ChainKey, _Captured] = OrderedDict()
+        self._seen: set[Hashable] = set()
+        self._captured: OrderedDict[Hashable, _Captured] = OrderedDict()
         self._failed = False
 
-    def run(self, key: ChainKey, x: torch.Tensor, seed: int, base: int, runner: ChainRunner) -> torch.Tensor | None:
+    def run(self, key: Hashable, x: torch.Tensor, seed: int, base: int, runner: ChainRunner) -> torch.Tensor | None:
         """The chain's final states by graph replay, or None when the caller should run it eagerly.
 
         Args:
