@@ -31,32 +31,42 @@ def _philox_first_two_words(seed: int, offsets: torch.Tensor) -> tuple[torch.Ten
 
     uint32 words live in int64. The product of two uint32 values needs 64 unsigned bits; int64
     multiplication wraps modulo 2**64 (two's complement), so the bit pattern, and hence both
-    32-bit halves read back with shifts and masks, is exact.
+    32-bit halves read back with shifts and masks, is exact. One round maps
+    (c0, c1, c2, c3) to (hi(B c2) ^ c1 ^ k0, lo(B c2), hi(A c0) ^ c3 ^ k1, lo(A c0)); the words
+    are updated in place (this is the CPU path's noise, so its speed matters), and the first
+    round, where c2 = c3 = 0, is written out.
     """
     c0 = offsets & _MASK32
-    c1 = (offsets >> 32) & _MASK32
-    c2 = torch.zeros_like(c0)
-    c3 = torch.zeros_like(c0)
+    c1 = offsets >> 32
     k0, k1 = seed & _MASK32, (seed >> 32) & _MASK32
-    for _ in range(_PHILOX_ROUNDS):
-        product_b = c2 * _PHILOX_ROUND_B
-        product_a = c0 * _PHILOX_ROUND_A
-        c0, c1, c2, c3 = (
-            ((product_b >> 32) & _MASK32) ^ c1 ^ k0,
-            product_b & _MASK32,
-            ((product_a >> 32) & _MASK32) ^ c3 ^ k1,
-            product_a & _MASK32,
-        )
+    product_a = c0 * _PHILOX_ROUND_A
+    c0 = c1.bitwise_xor_(k0)
+    c1 = torch.zeros_like(c0)
+    c2 = (product_a >> 32).bitwise_and_(_MASK32).bitwise_xor_(k1)
+    c3 = product_a.bitwise_and_(_MASK32)
+    product_a, product_b = torch.empty_like(c0), torch.empty_like(c0)
+    for _ in range(_PHILOX_ROUNDS - 1):
         k0 = (k0 + _PHILOX_KEY_A) & _MASK32
         k1 = (k1 + _PHILOX_KEY_B) & _MASK32
+        torch.mul(c2, _PHILOX_ROUND_B, out=product_b)
+        torch.mul(c0, _PHILOX_ROUND_A, out=product_a)
+        c1.bitwise_xor_(k0)
+        c3.bitwise_xor_(k1)
+        torch.bitwise_right_shift(product_b, 32, out=c0).bitwise_and_(_MASK32).bitwise_xor_(c1)
+        torch.bitwise_right_shift(product_a, 32, out=c2).bitwise_and_(_MASK32).bitwise_xor_(c3)
+        torch.bitwise_and(product_b, _MASK32, out=c1)
+        torch.bitwise_and(product_a, _MASK32, out=c3)
     return c0, c1
 
 
 def _uint_to_uniform(words: torch.Tensor) -> torch.Tensor:
-    """Triton's uint32 -> [0, 1) map: bit-cast to int32, fold negatives, scale."""
-    signed = torch.where(words >= 2**31, words - 2**32, words)
-    folded = torch.where(signed < 0, -signed - 1, signed)
-    return folded.to(torch.float32) * torch.tensor(_UINT_TO_UNIFORM_SCALE, dtype=torch.float32)
+    """Triton's uint32 -> [0, 1) map: bit-cast to int32 and fold negatives (-v - 1), then scale.
+
+    For a word w >= 2**31 the int32 value is w - 2**32 and its fold 2**32 - 1 - w = w ^ 0xFFFFFFFF,
+    so the fold is w ^ (0xFFFFFFFF if w >= 2**31 else 0).
+    """
+    folded = (words >> 31).mul_(_MASK32).bitwise_xor_(words)
+    return folded.to(torch.float32).mul_(_UINT_TO_UNIFORM_SCALE)
 
 
 def philox_normal(
