@@ -8,8 +8,9 @@ CONSTRAINTS := requirements/constraints.txt
 PIP_OPTIONS ?=
 DEMO_DIR ?= runs/demo
 DEMO_ITERATIONS ?= 300
+BENCH_ARGS ?=
 
-.PHONY: setup demo test test-gpu bench lint clean
+.PHONY: setup demo test test-gpu bench bench-pytest lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +35,12 @@ test: setup
 test-gpu: setup
 	$(BIN)/python -m pytest -m gpu
 
+# The benchmark matrix for this device (CUDA: texture and object, paper size and 64 px, batches 1-1024,
+# float32 and bfloat16; CPU: 64 px, batches 1 and 16, float32); writes bench/results/<device>-<date>.json/.png.
 bench: setup
+	$(BIN)/python -m bench --check $(BENCH_ARGS)
+
+bench-pytest: setup
 	$(BIN)/python -m pytest bench --benchmark-only
 
 lint: setup

@@ -89,6 +89,11 @@ class ChainGraphs:
         captured.graph.replay()
         return captured.output.clone()
 
+    def clear(self) -> None:
+        """Drop every captured chain and its memory pool (a sweep over batch sizes needs this)."""
+        self._captured.clear()
+        self._seen.clear()
+
     def _capture(self, x: torch.Tensor, runner: ChainRunner) -> _Captured | None:
         states = x.detach().clone()
         counter = torch.zeros(2, dtype=torch.int64, device=x.device)

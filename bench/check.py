@@ -1,0 +1,131 @@
+"""Do the providers compute the same chain? Each one against genconv-torch, from the same start.
+
+Three comparisons on a small batch, per preset and dtype:
+- ``drift``: the noise-free chain (gradient descent on E), x_K - x0, relative L2 error;
+- ``given_noise``: ``steps`` steps with the same given standard normals, final states, relative L2 error;
+- ``noise_scale``: the free-running chain (the timed code, each provider's own noise) minus the
+  noise-free chain, its standard deviation over all elements relative to genconv-torch's: the
+  noise enters with the right scale (a distributional check, a tolerance of 10%).
+
+At initialisation (weights ~ N(0, 0.01^2)) df/dx is ~1e-6 of x/sigma^2, so a wrong network
+gradient would hide under the reference term: the check rescales the weights (f is positively
+homogeneous without biases, and the biases start at zero) until ||df/dx|| = ||x/sigma^2|| at x0,
+and uses delta = 1 so that a step moves x by far more than bfloat16 rounding.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bench.providers import PROVIDERS
+from bench.workloads import Setup, Workload, build_setup
+
+# Relative L2 tolerance per (device type, dtype): float32 on CUDA runs TF32 convolutions.
+TOLERANCES = {
+    ("cpu", "float32"): 1e-4,
+    ("cuda", "float32"): 1e-2,
+    ("cpu", "bfloat16"): 5e-2,
+    ("cuda", "bfloat16"): 5e-2,
+}
+NOISE_SCALE_TOLERANCE = 0.1
+REFERENCE = "genconv-torch"
+
+
+@dataclass
+class CheckResult:
+    """One provider on one check workload."""
+
+    provider: str
+    workload: Workload
+    drift_error: float
+    given_noise_error: float
+    noise_scale_ratio: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.drift_error <= self.tolerance
+            and self.given_noise_error <= self.tolerance
+            and abs(self.noise_scale_ratio - 1.0) <= NOISE_SCALE_TOLERANCE
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "workload": self.workload.to_dict(),
+            "drift_rel_error": self.drift_error,
+            "given_noise_rel_error": self.given_noise_error,
+            "noise_scale_ratio": self.noise_scale_ratio,
+            "tolerance": self.tolerance,
+            "noise_scale_tolerance": NOISE_SCALE_TOLERANCE,
+            "passed": self.passed,
+        }
+
+
+def _relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    value, reference = value.double(), reference.double()
+    return float((value - reference).norm() / reference.norm().clamp_min(1e-30))
+
+
+def _rescale_weights(setup: Setup) -> None:
+    """Scale every layer of the model by one factor so that ||df/dx(x0)|| = ||x0 / sigma^2||."""
+    model = setup.model
+    layers = model._weighted_layers()
+    grad = model.grad_f(setup.x0.float(), "torch")
+    ratio = float(setup.x0.float().norm() / setup.sigma**2 / grad.norm().clamp_min(1e-30))
+    factor = ratio ** (1.0 / len(layers))
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.mul_(factor)
+
+
+def check_setup(preset: str, image_size: int, channels: int, dtype: str, device: torch.device, steps: int) -> Setup:
+    """A small batch of the preset with rescaled weights and delta = 1."""
+    workload = Workload("chain", preset, image_size, channels, 2, dtype, steps)
+    setup = build_setup(workload, device, delta=1.0)
+    _rescale_weights(setup)
+    return setup
+
+
+def _runs(name: str, setup: Setup, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+    sampler = PROVIDERS[name].build(setup)
+    try:
+        zeros = torch.zeros((setup.steps, *setup.x0.shape), device=setup.device, dtype=setup.dtype)
+        return {
+            "noise_free": sampler.chain_with_noise(setup.x0, zeros).float(),
+            "given": sampler.chain_with_noise(setup.x0, noise).float(),
+            "free": sampler.chain(setup.x0).float(),
+        }
+    finally:
+        sampler.close()
+
+
+def check_providers(names: list[str], setup: Setup) -> list[CheckResult]:
+    """Compare every provider in ``names`` (available ones) with genconv-torch on ``setup``."""
+    workload = setup.workload
+    generator = torch.Generator(device="cpu").manual_seed(7)
+    noise = torch.randn((setup.steps, *setup.x0.shape), generator=generator).to(setup.device, setup.dtype)
+    reference = _runs(REFERENCE, setup, noise)
+    x0 = setup.x0.float()
+    reference_drift = reference["noise_free"] - x0
+    reference_spread = float((reference["free"] - reference["noise_free"]).std())
+    tolerance = TOLERANCES[(setup.device.type, workload.dtype)]
+    results = []
+    for name in names:
+        if name == REFERENCE or PROVIDERS[name].unavailable(setup.device) is not None:
+            continue
+        runs = _runs(name, setup, noise)
+        spread = float((runs["free"] - reference["noise_free"]).std())
+        results.append(
+            CheckResult(
+                provider=name,
+                workload=workload,
+                drift_error=_relative_error(runs["noise_free"] - x0, reference_drift),
+                given_noise_error=_relative_error(runs["given"], reference["given"]),
+                noise_scale_ratio=spread / reference_spread,
+                tolerance=tolerance,
+            )
+        )
+    return results

@@ -1,0 +1,143 @@
+"""The floor under every workload: FLOPs over the measured matrix rate, bytes over the measured bandwidth.
+
+FLOPs of one Langevin step: for every conv layer, the bottom-up convolution and the top-down
+transposed convolution (the input gradient; no weight gradient), 2 multiply-adds each:
+2 * 2 * H_out * W_out * C_out * C_in * K^2 per image; the fully connected top adds 2 * its inputs.
+Elementwise work (bias, ReLU, masks, the update, the noise) is not counted.
+
+Bytes of one step, the model of a fused kernel per layer (genconv's design): the state is read by
+the first layer and by the update and written once (3 |x|); every weight is read once; each
+hidden activation h_l (all layers but the top) is written once and read once, and so is the
+top-down gradient at it (4 |h_l| in the workload dtype); every layer's ReLU mask is written once
+and read once as one byte (torch.bool). The Philox noise is made in registers. ``bytes_state``
+(2 |x| + weights) is the bound of a whole-step kernel that kept every activation on chip.
+
+A learning iteration adds, per image of the observed and the synthesized batch, f's forward, the
+weight gradient and the input gradient of every layer above the first (FLOPs only).
+
+The ceilings are measured in the same run: a large matrix product in the workload dtype (TF32
+operands for float32 on CUDA, as cuDNN convolutions and genconv's kernels use) and a large
+device copy (bytes read plus bytes written).
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from bench.timing import Timing, measure
+from bench.workloads import DTYPES, Workload
+from genconv.engine.presets import network_for
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Work of one timed call of a workload (all steps, the whole batch)."""
+
+    flops: float
+    bytes: float
+    bytes_state: float
+    flops_per_image_step: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def workload_cost(workload: Workload) -> Cost:
+    """FLOPs and bytes of ``workload`` under the model of the module docstring."""
+    spec = network_for(workload.preset, workload.channels, workload.image_size)
+    element = torch.empty((), dtype=DTYPES[workload.dtype]).element_size()
+    size = (workload.image_size, workload.image_size)
+    outputs = spec.layer_sizes(size)
+    channels_in = spec.in_channels
+    layer_flops, weights, activations, masks = [], 0, [], 0
+    height, width = size
+    for layer, (out_h, out_w) in zip(spec.layers, outputs, strict=True):
+        conv_h = (height + 2 * layer.pad - layer.kernel) // layer.stride + 1
+        conv_w = (width + 2 * layer.pad - layer.kernel) // layer.stride + 1
+        layer_flops.append(2.0 * conv_h * conv_w * layer.channels * channels_in * layer.kernel**2)
+        weights += layer.channels * (channels_in * layer.kernel**2 + int(spec.bias))
+        masks += layer.channels * conv_h * conv_w
+        activations.append(layer.channels * out_h * out_w)
+        channels_in, height, width = layer.channels, out_h, out_w
+    top_inputs = activations[-1] if spec.top == "fc" else 0
+    weights += top_inputs + int(spec.bias and spec.top == "fc")
+    forward = sum(layer_flops) + 2.0 * top_inputs
+    per_image_step = forward + sum(layer_flops)
+    state = workload.channels * size[0] * size[1]
+    hidden = sum(activations[:-1])
+    batch, steps = workload.batch, workload.steps
+    step_bytes = batch * (3 * state * element + 4 * hidden * element + 2 * masks) + weights * element
+    state_bytes = batch * 2 * state * element + weights * element
+    flops = steps * batch * per_image_step
+    if workload.kind == "train":
+        flops += 2 * batch * (2 * forward + sum(layer_flops[1:]))
+    return Cost(flops, steps * step_bytes, steps * state_bytes, per_image_step)
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """Measured peak rates of the device for one dtype."""
+
+    matrix_flops_per_s: float
+    bandwidth_bytes_per_s: float
+    matrix: str
+    copy: str
+    other_processes_cores: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure_ceilings(device: torch.device, dtype: torch.dtype, quick: bool, retries: int = 0) -> Ceilings:
+    """A big matmul in ``dtype`` (FLOP/s) and a big copy (read + write bytes/s), on random data.
+
+    ``retries``: on the CPU, time again while other processes keep cores busy (see ``measure``).
+    """
+    cuda = device.type == "cuda"
+    n = (8192 if cuda else (2048 if dtype == torch.float32 else 1024)) if not quick else 256
+    numel = (1 << 28 if cuda else 1 << 26) if not quick else 1 << 20
+    repeats = 3 if quick else 10
+    matmul = _time_matmul(n, device, dtype, repeats, retries)
+    source = torch.randn(numel, device=device)
+    target = torch.empty_like(source)
+    copy = measure(lambda: target.copy_(source), device, 2, repeats, retries)
+    operands = "tf32" if cuda and dtype == torch.float32 else str(dtype).removeprefix("torch.")
+    return Ceilings(
+        matrix_flops_per_s=2.0 * n**3 / matmul.median,
+        bandwidth_bytes_per_s=2.0 * source.element_size() * numel / copy.median,
+        matrix=f"{n}x{n} @ {n}x{n} matmul, {operands} operands, median of {len(matmul.samples)}",
+        copy=f"copy of {source.element_size() * numel / 2**20:.0f} MiB, read + write, median of {len(copy.samples)}",
+        other_processes_cores=_contention(matmul, copy),
+    )
+
+
+def _contention(*timings: Timing) -> float | None:
+    """The most cores other processes kept busy during any of ``timings`` (None off the CPU)."""
+    found = [t.notes["other_processes_cores"] for t in timings if "other_processes_cores" in t.notes]
+    return max(found) if found else None
+
+
+def _time_matmul(n: int, device: torch.device, dtype: torch.dtype, repeats: int, retries: int) -> Timing:
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn((n, n), generator=generator).to(device=device, dtype=dtype)
+    b = torch.randn((n, n), generator=generator).to(device=device, dtype=dtype)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        return measure(lambda: a @ b, device, 2, repeats, retries)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def floor(cost: Cost, ceilings: Ceilings) -> dict[str, float | str]:
+    """The floor time of a workload and which term sets it."""
+    compute = cost.flops / ceilings.matrix_flops_per_s
+    memory = cost.bytes / ceilings.bandwidth_bytes_per_s
+    return {
+        "floor_s": max(compute, memory),
+        "compute_s": compute,
+        "memory_s": memory,
+        "memory_state_s": cost.bytes_state / ceilings.bandwidth_bytes_per_s,
+        "bound": "compute" if compute >= memory else "memory",
+    }

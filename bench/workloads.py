@@ -1,0 +1,157 @@
+"""What is timed: a K-step Langevin chain of a preset GCN on a batch, or one learning iteration.
+
+A ``Workload`` is plain data (it goes into the JSON as is); ``build_setup`` turns it into tensors
+on a device: the genconv model (float32 weights, ``init_seed`` 0), the start states and, for a
+learning iteration, a batch of "observed" images. Every provider samples from the same start with
+the same weights.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+
+from genconv.engine.model import GenerativeConvNet
+from genconv.engine.presets import get_preset, network_for
+
+Kind = Literal["chain", "train"]
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One cell of the matrix.
+
+    kind "chain": ``steps`` Langevin steps of ``batch`` chains; "train": one maximum-likelihood
+    iteration (``steps`` steps on ``batch`` persistent chains, then an Adam step on
+    mean f(synthesized) - mean f(observed) over ``batch`` observed images).
+    """
+
+    kind: Kind
+    preset: str
+    image_size: int
+    channels: int
+    batch: int
+    dtype: str
+    steps: int
+
+    @property
+    def group(self) -> str:
+        """The panel a workload is plotted in: everything but the batch."""
+        return f"{self.kind} {self.preset} {self.image_size}px {self.dtype} K={self.steps}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.group} B={self.batch}"
+
+    @property
+    def image_steps(self) -> int:
+        """Images times steps: the unit of the throughput figure."""
+        return self.batch * self.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_size(preset: str, size: str | int) -> int:
+    """An image size: an integer, or "paper" for the preset's paper size (texture 224, object 100)."""
+    if str(size) == "paper":
+        return get_preset(preset).paper_image_size
+    return int(size)
+
+
+def matrix(
+    kinds: list[str],
+    presets: list[str],
+    sizes: list[str],
+    batches: list[int],
+    dtypes: list[str],
+    steps: int,
+    channels: int,
+    train_batches: list[int],
+    train_steps: int | None,
+) -> Iterator[Workload]:
+    """Every workload of the run, grouped so that batches of one panel run in increasing order.
+
+    Learning iterations run in float32 only (an Adam step on bfloat16 weights is not what anyone
+    trains with); ``train_steps`` None takes the preset's steps per iteration (texture 20, object 10).
+    """
+    for kind in kinds:
+        for preset in presets:
+            for size in sizes:
+                image_size = resolve_size(preset, size)
+                if kind == "chain":
+                    for dtype in dtypes:
+                        for batch in sorted(batches):
+                            yield Workload("chain", preset, image_size, channels, batch, dtype, steps)
+                else:
+                    k = train_steps if train_steps is not None else get_preset(preset).langevin_steps
+                    for batch in sorted(train_batches):
+                        yield Workload("train", preset, image_size, channels, batch, "float32", k)
+
+
+@dataclass
+class Setup:
+    """A workload on a device: the model every provider copies, the start states, the step sizes."""
+
+    workload: Workload
+    device: torch.device
+    dtype: torch.dtype
+    model: GenerativeConvNet
+    x0: torch.Tensor
+    observed: torch.Tensor | None
+    delta: float
+    sigma: float
+    seed: int = 0
+
+    @property
+    def steps(self) -> int:
+        return self.workload.steps
+
+
+def build_setup(workload: Workload, device: torch.device, delta: float | None = None) -> Setup:
+    """Tensors for ``workload`` on ``device``: model (float32 weights), x0 ~ N(0, sigma^2) in the workload dtype.
+
+    Args:
+        delta: step size; default the preset's (texture 0.3, object 0.1).
+    """
+    preset = get_preset(workload.preset)
+    spec = network_for(workload.preset, workload.channels, workload.image_size)
+    model = GenerativeConvNet(spec, sigma=preset.sigma, init_seed=0).to(device)
+    dtype = DTYPES[workload.dtype]
+    generator = torch.Generator(device="cpu").manual_seed(1)
+    shape = (workload.batch, workload.channels, workload.image_size, workload.image_size)
+    x0 = (preset.sigma * torch.randn(shape, generator=generator)).to(device=device, dtype=dtype)
+    observed = None
+    if workload.kind == "train":
+        observed = (preset.sigma * torch.randn(shape, generator=generator)).to(device=device, dtype=dtype)
+    step = preset.delta if delta is None else float(delta)
+    return Setup(workload, device, dtype, model, x0, observed, step, preset.sigma)
+
+
+def learning_iteration(
+    chain: Callable[[torch.Tensor], torch.Tensor],
+    score: Callable[[torch.Tensor], torch.Tensor],
+    parameters: list[torch.nn.Parameter],
+    x0: torch.Tensor,
+    observed: torch.Tensor,
+) -> Callable[[], torch.Tensor]:
+    """One MLE iteration as genconv's trainer runs it: persistent chains, then Adam on f's weights.
+
+    The same code for every provider; only ``chain`` (K Langevin steps) and the module behind
+    ``score`` (f per image) differ. Adam settings are the texture preset's (lr 5e-4, beta1 0.5).
+    """
+    optimizer = torch.optim.Adam(parameters, lr=5e-4, betas=(0.5, 0.999))
+    state = {"chains": x0}
+
+    def run() -> torch.Tensor:
+        synthesized = chain(state["chains"])
+        state["chains"] = synthesized
+        loss = score(synthesized.detach()).mean() - score(observed).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return synthesized
+
+    return run

@@ -1,0 +1,122 @@
+"""Smoke test of the benchmark script (``python bench/run.py --quick --check``) and of its check.
+
+The script runs in its own process, as a user runs it, on tiny shapes (32 px, batch 2, 2 steps)
+with the numerical check; ``compiled`` is left out because torch.compile's first CPU compile takes
+tens of seconds (``python -m bench --quick --check --providers compiled,genconv-torch`` checks it).
+"""
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+PROVIDERS = ["eager", "torchebm", "genconv-torch", "genconv-triton", "genconv-dropin", "genconv-torchebm"]
+META_KEYS = {"device", "device_type", "python", "torch", "triton", "date", "git_sha", "command"}
+RESULT_KEYS = {"timing", "image_steps_per_s", "image_steps_per_s_q10", "image_steps_per_s_q90", "setup_s",
+               "peak_memory_bytes", "cost", "floor", "time_over_floor", "fraction_of_matrix_rate",
+               "ratio_to_best_baseline"}  # fmt: skip
+
+
+def _positive(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench")
+    environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    command = [sys.executable, "bench/run.py", "--quick", "--check", "--providers", ",".join(PROVIDERS),
+               "--out", str(out), "--name", "smoke"]  # fmt: skip
+    done = subprocess.run(command, cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((out / "smoke.json").read_text())
+    return {"data": data, "stdout": done.stdout, "out": out}
+
+
+def test_json_has_the_run_and_every_provider(quick_run: dict) -> None:
+    data = quick_run["data"]
+    assert data["schema"] == "genconv-bench/1" and len(data["runs"]) == 1
+    run = data["runs"][0]
+    assert META_KEYS <= set(run["meta"])
+    assert run["meta"]["torch"] == torch.__version__
+    ceilings = run["ceilings"]["float32"]
+    assert _positive(ceilings["matrix_flops_per_s"]) and _positive(ceilings["bandwidth_bytes_per_s"])
+    labels = {result["label"] for result in run["results"]}
+    assert len(labels) == 4  # chain and train, texture and object
+    for label in labels:
+        assert sorted(r["provider"] for r in run["results"] if r["label"] == label) == sorted(PROVIDERS)
+
+
+def test_figures_are_positive_and_finite(quick_run: dict) -> None:
+    results = quick_run["data"]["runs"][0]["results"]
+    ran = [r for r in results if r["status"] == "ok"]
+    assert {r["provider"] for r in ran} >= {"eager", "genconv-torch"}
+    for result in ran:
+        assert RESULT_KEYS <= set(result), result["provider"]
+        for key in ("image_steps_per_s", "time_over_floor", "fraction_of_matrix_rate", "ratio_to_best_baseline"):
+            assert _positive(result[key]), (key, result)
+        assert _positive(result["timing"]["median_s"]) and _positive(result["floor"]["floor_s"])
+        assert result["image_steps_per_s_q10"] <= result["image_steps_per_s"] <= result["image_steps_per_s_q90"]
+        assert _positive(result["cost"]["flops"]) and _positive(result["cost"]["bytes"])
+    for result in results:
+        if result["status"] != "ok":
+            assert result["status"] == "skipped" and result["note"]
+    if not torch.cuda.is_available():
+        assert all(r["status"] == "skipped" for r in results if r["provider"] == "genconv-triton")
+
+
+def test_providers_agree_with_genconv_torch(quick_run: dict) -> None:
+    checks = quick_run["data"]["runs"][0]["checks"]
+    assert {c["provider"] for c in checks} >= {"eager"}
+    assert {c["workload"]["preset"] for c in checks} == {"texture", "object"}
+    for check in checks:
+        assert check["passed"], check
+        assert check["drift_rel_error"] <= check["tolerance"]
+        assert check["given_noise_rel_error"] <= check["tolerance"]
+
+
+def test_table_and_plot(quick_run: dict) -> None:
+    assert "img-steps/s" in quick_run["stdout"] and "time/floor" in quick_run["stdout"]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib is not installed" in quick_run["stdout"]
+    else:
+        assert (quick_run["out"] / "smoke.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("fault", ["no network gradient", "double noise"])
+def test_check_catches_a_wrong_chain(monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+    """A provider that drops df/dx, or draws noise of the wrong scale, fails the check."""
+    monkeypatch.syspath_prepend(str(REPOSITORY))
+    from bench import check, providers
+
+    eager = providers.PROVIDERS["eager"]
+
+    def build(setup):
+        if fault == "no network gradient":
+            model = copy.deepcopy(setup.model)
+            for parameter in model.parameters():
+                parameter.data.zero_()
+            return eager.build(dataclasses.replace(setup, model=model))
+        sampler = eager.build(setup)
+        chain_with_noise = sampler.chain_with_noise
+        sampler.chain = lambda x: chain_with_noise(x, 2.0 * torch.randn((setup.steps, *x.shape)))
+        return sampler
+
+    monkeypatch.setitem(providers.PROVIDERS, "wrong", providers.Provider("wrong", fault, build))
+    setup = check.check_setup("texture", 24, 1, "float32", torch.device("cpu"), steps=3)
+    (result,) = check.check_providers(["eager", "wrong"], setup)[1:]
+    assert not result.passed
+    if fault == "no network gradient":
+        assert result.drift_error > 0.1
+    else:
+        assert result.noise_scale_ratio > 1.5
