@@ -161,13 +161,20 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
         description="Run Langevin chains under a trained model; writes a PNG grid and the raw samples.",
     )  # fmt: skip
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pt written by genconv train")
-    parser.add_argument("--out", required=True, help="PNG grid to write")
+    parser.add_argument("--out", required=True, help="PNG grid to write (a directory with --shard-size)")
     parser.add_argument(
         "--raw",
         default=None,
         help="raw samples, .npy or .pt: float32 [N, C, H, W] in pixel units (default: --out with .npy)",
     )
-    parser.add_argument("--num", type=int, default=16, help="number of samples")
+    parser.add_argument(
+        "--num",
+        "--samples",
+        dest="num",
+        type=int,
+        default=16,
+        help="number of samples (under torchrun write --samples: torchrun reads --num as its --numa-binding)",
+    )
     parser.add_argument("--steps", type=int, default=200, help="image-space Langevin steps per chain")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed (each chain draws the same noise whatever --batch-size)"
@@ -182,6 +189,15 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--hidden-steps", type=int, default=0, help="ggcn: hidden-space Langevin steps before g")
     parser.add_argument("--batch-size", type=int, default=64, help="chains run at once")
     parser.add_argument("--model", default=None, help=f"model family the checkpoint must hold: {MODELS}")
+    parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=None,
+        help="write a sharded, resumable run: --out is a directory of shards of this many samples plus "
+        "manifest.json; rerunning the same command finishes an interrupted run; under torchrun the shards "
+        "are split across processes",
+    )
+    parser.add_argument("--shard-png", action="store_true", help="with --shard-size: also a PNG grid per shard")
     _add_compute_options(parser)
     parser.set_defaults(run=_run_sample)
 
@@ -238,16 +254,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from genconv.engine import distributed
     from genconv.engine.checkpoint import load_checkpoint
+    from genconv.engine.config import resolve_device
     from genconv.engine.trainer import CHECKPOINT_NAME, Trainer
 
     model = args.model
     if model is None:
         model = load_checkpoint(Path(args.out) / CHECKPOINT_NAME)["model_kind"] if args.resume else "gcn"
-    trainer = Trainer(_config_from(args, model), args.out, resume=args.resume, progress=not args.no_progress)
-    summary = trainer.fit()
-    print(f"trained {summary.iterations} iterations; checkpoint {summary.checkpoint}; "
-          f"images {Path(args.out) / 'latest.png'}")  # fmt: skip
+    args.device = distributed.local_device(args.device)
+    group = distributed.init_from_environment(resolve_device(args.device))
+    try:
+        trainer = Trainer(_config_from(args, model), args.out, resume=args.resume, progress=not args.no_progress,
+                          group=group)  # fmt: skip
+        summary = trainer.fit()
+    finally:
+        distributed.shutdown()
+    if group.is_main:
+        processes = f" on {group.world_size} processes" if group.distributed else ""
+        print(f"trained {summary.iterations} iterations{processes}; checkpoint {summary.checkpoint}; "
+              f"images {Path(args.out) / 'latest.png'}")  # fmt: skip
     return 0
 
 
@@ -256,9 +282,11 @@ def _run_sample(args: argparse.Namespace) -> int:
     from genconv.engine.generate import check_raw_path, sample_checkpoint, save_raw
     from genconv.engine.images import grid_array, save_png
 
+    if args.shard_size is not None:
+        return _run_sharded_sample(args)
     out = Path(args.out)
     if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out must be a .png file, got {args.out!r}")
+        raise ConfigError(f"--out must be a .png file (or a directory with --shard-size), got {args.out!r}")
     raw = check_raw_path(args.raw if args.raw else out.with_suffix(".npy"))
     samples = sample_checkpoint(
         args.checkpoint, num=args.num, steps=args.steps, seed=args.seed, delta=args.delta, init=args.init,
@@ -268,6 +296,31 @@ def _run_sample(args: argparse.Namespace) -> int:
     save_png(grid_array(samples.pixels()), out)
     save_raw(samples.image_space(), raw)
     print(f"wrote {args.num} samples: {out} and {raw}")
+    return 0
+
+
+def _run_sharded_sample(args: argparse.Namespace) -> int:
+    from genconv.engine import distributed
+    from genconv.engine.config import resolve_device
+    from genconv.engine.shards import sample_shards
+
+    if args.raw:
+        raise ConfigError("--raw does not apply with --shard-size: the shards hold the raw samples")
+    device = resolve_device(distributed.local_device(args.device))
+    group = distributed.init_from_environment(device)
+    try:
+        report = sample_shards(
+            args.checkpoint, args.out, num=args.num, shard_size=args.shard_size, steps=args.steps, seed=args.seed,
+            delta=args.delta, init=args.init, hidden_steps=args.hidden_steps, batch_size=args.batch_size,
+            backend=args.backend, device=device, expected_model=args.model, png=args.shard_png,
+            progress=not args.no_progress, group=group,
+        )  # fmt: skip
+    finally:
+        distributed.shutdown()
+    if group.is_main:
+        shards = report["manifest"]["num_shards"]
+        print(f"{args.num} samples in {shards} shards in {args.out} (made {report['made']}, found "
+              f"{report['skipped']} finished, {report['seconds']:.1f} s)")  # fmt: skip
     return 0
 
 

@@ -2,6 +2,7 @@
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,23 +139,50 @@ def sample_checkpoint(
         raise ConfigError(f"steps and hidden steps must be >= 0, got {steps} and {hidden_steps}")
     run = load_run(path, expected_model, device)
     init = init or ("generator" if run.generator is not None else "noise")
+    with tqdm(total=num, disable=not progress, unit="sample") as bar:
+        x = sample_range(run, 0, num, num, steps=steps, seed=seed, delta=delta, init=init, hidden_steps=hidden_steps,
+                         batch_size=batch_size, backend=backend, device=device, on_batch=bar.update)  # fmt: skip
+    return Samples(x, run.scale)
+
+
+def sample_range(
+    run: LoadedRun,
+    first: int,
+    count: int,
+    total: int,
+    *,
+    steps: int,
+    seed: int,
+    delta: float | None,
+    init: str,
+    hidden_steps: int,
+    batch_size: int,
+    backend: str,
+    device: torch.device | str,
+    on_batch: Callable[[int], object] | None = None,
+) -> torch.Tensor:
+    """Chains ``first .. first + count`` of a ``total``-chain sampling run: [count, C, H, W] model space, CPU.
+
+    Every chain's noise is fixed by its global index (and ``seed``), so a range gives the same
+    chains whichever process computes it and however the run is split.
+    """
     if init not in SAMPLE_INITS:
         raise ConfigError(f"init must be one of {', '.join(SAMPLE_INITS)}; got {init!r}")
     delta = float(run.config.delta if delta is None else delta)
     check_step_sizes(delta, run.model.sigma)
     batches = []
-    with tqdm(total=num, disable=not progress, unit="sample") as bar:
-        for first in range(0, num, batch_size):
-            count = min(batch_size, num - first)
-            start = _start(run, init, first, count, num, seed, hidden_steps, backend, device)
-            chain_size = math.prod(start.shape[1:])
-            result = langevin(
-                run.model, start, steps=steps, delta=delta, seed=derive_seed(seed, LANGEVIN_STREAM),
-                stream_offset=first * chain_size, stream_stride=num * chain_size, backend=backend,
-            )  # fmt: skip
-            batches.append(result.x.float().cpu())
-            bar.update(count)
-    return Samples(torch.cat(batches), run.scale)
+    for start_index in range(first, first + count, batch_size):
+        size = min(batch_size, first + count - start_index)
+        start = _start(run, init, start_index, size, total, seed, hidden_steps, backend, device)
+        chain_size = math.prod(start.shape[1:])
+        result = langevin(
+            run.model, start, steps=steps, delta=delta, seed=derive_seed(seed, LANGEVIN_STREAM),
+            stream_offset=start_index * chain_size, stream_stride=total * chain_size, backend=backend,
+        )  # fmt: skip
+        batches.append(result.x.float().cpu())
+        if on_batch is not None:
+            on_batch(size)
+    return torch.cat(batches)
 
 
 def check_raw_path(path: str | Path) -> Path:

@@ -9,6 +9,11 @@
 
 Both use the fused kernels for every Langevin step and every df/dx; the penalty's second
 derivative and the weight gradients come from autograd.
+
+Under torchrun each rank owns a contiguous share of the chains (by global index) and of each
+iteration's data batch. Every chain draws its noise at counters fixed by its global index, each
+rank weighs its terms by its share of the global counts, and the gradients are summed over ranks,
+so the update is the one a single process computes on the whole batch (up to float rounding).
 """
 
 import math
@@ -18,8 +23,9 @@ from typing import Any
 import torch
 
 from genconv.bindings.backends import resolve_backend
-from genconv.bindings.errors import ChainDivergedError
+from genconv.bindings.errors import ChainDivergedError, CheckpointError
 from genconv.engine.config import TrainConfig
+from genconv.engine.distributed import SINGLE, ProcessGroup, gather_rows, share, sum_all, sum_gradients
 from genconv.engine.generator import UpsamplingGenerator
 from genconv.engine.hidden import hidden_langevin
 from genconv.engine.langevin import init_chains, langevin
@@ -47,15 +53,39 @@ class LastStep:
     next_step: int
 
 
+@dataclass(frozen=True)
+class ChainShare:
+    """This rank's chains: ``count`` chains from global index ``first`` of ``total``."""
+
+    first: int
+    count: int
+    total: int
+
+    @classmethod
+    def of(cls, total: int, group: ProcessGroup) -> "ChainShare":
+        first, count = share(total, group)
+        return cls(first, count, total)
+
+    def stream(self, chain_size: int) -> tuple[int, int]:
+        """(stream_offset, stream_stride) that give each chain the noise of its global index."""
+        return self.first * chain_size, self.total * chain_size
+
+    @property
+    def weight(self) -> float:
+        """This rank's fraction of the chains: local means times it, summed over ranks, are global means."""
+        return self.count / self.total
+
+
 def run_with_last_step(
-    model: GenerativeConvNet, x: torch.Tensor, config: TrainConfig, seed: int, start_step: int
+    model: GenerativeConvNet, x: torch.Tensor, config: TrainConfig, seed: int, start_step: int, chains: ChainShare
 ) -> LastStep:
     """``config.langevin_steps`` steps from x, keeping the state before the last one."""
+    offset, stride = chains.stream(math.prod(x.shape[1:]))
     head = langevin(model, x, steps=config.langevin_steps - 1, delta=config.delta, seed=seed, start_step=start_step,
-                    backend=config.backend)  # fmt: skip
+                    stream_offset=offset, stream_stride=stride, backend=config.backend)  # fmt: skip
     tail = langevin(model, head.x, steps=1, delta=config.delta, seed=seed, start_step=head.next_step,
-                    backend=config.backend)  # fmt: skip
-    return LastStep(head.x, tail.x, seed, head.next_step * x.numel(), tail.next_step)
+                    stream_offset=offset, stream_stride=stride, backend=config.backend)  # fmt: skip
+    return LastStep(head.x, tail.x, seed, offset + head.next_step * stride, tail.next_step)
 
 
 def check_finite(images: torch.Tensor, iteration: int, config: TrainConfig) -> None:
@@ -68,49 +98,65 @@ def check_finite(images: torch.Tensor, iteration: int, config: TrainConfig) -> N
 class EnergyLearner:
     """The parameter step of f shared by every family: MLE, plus the wGCN penalty when lambda_w > 0."""
 
-    def __init__(self, model: GenerativeConvNet, config: TrainConfig) -> None:
+    def __init__(self, model: GenerativeConvNet, config: TrainConfig, group: ProcessGroup = SINGLE) -> None:
         self.model = model
         self.config = config
+        self.group = group
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
 
     def step(
-        self, observed: torch.Tensor, synthesized: torch.Tensor, last: LastStep | None, iteration: int
-    ) -> dict[str, Any]:
+        self, observed: torch.Tensor, synthesized: torch.Tensor, last: LastStep | None, iteration: int,
+        chains: ChainShare,
+    ) -> dict[str, Any]:  # fmt: skip
+        """One Adam step of f on the global ``observed`` batch (this rank uses its share) and this
+        rank's ``synthesized`` chains."""
         config = self.config
-        terms = maximum_likelihood_loss(self.model, observed, synthesized)
-        loss = terms.loss
-        metrics: dict[str, Any] = {}
+        first, count = share(observed.shape[0], self.group)
+        observed_share = count / observed.shape[0]
+        terms = maximum_likelihood_loss(self.model, observed[first : first + count], synthesized)
+        # mean f(syn) - mean f(obs) over the global sets, as this rank's part of the sum over ranks
+        f_syn = terms.f_synthesized.mean() * chains.weight
+        f_data = terms.f_observed.mean() * observed_share if count else terms.f_observed.sum()
+        loss = f_syn - f_data
+        sums = {"f_data": f_data.detach(), "f_syn": f_syn.detach()}
         if last is not None:
-            metrics["transport"] = float(mean_squared_displacement(last.after, last.before))
+            sums["transport"] = mean_squared_displacement(last.after, last.before) * chains.weight
         if config.lambda_w > 0:
-            penalty = self._penalty(observed, synthesized, last, iteration)
+            penalty = self._penalty(observed, synthesized, last, iteration, chains)
             if penalty is not None:
-                loss = loss + config.lambda_w * penalty
-                metrics["penalty"] = float(penalty.detach())
+                loss = loss + config.lambda_w * penalty * chains.weight
+                sums["penalty"] = penalty.detach() * chains.weight
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        sum_gradients(list(self.model.parameters()), self.group)
         layer_norms = [
             float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in layer.parameters()])))
             for layer in self.model._weighted_layers()
         ]
         self.optimizer.step()
+        names = list(sums)
+        totals = sum_all(torch.stack([sums[name].float() for name in names]), self.group).tolist()
+        metrics = dict(zip(names, totals, strict=True))
+        penalty_part = config.lambda_w * metrics.get("penalty", 0.0)
         return {
-            "f_data": float(terms.f_observed.detach().mean()),
-            "f_syn": float(terms.f_synthesized.detach().mean()),
-            "loss": float(loss.detach()),
+            "f_data": metrics.pop("f_data"),
+            "f_syn": metrics.pop("f_syn"),
+            "loss": float(loss.detach()) if not self.group.distributed else totals[1] - totals[0] + penalty_part,
             "grad_norm": math.sqrt(sum(norm * norm for norm in layer_norms)),
             "layer_grad_norms": layer_norms,
             **metrics,
         }
 
     def _penalty(
-        self, observed: torch.Tensor, synthesized: torch.Tensor, last: LastStep | None, iteration: int
-    ) -> torch.Tensor | None:
+        self, observed: torch.Tensor, synthesized: torch.Tensor, last: LastStep | None, iteration: int,
+        chains: ChainShare,
+    ) -> torch.Tensor | None:  # fmt: skip
         config = self.config
         if config.penalty == "gradient":
             generator = torch.Generator().manual_seed(derive_seed(config.seed, MIXING_STREAM, iteration))
-            mixing = torch.rand(synthesized.shape[0], generator=generator).to(synthesized.device)
-            return gradient_penalty(self.model, observed, synthesized, mixing, config.gp_target)
+            mixing = torch.rand(chains.total, generator=generator)[chains.first : chains.first + chains.count]
+            return gradient_penalty(self.model, observed, synthesized, mixing.to(synthesized.device), config.gp_target,
+                                    first_chain=chains.first)  # fmt: skip
         if last is None:
             return None
         ops = resolve_backend(config.backend, last.before.device)
@@ -118,50 +164,71 @@ class EnergyLearner:
         return transport_penalty(self.model, last.before, noise, config.delta, config.sigma, config.transport)
 
 
-class ChainLearner:
-    """GCN and wGCN: persistent (or restarted) image-space chains."""
+def chain_std(chains: torch.Tensor, group: ProcessGroup) -> float:
+    """The standard deviation of every pixel of every rank's chains (unbiased, as torch.std)."""
+    if not group.distributed:
+        return float(chains.float().std())
+    values = chains.detach().double()
+    moments = sum_all(torch.stack([values.sum(), values.pow(2).sum(), torch.tensor(float(values.numel()),
+                                   dtype=torch.float64, device=values.device)]), group)  # fmt: skip
+    total, squares, count = moments.tolist()
+    return math.sqrt(max(squares - total * total / count, 0.0) / (count - 1))
 
-    def __init__(self, model: GenerativeConvNet, config: TrainConfig, observed: torch.Tensor, num_chains: int) -> None:
+
+class ChainLearner:
+    """GCN and wGCN: persistent (or restarted) image-space chains; this rank holds its share of them."""
+
+    def __init__(
+        self, model: GenerativeConvNet, config: TrainConfig, observed: torch.Tensor, num_chains: int,
+        group: ProcessGroup = SINGLE,
+    ) -> None:  # fmt: skip
         self.model = model
         self.config = config
-        self.energy = EnergyLearner(model, config)
+        self.group = group
+        self.energy = EnergyLearner(model, config, group)
         self.observed = observed
-        self.num_chains = num_chains
+        self.share = ChainShare.of(num_chains, group)
         self.langevin_seed = derive_seed(config.seed, LANGEVIN_STREAM)
         self.langevin_step = 0
         self.chains = self._fresh_chains(0)
 
     def _fresh_chains(self, iteration: int) -> torch.Tensor:
         return init_chains(
-            self.config.chain_init, self.num_chains, tuple(self.observed.shape[1:]), self.model.sigma,
+            self.config.chain_init, self.share.count, tuple(self.observed.shape[1:]), self.model.sigma,
             seed=derive_seed(self.config.seed, CHAIN_INIT_STREAM, iteration), data=self.observed,
-            device=self.observed.device, backend=self.config.backend,
+            device=self.observed.device, backend=self.config.backend, first_chain=self.share.first,
         )  # fmt: skip
 
     def iteration(self, observed: torch.Tensor, iteration: int) -> dict[str, Any]:
         """Langevin on the chains, then the parameter step. ``iteration`` counts from 1."""
         if not self.config.persistent:
             self.chains = self._fresh_chains(iteration - 1)
-        last = run_with_last_step(self.model, self.chains, self.config, self.langevin_seed, self.langevin_step)
+        last = run_with_last_step(self.model, self.chains, self.config, self.langevin_seed, self.langevin_step,
+                                  self.share)  # fmt: skip
         check_finite(last.after, iteration, self.config)
         self.chains, self.langevin_step = last.after, last.next_step
-        metrics = self.energy.step(observed, self.chains, last, iteration)
-        metrics["chain_std"] = float(self.chains.float().std())
+        metrics = self.energy.step(observed, self.chains, last, iteration, self.share)
+        metrics["chain_std"] = chain_std(self.chains, self.group)
         return metrics
 
     def synthesized(self) -> torch.Tensor:
+        """This rank's chains."""
         return self.chains
 
     def state(self) -> dict[str, Any]:
+        """The checkpoint's part: every rank's chains in global order (all ranks must call this)."""
         return {
             "optimizer": self.energy.optimizer.state_dict(),
-            "chains": self.chains.detach().cpu(),
+            "chains": gather_rows(self.chains.detach(), self.group).cpu(),
             "rng": {"seed": self.config.seed, "langevin_seed": self.langevin_seed, "langevin_step": self.langevin_step},
         }
 
     def load(self, record: dict[str, Any]) -> None:
         self.energy.optimizer.load_state_dict(record["optimizer"])
-        self.chains = record["chains"].to(self.observed.device)
+        chains = record["chains"]
+        if chains.shape[0] != self.share.total:
+            raise CheckpointError(f"the checkpoint holds {chains.shape[0]} chains, the run expects {self.share.total}")
+        self.chains = chains[self.share.first : self.share.first + self.share.count].to(self.observed.device)
         self.langevin_step = int(record["rng"]["langevin_step"])
 
 
@@ -169,32 +236,39 @@ class GGCNLearner:
     """GGCN: hidden-space sampling through a trainable generator, amortized and symmetrical learning."""
 
     def __init__(
-        self, model: GenerativeConvNet, generator: UpsamplingGenerator, config: TrainConfig, device: torch.device
-    ) -> None:
+        self, model: GenerativeConvNet, generator: UpsamplingGenerator, config: TrainConfig, device: torch.device,
+        group: ProcessGroup = SINGLE,
+    ) -> None:  # fmt: skip
         self.model = model
         self.generator = generator
         self.config = config
         self.device = device
-        self.energy = EnergyLearner(model, config)
+        self.group = group
+        self.energy = EnergyLearner(model, config, group)
         self.generator_optimizer = torch.optim.Adam(
             generator.parameters(), lr=config.generator_lr, betas=(config.beta1, 0.999)
         )
+        assert config.num_chains is not None and config.latent_dim is not None
+        self.share = ChainShare.of(config.num_chains, group)
         self.refined: torch.Tensor | None = None
 
     def latent(self, iteration: int) -> torch.Tensor:
+        """This rank's latent codes z0 ~ N(0, I) of the iteration, by global chain index."""
         ops = resolve_backend(self.config.backend, self.device)
         seed = derive_seed(self.config.seed, LATENT_STREAM, iteration)
-        return ops.standard_normal(seed, 0, (self.config.num_chains, self.config.latent_dim), self.device)
+        offset, _ = self.share.stream(self.config.latent_dim)
+        return ops.standard_normal(seed, offset, (self.share.count, self.config.latent_dim), self.device)
 
     def iteration(self, observed: torch.Tensor, iteration: int) -> dict[str, Any]:
         config = self.config
         latent = self.latent(iteration)
         hidden = latent
         if config.hidden_steps:
+            offset, stride = self.share.stream(config.latent_dim)
             hidden = hidden_langevin(
                 self.model, self.generator, latent, steps=config.hidden_steps, step_size=config.hidden_step_size,
-                seed=derive_seed(config.seed, HIDDEN_STREAM, iteration), grad_clip=config.hidden_grad_clip,
-                backend=config.backend,
+                seed=derive_seed(config.seed, HIDDEN_STREAM, iteration), stream_offset=offset, stream_stride=stride,
+                grad_clip=config.hidden_grad_clip, backend=config.backend,
             ).x  # fmt: skip
         with torch.no_grad():
             proposal = self.generator(hidden)
@@ -202,22 +276,28 @@ class GGCNLearner:
         refined = proposal
         if config.langevin_steps:
             last = run_with_last_step(
-                self.model, proposal, config, derive_seed(config.seed, LANGEVIN_STREAM, iteration), 0
+                self.model, proposal, config, derive_seed(config.seed, LANGEVIN_STREAM, iteration), 0, self.share
             )
             refined = last.after
         check_finite(refined, iteration, config)
         self.refined = refined
-        metrics = self.energy.step(observed, refined, last, iteration)
-        metrics["hidden_move"] = float((hidden - latent).pow(2).sum(dim=1).mean())
+        metrics = self.energy.step(observed, refined, last, iteration, self.share)
+        moves = (hidden - latent).pow(2).sum(dim=1).mean() * self.share.weight
         if config.amortize:
-            loss = amortization_loss(self.generator, latent, refined)
+            loss = amortization_loss(self.generator, latent, refined) * self.share.weight
             self.generator_optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            sum_gradients(list(self.generator.parameters()), self.group)
             self.generator_optimizer.step()
-            metrics["amortization"] = float(loss.detach())
+            moves, amortization = sum_all(torch.stack([moves.detach(), loss.detach()]), self.group).tolist()
+            metrics["amortization"] = amortization
+        else:
+            moves = float(sum_all(moves.detach(), self.group))
+        metrics["hidden_move"] = moves
         return metrics
 
     def synthesized(self) -> torch.Tensor:
+        """This rank's latest refined images (the generator's output before the first iteration)."""
         if self.refined is None:
             with torch.no_grad():
                 return self.generator(self.latent(0))

@@ -22,6 +22,7 @@ from genconv.bindings.errors import ChainDivergedError, CheckpointError, ConfigE
 from genconv.engine import data as datasets
 from genconv.engine.checkpoint import load_checkpoint, save_checkpoint
 from genconv.engine.config import TrainConfig, resolve_device
+from genconv.engine.distributed import SINGLE, ProcessGroup, barrier, check_divisible
 from genconv.engine.generator import GeneratorSpec, UpsamplingGenerator
 from genconv.engine.images import grid_array, save_png, side_by_side
 from genconv.engine.learners import ChainLearner, GGCNLearner
@@ -103,6 +104,8 @@ class Trainer:
         out_dir: the run directory; it must not already hold a run unless ``resume``.
         resume: continue the run in ``out_dir`` from its checkpoint.
         progress: show a progress bar.
+        group: this process's place under torchrun (default: a single process). Each rank holds
+            its share of the chains and of every data batch; rank 0 writes every file.
 
     Example:
         >>> trainer = Trainer(TrainConfig(data="texture:brick", image_size=32, iterations=5), "runs/demo")
@@ -110,10 +113,12 @@ class Trainer:
     """
 
     def __init__(
-        self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
-    ) -> None:
+        self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+        group: ProcessGroup = SINGLE,
+    ) -> None:  # fmt: skip
         self.out_dir = Path(out_dir)
-        self.progress = progress
+        self.group = group
+        self.progress = progress and group.is_main
         checkpoint_path = self.out_dir / CHECKPOINT_NAME
         record = None
         if resume:
@@ -127,6 +132,7 @@ class Trainer:
         self.config = config.resolved()
         self.device = resolve_device(self.config.device)
         self._build(record)
+        barrier(group)  # every rank has checked the run directory before rank 0 writes into it
 
     def _build(self, record: dict[str, Any] | None) -> None:
         config = self.config
@@ -151,10 +157,13 @@ class Trainer:
         self.model = GenerativeConvNet(spec, sigma=config.sigma, init_seed=init_seed).to(self.device)
         if config.model == "ggcn":
             generator = build_generator(config, images.shape[1], self.scale).to(self.device)
-            self.learner: ChainLearner | GGCNLearner = GGCNLearner(self.model, generator, config, self.device)
+            check_divisible("the number of chains", config.num_chains or 0, self.group)
+            self.learner: ChainLearner | GGCNLearner = GGCNLearner(self.model, generator, config, self.device,
+                                                                   self.group)  # fmt: skip
         else:
             chains = default_num_chains(config, self.observed.shape[0])
-            self.learner = ChainLearner(self.model, config, self.observed, chains)
+            check_divisible("the number of chains", chains, self.group)
+            self.learner = ChainLearner(self.model, config, self.observed, chains, self.group)
         self.iteration = 0
         if record is not None:
             self.model.load_state_dict(record["model"])
@@ -201,7 +210,13 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
-        return save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.config.model, self.checkpoint_payload())
+        """Write the checkpoint atomically (rank 0; every rank must call this, to gather the chains)."""
+        payload = self.checkpoint_payload()
+        path = self.out_dir / CHECKPOINT_NAME
+        if self.group.is_main:
+            save_checkpoint(path, self.config.model, payload)
+        barrier(self.group)
+        return path
 
     def save_images(self) -> Path:
         """PNG of the observed images (left) beside the synthesized ones (right)."""
@@ -215,15 +230,17 @@ class Trainer:
         """Train until ``config.iterations``, logging, drawing and checkpointing on the way."""
         config = self.config
         assert config.iterations is not None
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(config.to_dict(), self.out_dir / CONFIG_NAME)
+        main = self.group.is_main
         metrics_path = self.out_dir / METRICS_NAME
-        _keep_metrics_up_to(metrics_path, self.iteration)
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            _write_json_atomic({**config.to_dict(), "world_size": self.group.world_size}, self.out_dir / CONFIG_NAME)
+            _keep_metrics_up_to(metrics_path, self.iteration)
         metrics: dict[str, Any] = {}
         started = time.perf_counter()
         with (
             tqdm(total=config.iterations, initial=self.iteration, disable=not self.progress, unit="it") as bar,
-            open(metrics_path, "a") as log,
+            open(metrics_path if main else os.devnull, "a") as log,
         ):
             while self.iteration < config.iterations:
                 tick = time.perf_counter()
@@ -235,15 +252,13 @@ class Trainer:
                 bar.set_postfix(f_data=f"{metrics['f_data']:.4g}", f_syn=f"{metrics['f_syn']:.4g}")
                 bar.update(1)
                 finished = self.iteration == config.iterations
-                if finished or self.iteration % config.image_every == 0:
+                if main and (finished or self.iteration % config.image_every == 0):
                     self.save_images()
                     save_curves(read_metrics(metrics_path), self.out_dir / CURVES_NAME, title=config.model)
                 if finished or self.iteration % config.checkpoint_every == 0:
                     self.save_checkpoint()
                 if on_iteration is not None:
                     on_iteration(metrics)
-        if not (self.out_dir / CHECKPOINT_NAME).exists():
-            self.save_checkpoint()
         return TrainSummary(self.iteration, self.out_dir / CHECKPOINT_NAME, metrics)
 
 

@@ -78,12 +78,15 @@ def gradient_penalty(
     synthesized: torch.Tensor,
     mixing: torch.Tensor,
     target_norm: float = 1.0,
+    first_chain: int = 0,
 ) -> torch.Tensor:
     """mean (||df/dx(x_hat)|| - target_norm)^2 at x_hat = a * observed + (1 - a) * synthesized.
 
-    Synthesized image i is paired with observed image i mod N; ``mixing`` holds a in [0, 1] per pair.
+    Synthesized image i (global index first_chain + i) is paired with observed image
+    (first_chain + i) mod N; ``mixing`` holds a in [0, 1] per pair.
     """
-    pairs = observed[torch.arange(synthesized.shape[0], device=observed.device) % observed.shape[0]]
+    index = torch.arange(synthesized.shape[0], device=observed.device) + first_chain
+    pairs = observed[index % observed.shape[0]]
     weight = mixing.view(-1, *([1] * (synthesized.dim() - 1))).to(synthesized)
     with torch.enable_grad():
         mixed = (weight * pairs + (1 - weight) * synthesized.detach()).requires_grad_(True)
