@@ -27,13 +27,12 @@ import torch.nn.functional as F
 
 from genconv.bindings.backends import Backend, resolve_backend
 from genconv.bindings.errors import ConfigError
+from genconv.bindings.seeding import MAX_SEED
 from genconv.kernels.reference import accumulation_dtype, activation_slope_factor
 
 # Which backend runs each device type. Tests point "cpu" at "triton" to run the kernels in
 # Triton's interpreter (TRITON_INTERPRET=1) behind the same ops.
 DEVICE_BACKENDS: dict[str, str] = {"cpu": "torch", "cuda": "triton"}
-
-MAX_SEED = 2**63 - 1
 
 
 def noise_counter(seed: int, base: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:

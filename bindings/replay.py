@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from genconv.bindings.errors import ConfigError
-from genconv.bindings.ops import MAX_SEED
-from genconv.bindings.sampler import stream_seed
+from genconv.bindings.seeding import MAX_SEED, derive_seed
 
 InitFn = Callable[[int, torch.Generator], torch.Tensor]
 INIT_KINDS: tuple[str, ...] = ("uniform", "normal")
@@ -90,7 +89,7 @@ class ReplayBuffer(nn.Module):
     def _generator(self, *tags: int) -> torch.Generator:
         """A generator seeded from (seed, tags): draws depend on nothing but the buffer's state."""
         generator = torch.Generator(device=self.states.device)
-        return generator.manual_seed(stream_seed(self.seed, *tags))
+        return generator.manual_seed(derive_seed(self.seed, *tags))
 
     def fresh(self, num: int, generator: torch.Generator) -> torch.Tensor:
         """``num`` new states [num, *shape] from the init function, on the buffer's device and dtype."""

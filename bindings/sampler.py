@@ -30,41 +30,14 @@ from genconv.bindings import ops
 from genconv.bindings.backends import resolve_backend
 from genconv.bindings.errors import ConfigError
 from genconv.bindings.graphs import CHAIN_GRAPHS, graphs_enabled
-from genconv.bindings.ops import MAX_SEED
+from genconv.bindings.seeding import derive_seed, seed_from
 from genconv.bindings.update_rules import STEP_FORMS, GCNStep, StepForm, UpdateRule
 from genconv.kernels.reference import accumulation_dtype
 
 _MALA_STREAM = 1
-_MASK64 = (1 << 64) - 1
 
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 NoiseSource = torch.Tensor | Callable[[int], torch.Tensor]
-
-
-def stream_seed(seed: int, *tags: int) -> int:
-    """A seed in [0, 2**63) for the sub-stream ``tags`` of ``seed`` (splitmix64, chained).
-
-    Example:
-        >>> stream_seed(7, 1) != stream_seed(7, 2)
-        True
-    """
-    value = seed & _MASK64
-    for tag in tags:
-        value ^= (tag + 0x9E3779B97F4A7C15) & _MASK64
-        value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
-        value ^= value >> 31
-    return value & MAX_SEED
-
-
-def seed_from(seed: int | None, generator: torch.Generator | None) -> int:
-    """The integer seed of a run: ``seed`` itself, else one drawn from ``generator`` (or torch's RNG)."""
-    if seed is not None:
-        if not _is_integer(seed) or not 0 <= seed <= MAX_SEED:
-            raise ConfigError(f"seed must be an integer in [0, 2**63 - 1], got {seed!r}")
-        return int(seed)
-    device = generator.device if generator is not None else "cpu"
-    return int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
 
 
 @dataclass
@@ -483,7 +456,7 @@ def _noise_at(noise: NoiseSource | None, step: int, like: torch.Tensor) -> torch
 
 def _log_uniforms(seed: int, offset: int, batch: int, device: torch.device) -> torch.Tensor:
     """log U(0, 1) numbers for the MALA decisions, counter-based on a stream of their own."""
-    normals = resolve_backend("auto", device).standard_normal(stream_seed(seed, _MALA_STREAM), offset, (batch,), device)
+    normals = resolve_backend("auto", device).standard_normal(derive_seed(seed, _MALA_STREAM), offset, (batch,), device)
     return torch.special.log_ndtr(normals.to(torch.float64))
 
 

@@ -21,9 +21,8 @@ from genconv.bindings.sampler import (
     SamplerOutput,
     check_clamp,
     sample_langevin,
-    seed_from,
-    stream_seed,
 )
+from genconv.bindings.seeding import derive_seed, seed_from
 from genconv.bindings.update_rules import TorchEBMStep
 
 try:
@@ -46,7 +45,7 @@ class TorchEBMSampler(BaseSampler):
         max_grad_norm: clip each chain's dE/dx to this L2 norm first.
         mala: Metropolis-adjusted steps; ``last_acceptance_rate`` holds the per-chain rates.
         seed: None draws each call's noise seed from the call's generator (or torch's RNG);
-            an integer gives call k the seed stream_seed(seed, k), restored with ``state_dict``
+            an integer gives call k the seed derive_seed(seed, k), restored with ``state_dict``
             (with noise_source "torch" the seed only drives MALA's accept decisions).
         noise_source: "philox" (counter-based, in-kernel on CUDA) or "torch" (the generator's
             draws, step by step, as LangevinDynamics makes them).
@@ -100,7 +99,7 @@ class TorchEBMSampler(BaseSampler):
         if self.seed is None and self.noise_source == "philox":
             return seed_from(None, generator)
         self.calls += 1
-        return stream_seed(self.seed or 0, self.calls)
+        return derive_seed(self.seed or 0, self.calls)
 
     @torch.no_grad()
     def sample(

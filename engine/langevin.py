@@ -18,8 +18,8 @@ import torch
 from genconv.bindings.backends import Backend, resolve_backend
 from genconv.bindings.errors import ConfigError
 from genconv.bindings.graphs import CHAIN_GRAPHS, ChainKey
+from genconv.bindings.seeding import seed_from
 from genconv.engine.model import GenerativeConvNet, LangevinStepArgs
-from genconv.engine.seeding import MAX_SEED
 
 InitKind = Literal["noise", "zeros", "data"]
 INIT_KINDS: tuple[str, ...] = ("noise", "zeros", "data")
@@ -54,15 +54,6 @@ def check_step_sizes(delta: float, sigma: float) -> None:
         raise ConfigError(f"delta (the Langevin step size) must be a positive number, got {delta}")
     if not (sigma > 0 and sigma < float("inf")):
         raise ConfigError(f"sigma (the reference std) must be a positive number, got {sigma}")
-
-
-def seed_from(seed: int | None, generator: torch.Generator | None) -> int:
-    """The integer seed of a run: ``seed`` itself, else one drawn from ``generator`` (or torch's RNG)."""
-    if seed is not None:
-        if not 0 <= int(seed) <= MAX_SEED:
-            raise ConfigError(f"seed must be an integer in [0, 2**63 - 1], got {seed}")
-        return int(seed)
-    return int(torch.randint(0, 2**62, (1,), generator=generator).item())
 
 
 def standard_normal(

@@ -4,24 +4,9 @@ Every random quantity is a pure function of a run seed, a stream tag and a count
 can be replayed, resumed or split across processes without carrying generator state around.
 """
 
-_MASK64 = (1 << 64) - 1
-MAX_SEED = 2**63 - 1
+from genconv.bindings.seeding import MAX_SEED, derive_seed
 
-
-def _splitmix64(value: int) -> int:
-    value = (value + 0x9E3779B97F4A7C15) & _MASK64
-    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return value ^ (value >> 31)
-
-
-def derive_seed(seed: int, *tags: int) -> int:
-    """A seed in [0, 2**63) for the sub-stream ``tags`` of ``seed`` (splitmix64 chained)."""
-    value = seed & _MASK64
-    for tag in tags:
-        value = _splitmix64(value ^ _splitmix64(tag & _MASK64))
-    return value & MAX_SEED
-
+__all__ = ["MAX_SEED", "derive_seed"]
 
 # Stream tags of a training run.
 LANGEVIN_STREAM = 1
