@@ -17,6 +17,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python setup.py pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install -q $(PIP_OPTIONS) -c $(CONSTRAINTS) -e ".[dev]"
+	$(BIN)/python -c "from genconv.kernels import cpu_kernel; print('C++ CPU kernel:', cpu_kernel.status())"
 	touch $@
 
 setup: $(VENV)/.installed

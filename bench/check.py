@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from bench.providers import PROVIDERS
-from bench.workloads import Setup, Workload, build_setup
+from bench.workloads import SMALL_ENERGY, Setup, Workload, build_setup
 
 # Relative L2 tolerance per (device type, dtype): float32 on CUDA runs TF32 convolutions.
 TOLERANCES = {
@@ -28,8 +28,16 @@ TOLERANCES = {
     ("cpu", "bfloat16"): 5e-2,
     ("cuda", "bfloat16"): 5e-2,
 }
+# The noisy chains visit states where some ReLU pre-activation sits within float rounding of 0:
+# two correct float32 implementations (autograd's transposed convolution, genconv's forward
+# convolutions on packed weights) can then switch that unit differently, which moves the check's
+# state by about 1e-3 relative. The given-noise comparison allows that; a wrong gradient or noise
+# scale is off by O(1).
+GIVEN_NOISE_FLOOR = 1e-2
 NOISE_SCALE_TOLERANCE = 0.1
 REFERENCE = "genconv-torch"
+PCD_REFERENCE = "eager"  # the hand-written loop: genconv-torch runs GCNs only
+PCD_CHECK_CHAINS = 1024  # enough elements for the spread to be known within 2 %
 
 
 @dataclass
@@ -47,7 +55,7 @@ class CheckResult:
     def passed(self) -> bool:
         return (
             self.drift_error <= self.tolerance
-            and self.given_noise_error <= self.tolerance
+            and self.given_noise_error <= max(self.tolerance, GIVEN_NOISE_FLOOR)
             and abs(self.noise_scale_ratio - 1.0) <= NOISE_SCALE_TOLERANCE
         )
 
@@ -59,6 +67,7 @@ class CheckResult:
             "given_noise_rel_error": self.given_noise_error,
             "noise_scale_ratio": self.noise_scale_ratio,
             "tolerance": self.tolerance,
+            "given_noise_tolerance": max(self.tolerance, GIVEN_NOISE_FLOOR),
             "noise_scale_tolerance": NOISE_SCALE_TOLERANCE,
             "passed": self.passed,
         }
@@ -89,8 +98,15 @@ def check_setup(preset: str, image_size: int, channels: int, dtype: str, device:
     return setup
 
 
+def check_setup_pcd(device: torch.device, steps: int) -> Setup:
+    """The small-energy workload on enough chains for the noise-scale comparison."""
+    return build_setup(Workload("pcd", SMALL_ENERGY, 1, 2, PCD_CHECK_CHAINS, "float32", steps), device)
+
+
 def _runs(name: str, setup: Setup, noise: torch.Tensor) -> dict[str, torch.Tensor]:
-    sampler = PROVIDERS[name].build(setup)
+    build = PROVIDERS[name].builder(setup.workload.kind)
+    assert build is not None
+    sampler = build(setup)
     try:
         zeros = torch.zeros((setup.steps, *setup.x0.shape), device=setup.device, dtype=setup.dtype)
         return {
@@ -103,18 +119,22 @@ def _runs(name: str, setup: Setup, noise: torch.Tensor) -> dict[str, torch.Tenso
 
 
 def check_providers(names: list[str], setup: Setup) -> list[CheckResult]:
-    """Compare every provider in ``names`` (available ones) with genconv-torch on ``setup``."""
+    """Compare every provider in ``names`` (available ones) with genconv-torch (pcd: eager) on ``setup``."""
     workload = setup.workload
+    reference_name = PCD_REFERENCE if workload.kind == "pcd" else REFERENCE
     generator = torch.Generator(device="cpu").manual_seed(7)
     noise = torch.randn((setup.steps, *setup.x0.shape), generator=generator).to(setup.device, setup.dtype)
-    reference = _runs(REFERENCE, setup, noise)
+    reference = _runs(reference_name, setup, noise)
     x0 = setup.x0.float()
     reference_drift = reference["noise_free"] - x0
     reference_spread = float((reference["free"] - reference["noise_free"]).std())
     tolerance = TOLERANCES[(setup.device.type, workload.dtype)]
     results = []
     for name in names:
-        if name == REFERENCE or PROVIDERS[name].unavailable(setup.device) is not None:
+        provider = PROVIDERS[name]
+        if name == reference_name or provider.builder(workload.kind) is None:
+            continue
+        if provider.unavailable(setup.device) is not None:
             continue
         runs = _runs(name, setup, noise)
         spread = float((runs["free"] - reference["noise_free"]).std())

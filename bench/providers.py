@@ -10,6 +10,12 @@
 - ``torchebm``: TorchEBM's LangevinDynamics on the same energy (optional; skipped when not installed).
 - ``genconv-torch`` / ``genconv-triton``: ``genconv.langevin`` with backend "torch" / "triton"
   (the fused kernels, the chain replayed from a CUDA graph; CUDA only).
+- ``genconv-dropin`` / ``genconv-torchebm``: ``genconv.sample_langevin`` on the plain energy module,
+  and ``genconv.TorchEBMSampler`` behind TorchEBM's interface.
+
+The small-energy workload ("pcd": TorchEBM's x - eta dE/dx + noise_scale sqrt(2 eta) z on an MLP
+energy) has its own builders (``build_pcd``): eager (the hand loop), torchebm, genconv-dropin
+and genconv-torchebm run it; the GCN-only providers are skipped there.
 
 Adding a provider (for example a drop-in sampler API that takes any energy module) is one
 ``register(Provider(...))`` call at the end of this file: write ``build(setup) -> Sampler``, where
@@ -31,7 +37,7 @@ from bench.energy import ConvEnergy
 from bench.workloads import Setup
 from genconv.bindings.graphs import CHAIN_GRAPHS
 from genconv.bindings.sampler import sample_langevin
-from genconv.bindings.update_rules import SGLDStep
+from genconv.bindings.update_rules import SGLDStep, TorchEBMStep
 from genconv.engine.langevin import langevin
 
 Chain = Callable[[torch.Tensor], torch.Tensor]
@@ -67,6 +73,11 @@ class Provider:
     build: Callable[[Setup], Sampler]
     unavailable: Callable[[torch.device], str | None] = lambda device: None
     baseline: bool = False
+    build_pcd: Callable[[Setup], Sampler] | None = None
+
+    def builder(self, kind: str) -> Callable[[Setup], Sampler] | None:
+        """The builder for a workload kind, None where this provider does not run it."""
+        return self.build_pcd if kind == "pcd" else self.build
 
 
 PROVIDERS: dict[str, Provider] = {}
@@ -192,19 +203,19 @@ def _torchebm_missing(device: torch.device) -> str | None:
     return None
 
 
-def _torchebm_model(energy: ConvEnergy, setup: Setup) -> torch.nn.Module:
+def _torchebm_model(energy: torch.nn.Module, setup: Setup) -> torch.nn.Module:
     """``energy`` behind TorchEBM's model interface (its default autograd gradient)."""
     from torchebm.core import BaseModel
 
-    class GCNEnergy(BaseModel):
-        def __init__(self, inner: ConvEnergy) -> None:
+    class WrappedEnergy(BaseModel):
+        def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__(dtype=setup.dtype, device=setup.device)
             self.inner = inner
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.inner(x)
 
-    return GCNEnergy(energy)
+    return WrappedEnergy(energy)
 
 
 def _build_torchebm(setup: Setup) -> Sampler:
@@ -268,18 +279,6 @@ def _genconv_builder(backend: str) -> Callable[[Setup], Sampler]:
     return build
 
 
-register(Provider("eager", "autograd.grad per step, separate torch.randn, tensor-op update", _build_eager,
-                  baseline=True))  # fmt: skip
-register(Provider("compiled", "torch.func.grad step under torch.compile; CUDA: channels_last + whole-chain CUDA graph",
-                  _build_compiled, baseline=True))  # fmt: skip
-register(Provider("torchebm", "TorchEBM LangevinDynamics on the same energy", _build_torchebm, _torchebm_missing,
-                  baseline=True))  # fmt: skip
-register(Provider("genconv-torch", "genconv.langevin, backend torch (explicit passes, Philox noise)",
-                  _genconv_builder("torch")))  # fmt: skip
-register(Provider("genconv-triton", "genconv.langevin, backend triton (fused kernels, CUDA-graph chain)",
-                  _genconv_builder("triton"), _triton_missing))  # fmt: skip
-
-
 def _build_dropin(setup: Setup) -> Sampler:
     """genconv.sample_langevin on the plain energy module: autograd gradient, fused update op."""
     energy = _energy(setup)
@@ -317,7 +316,101 @@ def _build_torchebm_adapter(setup: Setup) -> Sampler:
     return Sampler(chain, chain_with_noise, energy.f, list(energy.parameters()), {}, CHAIN_GRAPHS.clear)
 
 
+# The small-energy (pcd) workload: TorchEBM's parameterisation on the MLP energy.
+
+
+def _pcd_energy(setup: Setup) -> torch.nn.Module:
+    assert setup.energy is not None
+    return copy.deepcopy(setup.energy)
+
+
+def _pcd_noise_std(setup: Setup) -> float:
+    return setup.noise_scale * (2.0 * setup.step_size) ** 0.5
+
+
+def _build_eager_pcd(setup: Setup) -> Sampler:
+    """The hand-written loop: autograd, torch.randn_like, the update in tensor ops."""
+    energy = _pcd_energy(setup)
+    step_size, noise_std = setup.step_size, _pcd_noise_std(setup)
+
+    def run(x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        with torch.enable_grad():
+            for step in range(setup.steps):
+                x = x.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(energy(x).sum(), x)
+                z = torch.randn_like(x) if noise is None else noise[step]
+                x = x.detach() - step_size * grad + noise_std * z
+        return x.detach()
+
+    return Sampler(lambda x: run(x, None), run, energy, list(energy.parameters()))
+
+
+def _build_torchebm_pcd(setup: Setup) -> Sampler:
+    from torchebm.samplers import LangevinDynamics
+
+    energy = _pcd_energy(setup)
+    model = _torchebm_model(energy, setup)
+    sampler = LangevinDynamics(model, step_size=setup.step_size, noise_scale=setup.noise_scale, dtype=setup.dtype,
+                               device=setup.device)  # fmt: skip
+
+    def chain_with_noise(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        drift = lambda y, t: -model.gradient(y)  # noqa: E731
+        with torch.no_grad():
+            for index in range(setup.steps):
+                step = sampler.integrator.step({"x": x}, setup.step_size, drift=drift, noise=noise[index],
+                                               noise_scale=setup.noise_scale)  # fmt: skip
+                x = step["x"]
+        return x
+
+    import torchebm
+
+    return Sampler(lambda x: sampler.sample(x=x, n_steps=setup.steps), chain_with_noise, energy,
+                   list(energy.parameters()), {"version": torchebm.__version__})  # fmt: skip
+
+
+def _build_dropin_pcd(setup: Setup) -> Sampler:
+    energy = _pcd_energy(setup)
+    update = TorchEBMStep(setup.step_size, setup.noise_scale)
+    counter = {"step": 0}
+
+    def chain(x: torch.Tensor) -> torch.Tensor:
+        out = sample_langevin(energy, x, steps=setup.steps, update=update, seed=setup.seed, start_step=counter["step"])
+        counter["step"] = out.next_step
+        return out.x
+
+    def chain_with_noise(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return sample_langevin(energy, x, steps=setup.steps, update=update, noise=noise).x
+
+    return Sampler(chain, chain_with_noise, energy, list(energy.parameters()), {}, CHAIN_GRAPHS.clear)
+
+
+def _build_torchebm_adapter_pcd(setup: Setup) -> Sampler:
+    from genconv.bindings.torchebm_adapter import TorchEBMSampler
+
+    energy = _pcd_energy(setup)
+    sampler = TorchEBMSampler(_torchebm_model(energy, setup), step_size=setup.step_size,
+                              noise_scale=setup.noise_scale, seed=setup.seed, dtype=setup.dtype,
+                              device=setup.device)  # fmt: skip
+    update = TorchEBMStep(setup.step_size, setup.noise_scale)
+
+    def chain_with_noise(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return sample_langevin(energy, x, steps=setup.steps, update=update, noise=noise).x
+
+    return Sampler(lambda x: sampler.sample(x=x, n_steps=setup.steps), chain_with_noise, energy,
+                   list(energy.parameters()), {}, CHAIN_GRAPHS.clear)  # fmt: skip
+
+
+register(Provider("eager", "autograd.grad per step, separate torch.randn, tensor-op update", _build_eager,
+                  baseline=True, build_pcd=_build_eager_pcd))  # fmt: skip
+register(Provider("compiled", "torch.func.grad step under torch.compile; CUDA: channels_last + whole-chain CUDA graph",
+                  _build_compiled, baseline=True))  # fmt: skip
+register(Provider("torchebm", "TorchEBM LangevinDynamics on the same energy", _build_torchebm, _torchebm_missing,
+                  baseline=True, build_pcd=_build_torchebm_pcd))  # fmt: skip
+register(Provider("genconv-torch", "genconv.langevin, backend torch (explicit passes, Philox noise)",
+                  _genconv_builder("torch")))  # fmt: skip
+register(Provider("genconv-triton", "genconv.langevin, backend triton (fused kernels, CUDA-graph chain)",
+                  _genconv_builder("triton"), _triton_missing))  # fmt: skip
 register(Provider("genconv-dropin", "genconv.sample_langevin on the plain energy (autograd gradient, fused update)",
-                  _build_dropin))  # fmt: skip
+                  _build_dropin, build_pcd=_build_dropin_pcd))  # fmt: skip
 register(Provider("genconv-torchebm", "genconv.TorchEBMSampler: TorchEBM's interface, genconv's sampler",
-                  _build_torchebm_adapter, _torchebm_missing))  # fmt: skip
+                  _build_torchebm_adapter, _torchebm_missing, build_pcd=_build_torchebm_adapter_pcd))  # fmt: skip

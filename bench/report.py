@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from bench.timing import CONTENDED_CORES
+from genconv.bindings.backends import cpu_kernel_status
 
 SCHEMA = "genconv-bench/1"
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -83,6 +84,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "triton": _version("triton"),
         "numpy": _version("numpy"),
         "torchebm": _version("torchebm"),
+        "genconv_cpu_kernel": cpu_kernel_status(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_sha": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),

@@ -12,6 +12,8 @@ top-down gradient at it (4 |h_l| in the workload dtype); every layer's ReLU mask
 and read once as one byte (torch.bool). The Philox noise is made in registers. ``bytes_state``
 (2 |x| + weights) is the bound of a whole-step kernel that kept every activation on chip.
 
+The small-energy workload ("pcd") counts its MLP's forward and input gradient per chain and step.
+
 A learning iteration adds, per image of the observed and the synthesized batch, f's forward, the
 weight gradient and the input gradient of every layer above the first (FLOPs only).
 
@@ -25,6 +27,7 @@ from typing import Any
 
 import torch
 
+from bench.energy import MLPEnergy
 from bench.timing import Timing, measure
 from bench.workloads import DTYPES, Workload
 from genconv.engine.presets import network_for
@@ -45,6 +48,8 @@ class Cost:
 
 def workload_cost(workload: Workload) -> Cost:
     """FLOPs and bytes of ``workload`` under the model of the module docstring."""
+    if workload.kind == "pcd":
+        return _small_energy_cost(workload)
     spec = network_for(workload.preset, workload.channels, workload.image_size)
     element = torch.empty((), dtype=DTYPES[workload.dtype]).element_size()
     size = (workload.image_size, workload.image_size)
@@ -73,6 +78,19 @@ def workload_cost(workload: Workload) -> Cost:
     if workload.kind == "train":
         flops += 2 * batch * (2 * forward + sum(layer_flops[1:]))
     return Cost(flops, steps * step_bytes, steps * state_bytes, per_image_step)
+
+
+def _small_energy_cost(workload: Workload) -> Cost:
+    """The MLP energy's forward and input gradient (2 x 2 x inputs x outputs per linear layer and
+    chain); bytes: every weight read twice and the state read and written, per step."""
+    shapes = MLPEnergy(workload.channels).layer_shapes()
+    per_chain_step = sum(4.0 * inputs * outputs for inputs, outputs in shapes)
+    weights = sum(inputs * outputs + outputs for inputs, outputs in shapes)
+    element = torch.empty((), dtype=DTYPES[workload.dtype]).element_size()
+    step_bytes = (2 * weights + 3 * workload.batch * workload.channels) * element
+    state_bytes = (weights + 2 * workload.batch * workload.channels) * element
+    flops = workload.steps * workload.batch * per_chain_step
+    return Cost(flops, workload.steps * step_bytes, workload.steps * state_bytes, per_chain_step)
 
 
 @dataclass(frozen=True)

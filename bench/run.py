@@ -29,11 +29,20 @@ import torch
 import torch._inductor.config as inductor_config
 
 from bench import report
-from bench.check import check_providers, check_setup
+from bench.check import check_providers, check_setup, check_setup_pcd
 from bench.providers import PROVIDERS, Provider, Sampler, set_compile_mode
 from bench.roofline import Ceilings, floor, measure_ceilings, workload_cost
 from bench.timing import allocated, measure, peak_memory, synchronize
-from bench.workloads import DTYPES, Setup, Workload, build_setup, learning_iteration, matrix, resolve_size
+from bench.workloads import (
+    DTYPES,
+    KINDS,
+    Setup,
+    Workload,
+    build_setup,
+    learning_iteration,
+    matrix,
+    resolve_size,
+)
 
 DEFAULTS = {
     "cuda": {"sizes": "paper,64", "batches": "1,16,64,256,1024", "dtypes": "float32,bfloat16",
@@ -56,8 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtypes", help="float32,bfloat16 (default CUDA both, CPU float32)")
     parser.add_argument("--steps", type=int, help="Langevin steps K per chain (default 30)")
     parser.add_argument("--channels", type=int, default=3, help="image channels (default 3)")
-    parser.add_argument("--kinds", default="chain,train", help="chain (K-step chains) and/or train "
-                        "(one learning iteration, float32); default both")  # fmt: skip
+    parser.add_argument("--kinds", default=",".join(KINDS), help="chain (K-step chains), train (one learning "
+                        "iteration, float32) and pcd (TorchEBM-style sampling of a small MLP energy on 2-D "
+                        "points: the per-step overhead); default all three")  # fmt: skip
+    parser.add_argument("--pcd-chains", type=int, default=256, help="chains of the pcd workload (default 256)")
     parser.add_argument("--train-batches", help="batches of the learning iteration; default CUDA 16,256, CPU 16")
     parser.add_argument("--train-steps", type=int, help="steps per learning iteration (default: the preset's)")
     parser.add_argument("--providers", default=names, help=f"comma-separated, of {names} (default all)")
@@ -106,8 +117,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if dtype not in DTYPES:
             parser.error(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
     for kind in args.kinds:
-        if kind not in ("chain", "train"):
-            parser.error(f"unknown kind {kind!r}; known: chain, train")
+        if kind not in KINDS:
+            parser.error(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
     return args
 
 
@@ -116,8 +127,8 @@ def _split(text: str) -> list[str]:
 
 
 def timed_call(setup: Setup, sampler: Sampler) -> Any:
-    """What one timed call runs: the chain from x0, or one learning iteration."""
-    if setup.workload.kind == "chain":
+    """What one timed call runs: the chain from x0 (pcd: the sampler's steps), or one learning iteration."""
+    if setup.workload.kind in ("chain", "pcd"):
         return lambda: sampler.chain(setup.x0)
     assert setup.observed is not None
     return learning_iteration(sampler.chain, sampler.score, sampler.parameters, setup.x0, setup.observed)
@@ -132,7 +143,9 @@ def run_cell(provider: Provider, setup: Setup, args: argparse.Namespace) -> dict
     base = allocated(device)
     synchronize(device)
     start = time.perf_counter()
-    sampler = provider.build(setup)
+    build = provider.builder(setup.workload.kind)
+    assert build is not None
+    sampler = build(setup)
     synchronize(device)
     setup_s = time.perf_counter() - start
     try:
@@ -180,19 +193,25 @@ def add_ratios(records: list[dict[str, Any]]) -> None:
 
 
 def run_checks(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The numerical check on each preset and dtype, at a small size; prints one line per provider."""
+    """The numerical check on each preset and dtype at a small size (and on the small energy when the
+    pcd kind runs); prints one line per provider."""
+    setups: list[tuple[str, Setup]] = []
+    if {"chain", "train"} & set(args.kinds):
+        for preset in args.presets:
+            size = min(min(resolve_size(preset, s) for s in args.sizes), CHECK_MAX_SIZE)
+            for dtype in args.dtypes:
+                setup = check_setup(preset, size, args.channels, dtype, args.device, CHECK_STEPS)
+                setups.append((f"{preset} {size}px {dtype}", setup))
+    if "pcd" in args.kinds:
+        setups.append(("pcd", check_setup_pcd(args.device, CHECK_STEPS)))
     records = []
-    for preset in args.presets:
-        size = min(min(resolve_size(preset, s) for s in args.sizes), CHECK_MAX_SIZE)
-        for dtype in args.dtypes:
-            setup = check_setup(preset, size, args.channels, dtype, args.device, CHECK_STEPS)
-            for result in check_providers(args.providers, setup):
-                record = result.to_dict()
-                records.append(record)
-                verdict = "ok" if result.passed else "FAILED"
-                print(f"check {preset} {size}px {dtype} {result.provider}: drift {result.drift_error:.1e}, "
-                      f"given noise {result.given_noise_error:.1e} (tolerance {result.tolerance:.0e}), "
-                      f"noise scale x{result.noise_scale_ratio:.3f}: {verdict}", flush=True)  # fmt: skip
+    for label, setup in setups:
+        for result in check_providers(args.providers, setup):
+            records.append(result.to_dict())
+            verdict = "ok" if result.passed else "FAILED"
+            print(f"check {label} {result.provider}: drift {result.drift_error:.1e} (tolerance "
+                  f"{result.tolerance:.0e}), given noise {result.given_noise_error:.1e}, noise scale "
+                  f"x{result.noise_scale_ratio:.3f}: {verdict}", flush=True)  # fmt: skip
     return records
 
 
@@ -223,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     started = time.perf_counter()
     workloads = list(matrix(args.kinds, args.presets, args.sizes, args.batches, args.dtypes, args.steps,
-                            args.channels, args.train_batches, args.train_steps))  # fmt: skip
+                            args.channels, args.train_batches, args.train_steps, args.pcd_chains))  # fmt: skip
     ceilings: dict[str, Ceilings] = {}
     for dtype in sorted({w.dtype for w in workloads}):
         ceilings[dtype] = measure_ceilings(device, DTYPES[dtype], args.quick, args.contended_retries)
@@ -241,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             record: dict[str, Any] = {"workload": workload.to_dict(), "label": workload.label, "group": workload.group,
                                       "provider": name, "status": "ok"}  # fmt: skip
             reason = PROVIDERS[name].unavailable(device)
+            if reason is None and PROVIDERS[name].builder(workload.kind) is None:
+                reason = f"runs GCN workloads only, not {workload.kind}"
             if reason is None:
                 reason = too_slow.get((workload.group, name))
             budget = args.budget_seconds

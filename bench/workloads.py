@@ -1,9 +1,11 @@
-"""What is timed: a K-step Langevin chain of a preset GCN on a batch, or one learning iteration.
+"""What is timed: a K-step Langevin chain of a preset GCN on a batch, one learning iteration, or
+the sampler of a small-energy persistent-CD run.
 
 A ``Workload`` is plain data (it goes into the JSON as is); ``build_setup`` turns it into tensors
 on a device: the genconv model (float32 weights, ``init_seed`` 0), the start states and, for a
-learning iteration, a batch of "observed" images. Every provider samples from the same start with
-the same weights.
+learning iteration, a batch of "observed" images; for the "pcd" kind a small MLP energy and
+chains on a 2-D mixture of Gaussians. Every provider samples from the same start with the same
+weights.
 """
 
 from collections.abc import Callable, Iterator
@@ -12,11 +14,17 @@ from typing import Any, Literal
 
 import torch
 
+from bench.energy import MLPEnergy, gaussian_mixture
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.presets import get_preset, network_for
 
-Kind = Literal["chain", "train"]
+Kind = Literal["chain", "train", "pcd"]
+KINDS: tuple[str, ...] = ("chain", "train", "pcd")
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# The small-energy workload: TorchEBM's LangevinDynamics parameters of a persistent-CD run.
+SMALL_ENERGY = "mlp-gmm"
+SMALL_STEP_SIZE = 0.01
+SMALL_NOISE_SCALE = 1.0
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,10 @@ class Workload:
 
     kind "chain": ``steps`` Langevin steps of ``batch`` chains; "train": one maximum-likelihood
     iteration (``steps`` steps on ``batch`` persistent chains, then an Adam step on
-    mean f(synthesized) - mean f(observed) over ``batch`` observed images).
+    mean f(synthesized) - mean f(observed) over ``batch`` observed images); "pcd": ``steps`` steps
+    of TorchEBM's Langevin dynamics (step size 0.01, noise scale 1) on ``batch`` chains of the
+    small MLP energy over 2-D points (``preset`` "mlp-gmm", ``channels`` the dimension 2,
+    ``image_size`` 1): what a persistent-CD iteration samples, dominated by per-step overhead.
     """
 
     kind: Kind
@@ -39,6 +50,8 @@ class Workload:
     @property
     def group(self) -> str:
         """The panel a workload is plotted in: everything but the batch."""
+        if self.kind == "pcd":
+            return f"pcd {self.preset} {self.channels}-D {self.dtype} K={self.steps}"
         return f"{self.kind} {self.preset} {self.image_size}px {self.dtype} K={self.steps}"
 
     @property
@@ -71,6 +84,7 @@ def matrix(
     channels: int,
     train_batches: list[int],
     train_steps: int | None,
+    pcd_chains: int = 256,
 ) -> Iterator[Workload]:
     """Every workload of the run, grouped so that batches of one panel run in increasing order.
 
@@ -78,6 +92,9 @@ def matrix(
     trains with); ``train_steps`` None takes the preset's steps per iteration (texture 20, object 10).
     """
     for kind in kinds:
+        if kind == "pcd":
+            yield Workload("pcd", SMALL_ENERGY, 1, 2, pcd_chains, "float32", steps)
+            continue
         for preset in presets:
             for size in sizes:
                 image_size = resolve_size(preset, size)
@@ -93,17 +110,24 @@ def matrix(
 
 @dataclass
 class Setup:
-    """A workload on a device: the model every provider copies, the start states, the step sizes."""
+    """A workload on a device: the model every provider copies, the start states, the step sizes.
+
+    For the "pcd" kind ``model`` is None and ``energy`` the small MLP energy, sampled with
+    TorchEBM's ``step_size`` and ``noise_scale``.
+    """
 
     workload: Workload
     device: torch.device
     dtype: torch.dtype
-    model: GenerativeConvNet
+    model: GenerativeConvNet | None
     x0: torch.Tensor
     observed: torch.Tensor | None
     delta: float
     sigma: float
     seed: int = 0
+    energy: torch.nn.Module | None = None
+    step_size: float = SMALL_STEP_SIZE
+    noise_scale: float = SMALL_NOISE_SCALE
 
     @property
     def steps(self) -> int:
@@ -116,6 +140,11 @@ def build_setup(workload: Workload, device: torch.device, delta: float | None = 
     Args:
         delta: step size; default the preset's (texture 0.3, object 0.1).
     """
+    if workload.kind == "pcd":
+        generator = torch.Generator(device="cpu").manual_seed(1)
+        energy = MLPEnergy(workload.channels).to(device)
+        x0 = gaussian_mixture(workload.batch, generator).to(device)
+        return Setup(workload, device, torch.float32, None, x0, None, 0.0, 1.0, energy=energy)
     preset = get_preset(workload.preset)
     spec = network_for(workload.preset, workload.channels, workload.image_size)
     model = GenerativeConvNet(spec, sigma=preset.sigma, init_seed=0).to(device)

@@ -4,27 +4,35 @@ A backend bundles the operations the engine's explicit passes are built from: a 
 (with its mask), the stationary top layer (summed responses), a top-down layer (masked
 transposed convolution), the Langevin update, the last top-down layer fused with the update, and
 the counter-based normal generator the updates draw their noise from.
-``"torch"`` is the pure-PyTorch reference; ``"triton"`` the fused kernels; ``"auto"`` picks
-triton for CUDA tensors and torch elsewhere.
+``"reference"`` runs the pure-PyTorch twins (the oracle); ``"torch"`` PyTorch's convolutions
+arranged for speed with the C++ update on the CPU (``kernels/torch_path.py``, the CPU path);
+``"triton"`` the fused kernels; ``"auto"`` picks triton for CUDA tensors and torch elsewhere.
 """
 
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 from genconv.bindings.errors import BackendUnavailableError, ConfigError
-from genconv.kernels import reference
+from genconv.kernels import cpu_kernel, reference, torch_path
+from genconv.kernels.packing import PACKED
 
-BackendName = Literal["torch", "triton", "auto"]
-BACKEND_NAMES: tuple[str, ...] = ("torch", "triton", "auto")
+BackendName = Literal["torch", "triton", "auto", "reference"]
+BACKEND_NAMES: tuple[str, ...] = ("torch", "triton", "auto", "reference")
 
 
 @dataclass(frozen=True)
 class Backend:
-    """The operations one backend provides, each with the signature of its reference twin."""
+    """The operations one backend provides, each with the signature of its reference twin.
+
+    ``conv_act_forward_sum`` takes ``score=False`` to return (None, mask), and the top-down ops
+    take ``grad=None`` for an upstream gradient of ones: a chain needs neither the score nor a
+    tensor of ones.
+    """
 
     name: str
     conv_act_forward: Callable[..., tuple[torch.Tensor, torch.Tensor]]
@@ -35,8 +43,8 @@ class Backend:
     standard_normal: Callable[..., torch.Tensor]
 
 
-TORCH_BACKEND = Backend(
-    name="torch",
+REFERENCE_BACKEND = Backend(
+    name="reference",
     conv_act_forward=reference.conv_act_forward,
     conv_act_forward_sum=reference.conv_act_forward_sum,
     masked_conv_transpose=reference.masked_conv_transpose,
@@ -44,6 +52,29 @@ TORCH_BACKEND = Backend(
     masked_conv_transpose_langevin=reference.masked_conv_transpose_langevin,
     standard_normal=reference.philox_normal,
 )
+
+TORCH_BACKEND = Backend(
+    name="torch",
+    conv_act_forward=torch_path.conv_act_forward,
+    conv_act_forward_sum=torch_path.conv_act_forward_sum,
+    masked_conv_transpose=torch_path.masked_conv_transpose,
+    langevin_update=torch_path.langevin_update,
+    masked_conv_transpose_langevin=torch_path.masked_conv_transpose_langevin,
+    standard_normal=torch_path.standard_normal,
+)
+
+
+def packing_scope() -> AbstractContextManager[None]:
+    """Keep packed weights for the length of the block (a chain packs each weight once, not every step).
+
+    The weights must not change inside the block; outside one, every op packs afresh.
+    """
+    return PACKED.scope()
+
+
+def cpu_kernel_status() -> str:
+    """Whether the torch backend's C++ CPU update runs here: "built", or why the twin runs instead."""
+    return cpu_kernel.status()
 
 
 def triton_interpreter_enabled() -> bool:
@@ -76,7 +107,7 @@ def resolve_backend(name: str | Backend, device: torch.device | str) -> Backend:
     """The backend that runs tensors on ``device`` for the request ``name``.
 
     Args:
-        name: "torch", "triton", "auto", or a ``Backend`` (returned as is).
+        name: "torch", "triton", "auto", "reference", or a ``Backend`` (returned as is).
         device: where the tensors live.
     Returns:
         the Backend to call.
@@ -94,6 +125,8 @@ def resolve_backend(name: str | Backend, device: torch.device | str) -> Backend:
         raise ConfigError(f"backend must be one of {', '.join(BACKEND_NAMES)}; got {name!r}")
     if name == "torch":
         return TORCH_BACKEND
+    if name == "reference":
+        return REFERENCE_BACKEND
     device = torch.device(device)
     runs_here = device.type == "cuda" or triton_interpreter_enabled()
     if name == "triton":

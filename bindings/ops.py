@@ -132,8 +132,7 @@ def _flat_batch(tensor: torch.Tensor | None, batch: int) -> torch.Tensor | None:
     return None if tensor is None else tensor.reshape(batch, -1)
 
 
-@torch.library.custom_op("genconv::langevin_update", mutates_args=(), device_types=("cpu", "cuda"))
-def langevin_update(
+def langevin_update_direct(
     x: torch.Tensor,
     grad_f: torch.Tensor,
     delta: float,
@@ -145,7 +144,9 @@ def langevin_update(
 ) -> torch.Tensor:
     """One Langevin step, GCN convention: clamp(x + (delta^2/2)(grad_f - x/sigma^2) + delta*z).
 
-    z is ``noise`` when given, else Philox normals drawn in the kernel at counters
+    ``langevin_update_direct`` is the op's body as a plain function: samplers call it outside
+    autograd and torch.compile, where the op's dispatch (tens of microseconds) would cost more
+    than the update of a small state. z is ``noise`` when given, else Philox normals drawn in the kernel at counters
     counter[1] + offset + e. ``sigma`` = inf drops the reference term. Linear in x, grad_f and
     noise; second derivative: supported (it is zero; the backward is differentiable).
 
@@ -168,6 +169,11 @@ def langevin_update(
         seed=counter, offset=offset, noise=_flat_batch(noise, batch), clamp=bounds,
     )  # fmt: skip
     return flat.view(x.shape)
+
+
+langevin_update = torch.library.custom_op(
+    "genconv::langevin_update", langevin_update_direct, mutates_args=(), device_types=("cpu", "cuda")
+)
 
 
 @langevin_update.register_fake

@@ -351,7 +351,9 @@ class _Chain:
             new = x_acc - rule.drift * grad.to(x_acc.dtype) - rule.decay * x_acc
             return (new if clamp is None else new.clamp(clamp[0], clamp[1])).to(x.dtype)
         scale, delta, sigma = rule.op_arguments()
-        return ops.langevin_update(x, grad * scale, delta, sigma, counter, offset, noise, clamp)
+        # Outside torch.compile the op's body runs directly: no dispatch cost per step.
+        update = ops.langevin_update if torch.compiler.is_compiling() else ops.langevin_update_direct
+        return update(x, grad * scale, delta, sigma, counter, offset, noise, clamp)
 
     def run_plain(self, steps: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The unadjusted chain as runner(states, counter): what a CUDA graph records."""

@@ -11,7 +11,7 @@ exp(f(x)) q_g(x) / Z, with q_g the push-forward of N(0, I) through g.
 import torch
 from torch import nn
 
-from genconv.bindings.backends import Backend, resolve_backend
+from genconv.bindings.backends import Backend, packing_scope, resolve_backend
 from genconv.bindings.errors import ConfigError
 from genconv.engine.langevin import LangevinResult, check_step_sizes
 from genconv.engine.model import GenerativeConvNet
@@ -65,8 +65,9 @@ def hidden_langevin(
     ops = resolve_backend(backend, z.device)
     stride = z.numel() if stream_stride is None else stream_stride
     state = z
-    for step in range(steps):
-        grad = hidden_grad(model, generator, state, ops, grad_clip)
-        offset = stream_offset + (start_step + step) * stride
-        state = ops.langevin_update(state, grad, step_size, 1.0, seed=seed, offset=offset)
+    with packing_scope():
+        for step in range(steps):
+            grad = hidden_grad(model, generator, state, ops, grad_clip)
+            offset = stream_offset + (start_step + step) * stride
+            state = ops.langevin_update(state, grad, step_size, 1.0, seed=seed, offset=offset)
     return LangevinResult(x=state, seed=seed, next_step=start_step + steps)

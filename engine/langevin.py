@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from genconv.bindings.backends import Backend, resolve_backend
+from genconv.bindings.backends import Backend, packing_scope, resolve_backend
 from genconv.bindings.errors import ConfigError
 from genconv.bindings.graphs import CHAIN_GRAPHS, ChainKey
 from genconv.bindings.seeding import seed_from
@@ -164,6 +164,7 @@ def langevin(
         raise ConfigError(f"noise must have shape [{steps}, {', '.join(map(str, x.shape))}], got {list(noise.shape)}")
     run_seed = seed_from(seed, generator)
     ops = resolve_backend(backend, x.device)
+    model.check_input(x)
     plain = not (diagnostics or noise_free or noise is not None or callback is not None)
     if cuda_graph and plain and x.is_cuda and ops.name == "triton" and steps > 0:
         parameters = tuple((p.data_ptr(), tuple(p.shape)) for p in model.parameters())
@@ -181,28 +182,29 @@ def langevin(
     records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     zeros = torch.zeros_like(x) if noise_free else None
     state = x
-    for step in range(steps):
-        step_noise = zeros if noise_free else (None if noise is None else noise[step])
-        update = LangevinStepArgs(
-            x=state,
-            delta=delta,
-            sigma=sigma,
-            seed=run_seed,
-            offset=stream_offset + (start_step + step) * stride,
-            noise=step_noise,
-            clamp=clamp,
-        )
-        trace = model.bottom_up(state, ops)
-        if diagnostics:
-            grad = model.top_down(trace, ops, dtype=state.dtype)
-            records.append(_step_diagnostics(state, trace.score, grad, sigma))
-            state = ops.langevin_update(
-                state, grad, delta, sigma, seed=run_seed, offset=update.offset, noise=step_noise, clamp=clamp
+    with packing_scope():
+        for step in range(steps):
+            step_noise = zeros if noise_free else (None if noise is None else noise[step])
+            update = LangevinStepArgs(
+                x=state,
+                delta=delta,
+                sigma=sigma,
+                seed=run_seed,
+                offset=stream_offset + (start_step + step) * stride,
+                noise=step_noise,
+                clamp=clamp,
             )
-        else:
-            state = model.top_down(trace, ops, langevin=update)
-        if callback is not None:
-            callback(step, state)
+            trace = model.bottom_up(state, ops, score=diagnostics, check=False)
+            if diagnostics:
+                grad = model.top_down(trace, ops, dtype=state.dtype)
+                records.append(_step_diagnostics(state, trace.score, grad, sigma))
+                state = ops.langevin_update(
+                    state, grad, delta, sigma, seed=run_seed, offset=update.offset, noise=step_noise, clamp=clamp
+                )
+            else:
+                state = model.top_down(trace, ops, langevin=update)
+            if callback is not None:
+                callback(step, state)
     found = None
     if diagnostics:
         found = _stack_diagnostics(records, x.shape[0], x.device)
@@ -222,9 +224,11 @@ def _fused_chain(
 ) -> torch.Tensor:
     """``steps`` fused steps whose kernels read [seed, base] from ``counter``: what a graph records."""
     state = x
-    for step in range(steps):
-        update = LangevinStepArgs(x=state, delta=delta, sigma=sigma, seed=counter, offset=step * stride, clamp=clamp)
-        state = model.top_down(model.bottom_up(state, ops), ops, langevin=update)
+    with packing_scope():
+        for step in range(steps):
+            update = LangevinStepArgs(x=state, delta=delta, sigma=sigma, seed=counter, offset=step * stride,
+                                      clamp=clamp)  # fmt: skip
+            state = model.top_down(model.bottom_up(state, ops, score=False, check=False), ops, langevin=update)
     return state
 
 

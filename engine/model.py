@@ -30,9 +30,10 @@ class PoolRecord:
 
 @dataclass
 class BottomUpPass:
-    """The result of one explicit bottom-up pass: f per image and what the top-down pass needs."""
+    """The result of one explicit bottom-up pass: f per image (None when not asked for) and what the
+    top-down pass needs."""
 
-    score: torch.Tensor
+    score: torch.Tensor | None
     masks: list[torch.Tensor]
     input_hws: list[tuple[int, int]]
     pools: list[PoolRecord | None]
@@ -118,7 +119,8 @@ class GenerativeConvNet(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.convs[0].weight.dtype
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def check_input(self, x: torch.Tensor) -> None:
+        """ConfigError unless x is [B, C, H, W] with this network's channels and a size it accepts."""
         if x.dim() != 4 or x.shape[1] != self.spec.in_channels:
             raise ConfigError(f"x must have shape [B, {self.spec.in_channels}, H, W], got {list(x.shape)}")
         self.spec.check_input(x.shape[-2], x.shape[-1])
@@ -134,7 +136,7 @@ class GenerativeConvNet(nn.Module):
         Returns:
             [B] scores, in the model's dtype.
         """
-        self._check_input(x)
+        self.check_input(x)
         h = x.to(self.dtype)
         for layer, conv in zip(self.spec.layers, self.convs, strict=True):
             h = self._activate(conv(h))
@@ -153,38 +155,53 @@ class GenerativeConvNet(nn.Module):
         return squared / (2.0 * self.sigma**2) - self.f(x)
 
     @torch.no_grad()
-    def bottom_up(self, x: torch.Tensor, backend: str | Backend = "auto") -> BottomUpPass:
-        """The explicit bottom-up pass: f per image and every layer's binary mask, no autograd."""
-        self._check_input(x)
+    def bottom_up(
+        self, x: torch.Tensor, backend: str | Backend = "auto", *, score: bool = True, check: bool = True
+    ) -> BottomUpPass:
+        """The explicit bottom-up pass: f per image and every layer's binary mask, no autograd.
+
+        ``score=False`` skips f where it costs work (a sampling chain needs only the masks; the
+        pass's ``score`` is then None); ``check=False`` skips the input checks (a chain checks its
+        states once, not every step).
+        """
+        if check:
+            self.check_input(x)
         ops = resolve_backend(backend, x.device)
         masks, input_hws, pools = [], [], []
         h = x
-        score = None
+        found = None
         last = len(self.spec.layers) - 1
         for index, (layer, conv) in enumerate(zip(self.spec.layers, self.convs, strict=True)):
             input_hws.append((h.shape[-2], h.shape[-1]))
             summed_top = index == last and self.fc is None and layer.pool <= 1
-            forward = ops.conv_act_forward_sum if summed_top else ops.conv_act_forward
-            out, mask = forward(h, conv.weight, conv.bias, layer.stride, layer.pad, self.spec.slope)
+            if summed_top:
+                out, mask = ops.conv_act_forward_sum(
+                    h, conv.weight, conv.bias, layer.stride, layer.pad, self.spec.slope, score=score
+                )
+            else:
+                out, mask = ops.conv_act_forward(h, conv.weight, conv.bias, layer.stride, layer.pad, self.spec.slope)
             masks.append(mask)
             record = None
             if summed_top:
-                score = out
+                found = out
             elif layer.pool > 1:
                 out, record = _pool_forward(out, layer)
             pools.append(record)
             h = out
         top_shape = tuple(masks[-1].shape) if pools[-1] is None else tuple(h.shape)
         if self.fc is not None:
-            score = self.fc(h.flatten(1).to(self.fc.weight.dtype)).squeeze(1)
-        elif score is None:
-            score = h.flatten(1).sum(dim=1)
-        return BottomUpPass(score, masks, input_hws, pools, top_shape)
+            found = self.fc(h.flatten(1).to(self.fc.weight.dtype)).squeeze(1) if score else None
+        elif found is None and score:
+            found = h.flatten(1).sum(dim=1)
+        return BottomUpPass(found, masks, input_hws, pools, top_shape)
 
-    def _top_coefficients(self, top_shape: tuple[int, ...], dtype: torch.dtype, device: torch.device):
-        """B at the top: all ones for the summed top, the FC weights for the object top."""
+    def _top_coefficients(
+        self, top_shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor | None:
+        """B at the top: None (ones, which the top-down ops take implicitly) for the summed top,
+        the FC weights for the object top."""
         if self.fc is None:
-            return torch.ones((1,), dtype=dtype, device=device).expand(top_shape)
+            return None
         return self.fc.weight.to(dtype).reshape((1,) + top_shape[1:]).expand(top_shape)
 
     @torch.no_grad()
@@ -208,6 +225,8 @@ class GenerativeConvNet(nn.Module):
         for index in reversed(range(len(self.spec.layers))):
             layer, conv, mask = self.spec.layers[index], self.convs[index], trace.masks[index]
             if trace.pools[index] is not None:
+                if grad is None:
+                    grad = torch.ones(trace.top_shape, dtype=dtype, device=device)
                 grad = _pool_backward(grad, trace.pools[index])
             if index == 0 and langevin is not None:
                 return ops.masked_conv_transpose_langevin(
@@ -228,12 +247,12 @@ class GenerativeConvNet(nn.Module):
             grad = ops.masked_conv_transpose(
                 grad, mask, conv.weight, layer.stride, layer.pad, self.spec.slope, trace.input_hws[index]
             )
-        return grad
+        return grad.to(dtype)
 
     def score_and_grad(self, x: torch.Tensor, backend: str | Backend = "auto") -> tuple[torch.Tensor, torch.Tensor]:
         """f(x) and df/dx from one explicit bottom-up and one top-down pass."""
         trace = self.bottom_up(x, backend)
-        return trace.score, self.top_down(trace, backend, dtype=x.dtype)
+        return trace.score, self.top_down(trace, backend, dtype=x.dtype).contiguous()
 
     def grad_f(self, x: torch.Tensor, backend: str | Backend = "auto") -> torch.Tensor:
         """df/dx computed top-down with the binary masks (no autograd); shape and dtype of x."""
@@ -257,13 +276,15 @@ class GenerativeConvNet(nn.Module):
         Returns:
             (alpha [B], B [B, C, H, W]) from the explicit alpha and B recursions of the paper.
         """
-        trace = self.bottom_up(x, "torch")
+        trace = self.bottom_up(x, "reference")
         dtype = x.dtype if x.dtype == torch.float64 else torch.float32
         grad = self._top_coefficients(trace.top_shape, dtype, x.device)
+        if grad is None:
+            grad = torch.ones(trace.top_shape, dtype=dtype, device=x.device)
         alpha = torch.zeros(x.shape[0], dtype=dtype, device=x.device)
         if self.fc is not None and self.fc.bias is not None:
             alpha = alpha + self.fc.bias.to(dtype)
-        torch_ops = resolve_backend("torch", x.device)
+        reference_ops = resolve_backend("reference", x.device)
         for index in reversed(range(len(self.spec.layers))):
             layer, conv, mask = self.spec.layers[index], self.convs[index], trace.masks[index]
             if trace.pools[index] is not None:
@@ -271,7 +292,7 @@ class GenerativeConvNet(nn.Module):
             if conv.bias is not None:
                 gate = torch.where(mask, torch.ones((), dtype=dtype), torch.full((), self.spec.slope, dtype=dtype))
                 alpha = alpha + (grad * gate * conv.bias.to(dtype).view(1, -1, 1, 1)).flatten(1).sum(dim=1)
-            grad = torch_ops.masked_conv_transpose(
+            grad = reference_ops.masked_conv_transpose(
                 grad, mask, conv.weight, layer.stride, layer.pad, self.spec.slope, trace.input_hws[index]
             )
         return alpha, grad

@@ -114,7 +114,8 @@ def _launch_forward(
     padding: int,
     slope: float,
     summed: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    score: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     check_dtype("x", x)
     check_device(x, weight, *(() if bias is None else (bias,)))
     if x.dim() != 4 or weight.dim() != 4 or weight.shape[1] != x.shape[1]:
@@ -130,7 +131,7 @@ def _launch_forward(
     mask = torch.empty((batch, c_out, h_out, w_out), dtype=torch.bool, device=x.device)
     out = mask if summed else torch.empty((batch, c_out, h_out, w_out), dtype=x.dtype, device=x.device)
     max_tiles_n = triton.cdiv(c_out, 16)
-    partial = torch.zeros((max_tiles_n, rows), dtype=torch.float32, device=x.device) if summed else mask
+    partial = torch.zeros((max_tiles_n, rows), dtype=torch.float32, device=x.device) if summed and score else mask
     configs = interpreter_tiles(rows, c_out, reduction) if interpreting() else _configs()
     if rows:
         launch(
@@ -140,12 +141,13 @@ def _launch_forward(
             x, weight, weight if bias is None else bias, out, mask, partial,
             *x.stride(), *weight.stride(),
             h_in, w_in, c_out, h_out, w_out, kernel, rows, reduction, stride, padding, float(slope),
-            HAS_BIAS=bias is not None, STORE_OUTPUT=not summed, STORE_PARTIAL_SUM=summed,
+            HAS_BIAS=bias is not None, STORE_OUTPUT=not summed, STORE_PARTIAL_SUM=summed and score,
             DOT_DTYPE=dot_dtype(x.dtype),
         )  # fmt: skip
     if summed:
-        score = partial.sum(dim=0).view(batch, h_out * w_out).sum(dim=1)
-        return score, mask
+        if not score:
+            return None, mask
+        return partial.sum(dim=0).view(batch, h_out * w_out).sum(dim=1), mask
     return out, mask
 
 
@@ -157,7 +159,13 @@ def conv_act_forward(
 
 
 def conv_act_forward_sum(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int, slope: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The stationary top layer: (per-image sum of h as float32 [B], mask), h never stored."""
-    return _launch_forward(x, weight, bias, stride, padding, slope, summed=True)
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int,
+    padding: int,
+    slope: float,
+    score: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The stationary top layer: (per-image sum of h as float32 [B], or None without ``score``; mask)."""
+    return _launch_forward(x, weight, bias, stride, padding, slope, summed=True, score=score)

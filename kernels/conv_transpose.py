@@ -75,6 +75,7 @@ def _masked_conv_transpose_kernel(
     offset,
     clamp_low,
     clamp_high,
+    UNIT_GRAD: tl.constexpr,
     FUSE_LANGEVIN: tl.constexpr,
     HAS_NOISE: tl.constexpr,
     COUNTER_FROM_PTR: tl.constexpr,
@@ -123,8 +124,11 @@ def _masked_conv_transpose_kernel(
         out_w = base_w[:, None] - tap_w[None, :]
         inside = (out_h >= 0) & (out_h < h_out) & (out_w >= 0) & (out_w < w_out)
         load_mask = mask_m[:, None] & mask_k[None, :] & inside
-        g_ptrs = grad_ptr + sample[:, None] * g_s0 + channel[None, :] * g_s1 + out_h * g_s2 + out_w * g_s3
-        upstream = tl.load(g_ptrs, mask=load_mask, other=0.0).to(tl.float32)
+        if UNIT_GRAD:
+            upstream = tl.where(load_mask, 1.0, 0.0)
+        else:
+            g_ptrs = grad_ptr + sample[:, None] * g_s0 + channel[None, :] * g_s1 + out_h * g_s2 + out_w * g_s3
+            upstream = tl.load(g_ptrs, mask=load_mask, other=0.0).to(tl.float32)
         m_ptrs = mask_ptr + sample[:, None] * m_s0 + channel[None, :] * m_s1 + out_h * m_s2 + out_w * m_s3
         on = tl.load(m_ptrs, mask=load_mask, other=0) != 0
         coefficients = tl.where(on, upstream, upstream * slope)
@@ -164,7 +168,7 @@ FusedUpdate = tuple[
 
 
 def _launch_transpose(
-    grad: torch.Tensor,
+    grad: torch.Tensor | None,
     mask: torch.Tensor,
     weight: torch.Tensor,
     stride: int,
@@ -173,7 +177,11 @@ def _launch_transpose(
     input_hw: tuple[int, int],
     langevin: "FusedUpdate | None",
 ) -> torch.Tensor:
-    check_dtype("grad", grad)
+    unit_grad = grad is None
+    grad = mask if unit_grad else grad  # with a unit gradient only the mask is read
+    out_dtype = weight.dtype if unit_grad else grad.dtype
+    if not unit_grad:
+        check_dtype("grad", grad)
     check_device(grad, mask, weight)
     if grad.dim() != 4 or mask.shape != grad.shape or weight.dim() != 4 or weight.shape[0] != grad.shape[1]:
         raise ValueError(
@@ -186,10 +194,11 @@ def _launch_transpose(
     if (h_in + 2 * padding - kernel) // stride + 1 != h_out or (w_in + 2 * padding - kernel) // stride + 1 != w_out:
         raise ValueError(f"input size {h_in}x{w_in} does not map to the gradient's {h_out}x{w_out}")
     if langevin is None:
-        out = torch.empty((batch, c_in, h_in, w_in), dtype=grad.dtype, device=grad.device)
+        out = torch.empty((batch, c_in, h_in, w_in), dtype=out_dtype, device=grad.device)
         x = noise = counter = out
         scalars = (0.0, 1.0, 0.0, 0, 0, 0.0, 0.0)
-        flags = {"FUSE_LANGEVIN": False, "HAS_NOISE": False, "COUNTER_FROM_PTR": False, "CLAMP": False}
+        flags = {"UNIT_GRAD": unit_grad, "FUSE_LANGEVIN": False, "HAS_NOISE": False, "COUNTER_FROM_PTR": False,
+                 "CLAMP": False}  # fmt: skip
     else:
         x, delta, sigma, seed, offset, noise, clamp = langevin
         check_dtype("x", x)
@@ -202,6 +211,7 @@ def _launch_transpose(
         seed_value = 0 if from_pointer or seed is None else seed
         scalars = (delta * delta / 2.0, sigma * sigma, delta, seed_value, offset, low, high)
         flags = {
+            "UNIT_GRAD": unit_grad,
             "FUSE_LANGEVIN": True,
             "HAS_NOISE": noise is not None,
             "COUNTER_FROM_PTR": from_pointer,
@@ -228,7 +238,7 @@ def _launch_transpose(
 
 
 def masked_conv_transpose(
-    grad: torch.Tensor,
+    grad: torch.Tensor | None,
     mask: torch.Tensor,
     weight: torch.Tensor,
     stride: int,
@@ -236,12 +246,13 @@ def masked_conv_transpose(
     slope: float,
     input_hw: tuple[int, int],
 ) -> torch.Tensor:
-    """One top-down layer, mask applied on load; the contract of ``reference.masked_conv_transpose``."""
+    """One top-down layer, mask applied on load; the contract of ``reference.masked_conv_transpose``
+    (``grad`` None: a unit upstream gradient, only the mask is read)."""
     return _launch_transpose(grad, mask, weight, stride, padding, slope, input_hw, None)
 
 
 def masked_conv_transpose_langevin(
-    grad: torch.Tensor,
+    grad: torch.Tensor | None,
     mask: torch.Tensor,
     weight: torch.Tensor,
     stride: int,

@@ -139,15 +139,19 @@ def conv_act_forward_sum(
     stride: int,
     padding: int,
     slope: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    score: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """The top layer of a stationary model: per-image sum of act(conv(x, W) + b), and its mask.
 
     Returns:
-        (score, mask): score [B] in the accumulation dtype, mask as in ``conv_act_forward``.
+        (score, mask): score [B] in the accumulation dtype (None when ``score`` is False: a chain
+        needs only the mask), mask as in ``conv_act_forward``.
     """
     acc = accumulation_dtype(x.dtype)
     pre = F.conv2d(x.to(acc), weight.to(acc), None if bias is None else bias.to(acc), stride, padding)
     mask = pre > 0
+    if not score:
+        return None, mask
     out = F.relu(pre) if slope == 0 else F.leaky_relu(pre, slope)
     return out.sum(dim=(1, 2, 3)), mask
 
@@ -171,7 +175,7 @@ def activation_slope_factor(mask: torch.Tensor, slope: float, dtype: torch.dtype
 
 
 def masked_conv_transpose(
-    grad: torch.Tensor,
+    grad: torch.Tensor | None,
     mask: torch.Tensor,
     weight: torch.Tensor,
     stride: int,
@@ -182,22 +186,26 @@ def masked_conv_transpose(
     """One top-down layer: conv_transpose(grad * act'(r), W), sized back to the layer input.
 
     Args:
-        grad: [B, C_out, H', W'] gradient of f with respect to the layer output.
+        grad: [B, C_out, H', W'] gradient of f with respect to the layer output; None means 1
+            everywhere (the summed top of a stationary model), so only act'(r) goes back.
         mask: bool [B, C_out, H', W'] from the bottom-up pass.
         weight: [C_out, C_in, K, K] of the layer.
         input_hw: (H, W) of the layer input.
     Returns:
-        [B, C_in, H, W] gradient with respect to the layer input, in grad's dtype.
+        [B, C_in, H, W] gradient with respect to the layer input, in grad's dtype (weight's when
+        grad is None).
     """
-    acc = accumulation_dtype(grad.dtype)
-    coefficients = grad.to(acc) * activation_slope_factor(mask, slope, acc)
+    dtype = weight.dtype if grad is None else grad.dtype
+    acc = accumulation_dtype(dtype)
+    factor = activation_slope_factor(mask, slope, acc)
+    coefficients = factor if grad is None else grad.to(acc) * factor
     kernel_h, kernel_w = weight.shape[-2:]
     output_padding = (
-        transposed_output_padding(input_hw[0], grad.shape[-2], kernel_h, stride, padding),
-        transposed_output_padding(input_hw[1], grad.shape[-1], kernel_w, stride, padding),
+        transposed_output_padding(input_hw[0], mask.shape[-2], kernel_h, stride, padding),
+        transposed_output_padding(input_hw[1], mask.shape[-1], kernel_w, stride, padding),
     )
     out = F.conv_transpose2d(coefficients, weight.to(acc), None, stride, padding, output_padding)
-    return out.to(grad.dtype)
+    return out.to(dtype)
 
 
 def langevin_update(
@@ -245,7 +253,7 @@ def langevin_update(
 
 
 def masked_conv_transpose_langevin(
-    grad: torch.Tensor,
+    grad: torch.Tensor | None,
     mask: torch.Tensor,
     weight: torch.Tensor,
     stride: int,

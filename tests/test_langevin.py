@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from genconv.bindings.errors import ConfigError
-from genconv.engine.langevin import init_chains, langevin
+from genconv.engine.langevin import init_chains, langevin, standard_normal
 from genconv.kernels.reference import philox_normal
 
 from support import ARCHITECTURES, build, random_input
@@ -26,14 +26,18 @@ def test_step_follows_the_gcn_convention(model) -> None:
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_counter_noise_is_the_documented_stream(model) -> None:
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_counter_noise_is_the_documented_stream(model, backend: str) -> None:
+    """Step t draws element e at counter (start_step + t) * numel + e, from the backend's own generator."""
     x = random_input(model, batch=2)
     steps, delta = 3, 0.2
     numel = x.numel()
-    noise = torch.stack([philox_normal(5, (2 + t) * numel, tuple(x.shape)) for t in range(steps)])
-    by_seed = langevin(model, x, steps=steps, delta=delta, seed=5, start_step=2, backend="torch").x
-    by_tensor = langevin(model, x, steps=steps, delta=delta, noise=noise, backend="torch").x
+    noise = torch.stack([standard_normal(5, tuple(x.shape), "cpu", backend, (2 + t) * numel) for t in range(steps)])
+    by_seed = langevin(model, x, steps=steps, delta=delta, seed=5, start_step=2, backend=backend).x
+    by_tensor = langevin(model, x, steps=steps, delta=delta, noise=noise, backend=backend).x
     assert torch.equal(by_seed, by_tensor)
+    reference_noise = torch.stack([philox_normal(5, (2 + t) * numel, tuple(x.shape)) for t in range(steps)])
+    torch.testing.assert_close(noise, reference_noise, rtol=1e-6, atol=1e-6)
 
 
 def test_same_seed_same_chain_and_different_seed_different_chain(model) -> None:

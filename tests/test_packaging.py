@@ -44,6 +44,7 @@ def test_wheel_installs_only_the_genconv_namespace(wheel: zipfile.ZipFile) -> No
         "genconv/bindings/backends.py",
         "genconv/engine/model.py",
         "genconv/kernels/reference.py",
+        "genconv/kernels/csrc/langevin_cpu.cpp",
     ):
         assert module in wheel_files
     entry_points = next(name for name in wheel_files if name.endswith(".dist-info/entry_points.txt"))

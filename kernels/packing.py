@@ -1,0 +1,153 @@
+"""The top-down pass as forward convolutions, and weights packed once per weight version.
+
+A layer's top-down pass is the transposed convolution conv_transpose(G, W) with stride s and
+padding p (W [C_out, C_in, K, K]). It equals one forward convolution (the sub-pixel identity):
+
+    conv_transpose(G, W)[i] = sum_u G[q - u] W[r + s u],    i + p = q s + r,  0 <= r < s
+
+so phase r of the output is a stride-1 correlation of G with the flipped sub-kernel
+W[r + s (U - 1 - u)], U = ceil(K / s) (taps past K are zero). Stacking the s * s phases as output
+channels (channel c s^2 + rh s + rw) gives one convolution with N = s^2 C_in outputs, padding
+U - 1; ``pixel_shuffle(., s)`` interleaves the phases and a crop of p returns the layer input's
+grid. For s = 1 it is the familiar conv(G, flip(W)^T, padding K - 1 - p) with no crop. Forward
+convolutions run faster than transposed ones on oneDNN (about 2x for the bottom layer) and turn
+the bottom layer's N = C_in = 3 into N = 27 for a GEMM.
+
+Packing depends only on W. Inside ``PACKED.scope()`` (a sampling chain opens one) packed forms
+are kept per weight tensor and version, so a K-step chain packs each weight once; outside a
+scope, and after any change to a weight, they are packed afresh. Keeping them only for a scope
+means no edit of a weight can be missed (an edit through ``.data`` does not bump the version), and
+a chain recorded in a CUDA graph packs inside the graph, so every replay packs the current weights.
+"""
+
+import contextlib
+import math
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class TransposeAsConv:
+    """conv_transpose(., W, stride, padding) as conv2d(., weight, padding=conv_padding), then
+    pixel_shuffle(stride) and rows/columns [crop, crop + H) of the result (stride 1: no shuffle, no crop)."""
+
+    weight: torch.Tensor
+    stride: int
+    conv_padding: int
+    crop: int
+
+
+def transpose_as_conv(
+    weight: torch.Tensor, stride: int, padding: int, memory_format: torch.memory_format = torch.contiguous_format
+) -> TransposeAsConv:
+    """The packed forward-convolution form of a layer's transposed convolution.
+
+    Args:
+        weight: [C_out, C_in, K, K] of the layer.
+        stride, padding: of the layer's (bottom-up) convolution.
+        memory_format: layout of the packed weight (channels_last where the convolution runs so).
+    Returns:
+        the packed weight [s^2 C_in, C_out, U, U] and how to apply it.
+
+    Example:
+        >>> packed = transpose_as_conv(torch.randn(100, 3, 15, 15), stride=3, padding=7)
+        >>> tuple(packed.weight.shape)
+        (27, 100, 5, 5)
+    """
+    c_out, c_in, kernel, _ = weight.shape
+    if stride == 1 and padding <= kernel - 1:
+        flipped = weight.flip(2, 3).transpose(0, 1)
+        return TransposeAsConv(flipped.contiguous(memory_format=memory_format), 1, kernel - 1 - padding, 0)
+    taps = math.ceil(kernel / stride)
+    extra = taps * stride - kernel
+    padded = F.pad(weight, (0, extra, 0, extra)).view(c_out, c_in, taps, stride, taps, stride)
+    # [c_in, rh, rw, c_out, u, v], flipped in u and v: channel c s^2 + rh s + rw, tap rh + s (U - 1 - u).
+    stacked = padded.permute(1, 3, 5, 0, 2, 4).flip(-1, -2).reshape(c_in * stride * stride, c_out, taps, taps)
+    return TransposeAsConv(stacked.contiguous(memory_format=memory_format), stride, taps - 1, padding)
+
+
+def apply_transpose_as_conv(
+    coefficients: torch.Tensor, packed: TransposeAsConv, input_hw: tuple[int, int]
+) -> torch.Tensor:
+    """conv_transpose(coefficients, W) sized to ``input_hw``, through the packed form (may be a view)."""
+    out = F.conv2d(coefficients, packed.weight, None, 1, packed.conv_padding)
+    if packed.stride == 1 and packed.crop == 0:
+        return out
+    if packed.stride > 1:
+        out = F.pixel_shuffle(out, packed.stride)
+    height, width = input_hw
+    short_h = max(0, packed.crop + height - out.shape[-2])
+    short_w = max(0, packed.crop + width - out.shape[-1])
+    if short_h or short_w:
+        # Rows past the shuffled grid receive no tap of the kernel: they are zero.
+        out = F.pad(out, (0, short_w, 0, short_h))
+    return out[..., packed.crop : packed.crop + height, packed.crop : packed.crop + width]
+
+
+class PackCache:
+    """Packed forms by (weight tensor, its version, what was asked), kept while a scope is open.
+
+    A weight enters by identity, checked through a weak reference (a freed tensor's id cannot
+    alias), its storage address and its version counter (in-place updates bump it).
+    """
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[Hashable, tuple[weakref.ref, int, int, Any]] = OrderedDict()
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        """Keep packed forms until the outermost scope closes (one chain, or one training iteration)."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._entries.clear()
+
+    def get(self, weight: torch.Tensor, how: Hashable, build: Callable[[], Any]) -> Any:
+        """``build()`` for ``weight`` and ``how``: once per weight version inside a scope, else every call."""
+        if self._depth == 0 or weight.is_inference():  # inference tensors have no version counter
+            with torch.no_grad():
+                return build()
+        key = (id(weight), how)
+        version = weight._version
+        found = self._entries.get(key)
+        if found is not None:
+            reference, address, seen_version, value = found
+            if reference() is weight and address == weight.data_ptr() and seen_version == version:
+                self._entries.move_to_end(key)
+                return value
+        with torch.no_grad():
+            value = build()
+        self._entries[key] = (weakref.ref(weight), weight.data_ptr(), version, value)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+        return value
+
+
+PACKED = PackCache()
+
+
+def packed_transpose(
+    weight: torch.Tensor, stride: int, padding: int, memory_format: torch.memory_format
+) -> TransposeAsConv:
+    """``transpose_as_conv`` of ``weight``, cached per weight version."""
+    return PACKED.get(weight, ("transpose", stride, padding, memory_format),
+                      lambda: transpose_as_conv(weight.detach(), stride, padding, memory_format))  # fmt: skip
+
+
+def packed_layout(weight: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """``weight`` in ``memory_format`` (the bottom-up convolution's packed weight), cached per version."""
+    if weight.is_contiguous(memory_format=memory_format):
+        return weight
+    how = ("layout", memory_format)
+    return PACKED.get(weight, how, lambda: weight.detach().contiguous(memory_format=memory_format))
