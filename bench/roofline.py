@@ -18,14 +18,16 @@ A learning iteration adds, per image of the observed and the synthesized batch, 
 weight gradient and the input gradient of every layer above the first (FLOPs only).
 
 The ceilings are measured in the same run: a large matrix product in the workload dtype (TF32
-operands for float32 on CUDA, as cuDNN convolutions and genconv's kernels use) and a large
-device copy (bytes read plus bytes written).
+operands for float32 on CUDA, as cuDNN convolutions and genconv's kernels use; on the CPU the
+better of it and a large oneDNN convolution) and a large device copy (bytes read plus bytes
+written).
 """
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from bench.energy import MLPEnergy
 from bench.timing import Timing, measure
@@ -110,23 +112,40 @@ class Ceilings:
 def measure_ceilings(device: torch.device, dtype: torch.dtype, quick: bool, retries: int = 0) -> Ceilings:
     """A big matmul in ``dtype`` (FLOP/s) and a big copy (read + write bytes/s), on random data.
 
-    ``retries``: on the CPU, time again while other processes keep cores busy (see ``measure``).
+    On the CPU the matrix rate is the better of the matmul and a large 3x3 convolution (oneDNN,
+    channels-last): BLAS libraries do not reach every CPU's vector peak (MKL's sgemm runs at half
+    of oneDNN's convolutions on AVX-512 AMD cores), and a floor below what a convolution reaches
+    would flatter every provider. ``retries``: on the CPU, time again while other processes keep
+    cores busy (see ``measure``).
     """
     cuda = device.type == "cuda"
     n = (8192 if cuda else (2048 if dtype == torch.float32 else 1024)) if not quick else 256
     numel = (1 << 28 if cuda else 1 << 26) if not quick else 1 << 20
     repeats = 3 if quick else 10
     matmul = _time_matmul(n, device, dtype, repeats, retries)
+    operands = "tf32" if cuda and dtype == torch.float32 else str(dtype).removeprefix("torch.")
+    matrix_rate = 2.0 * n**3 / matmul.median
+    matrix = f"{n}x{n} @ {n}x{n} matmul, {operands} operands, median of {len(matmul.samples)}"
+    timings = [matmul]
+    if not cuda:
+        shape = (2, 32, 16) if quick else (16, 256, 32)  # batch, channels, side of a 3x3 same convolution
+        conv = _time_convolution(*shape, dtype, repeats, retries)
+        timings.append(conv)
+        conv_rate = 2.0 * shape[0] * shape[1] ** 2 * 9 * shape[2] ** 2 / conv.median
+        if conv_rate > matrix_rate:
+            matrix_rate = conv_rate
+            matrix = (f"3x3 convolution {shape[1]}->{shape[1]} channels on {shape[0]}x{shape[2]}x{shape[2]}, "
+                      f"channels-last, {operands}, median of {len(conv.samples)} (the {n}^3 matmul reached "
+                      f"{2.0 * n**3 / matmul.median / 1e9:.1f} GFLOP/s)")  # fmt: skip
     source = torch.randn(numel, device=device)
     target = torch.empty_like(source)
     copy = measure(lambda: target.copy_(source), device, 2, repeats, retries)
-    operands = "tf32" if cuda and dtype == torch.float32 else str(dtype).removeprefix("torch.")
     return Ceilings(
-        matrix_flops_per_s=2.0 * n**3 / matmul.median,
+        matrix_flops_per_s=matrix_rate,
         bandwidth_bytes_per_s=2.0 * source.element_size() * numel / copy.median,
-        matrix=f"{n}x{n} @ {n}x{n} matmul, {operands} operands, median of {len(matmul.samples)}",
+        matrix=matrix,
         copy=f"copy of {source.element_size() * numel / 2**20:.0f} MiB, read + write, median of {len(copy.samples)}",
-        other_processes_cores=_contention(matmul, copy),
+        other_processes_cores=_contention(*timings, copy),
     )
 
 
@@ -146,6 +165,14 @@ def _time_matmul(n: int, device: torch.device, dtype: torch.dtype, repeats: int,
         return measure(lambda: a @ b, device, 2, repeats, retries)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def _time_convolution(batch: int, channels: int, side: int, dtype: torch.dtype, repeats: int, retries: int) -> Timing:
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    layout = torch.channels_last
+    x = torch.randn((batch, channels, side, side), generator=generator).to(dtype).contiguous(memory_format=layout)
+    w = torch.randn((channels, channels, 3, 3), generator=generator).to(dtype).contiguous(memory_format=layout)
+    return measure(lambda: F.conv2d(x, w, padding=1), torch.device("cpu"), 2, repeats, retries)
 
 
 def floor(cost: Cost, ceilings: Ceilings) -> dict[str, float | str]:

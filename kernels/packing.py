@@ -21,6 +21,7 @@ a chain recorded in a CUDA graph packs inside the graph, so every replay packs t
 """
 
 import contextlib
+import functools
 import math
 import weakref
 from collections import OrderedDict
@@ -53,13 +54,22 @@ def transpose_as_conv(
         stride, padding: of the layer's (bottom-up) convolution.
         memory_format: layout of the packed weight (channels_last where the convolution runs so).
     Returns:
-        the packed weight [s^2 C_in, C_out, U, U] and how to apply it.
+        the packed weight [s^2 C_in, C_out, U, U] (stride 1: [C_in, C_out, K, K]) and how to apply it.
 
     Example:
         >>> packed = transpose_as_conv(torch.randn(100, 3, 15, 15), stride=3, padding=7)
         >>> tuple(packed.weight.shape)
         (27, 100, 5, 5)
     """
+    plan = _packing_plan(tuple(weight.shape), stride, padding, memory_format, weight.device)
+    # One gather: slot 0 of the source is the zero that padded taps read.
+    source = torch.cat([weight.new_zeros(1), weight.reshape(-1)])
+    packed = source[plan.gather].as_strided(plan.form.weight.shape, plan.form.weight.stride())
+    return TransposeAsConv(packed, plan.form.stride, plan.form.conv_padding, plan.form.crop)
+
+
+def _rearrange(weight: torch.Tensor, stride: int, padding: int, memory_format: torch.memory_format) -> TransposeAsConv:
+    """The packing written as tensor operations (flip, pad, permute): what ``_packing_plan`` records."""
     c_out, c_in, kernel, _ = weight.shape
     if stride == 1 and padding <= kernel - 1:
         flipped = weight.flip(2, 3).transpose(0, 1)
@@ -70,6 +80,28 @@ def transpose_as_conv(
     # [c_in, rh, rw, c_out, u, v], flipped in u and v: channel c s^2 + rh s + rw, tap rh + s (U - 1 - u).
     stacked = padded.permute(1, 3, 5, 0, 2, 4).flip(-1, -2).reshape(c_in * stride * stride, c_out, taps, taps)
     return TransposeAsConv(stacked.contiguous(memory_format=memory_format), stride, taps - 1, padding)
+
+
+@dataclass(frozen=True)
+class _PackingPlan:
+    """Where every element of a packed weight comes from: ``gather`` indexes [0, weight...] in the
+    packed tensor's memory order; ``form`` is the rearranged index tensor (shape, strides, geometry)."""
+
+    gather: torch.Tensor
+    form: TransposeAsConv
+
+
+@functools.lru_cache(maxsize=128)
+def _packing_plan(
+    shape: tuple[int, ...], stride: int, padding: int, memory_format: torch.memory_format, device: torch.device
+) -> _PackingPlan:
+    """The packing of a weight of ``shape`` as a gather map, found by rearranging 1..numel (0 marks a
+    padded tap). Rearranging values with flip and pad costs several passes; the map depends only
+    on the geometry, so each later packing is one gather."""
+    positions = torch.arange(1, math.prod(shape) + 1, dtype=torch.float64).view(shape)
+    form = _rearrange(positions, stride, padding, memory_format)
+    in_memory_order = form.weight.as_strided((form.weight.numel(),), (1,))
+    return _PackingPlan(in_memory_order.to(device=device, dtype=torch.int64), form)
 
 
 def apply_transpose_as_conv(
