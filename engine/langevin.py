@@ -18,6 +18,7 @@ import torch
 from genconv.bindings.backends import Backend, packing_scope, resolve_backend
 from genconv.bindings.errors import ConfigError
 from genconv.bindings.graphs import CHAIN_GRAPHS, ChainKey
+from genconv.bindings.ops import noise_counter
 from genconv.bindings.seeding import seed_from
 from genconv.engine.model import GenerativeConvNet, LangevinStepArgs
 
@@ -144,7 +145,9 @@ def langevin(
         cuda_graph: on CUDA with the fused kernels, record a chain whose shapes repeat in a CUDA
             graph and replay it (not with diagnostics, a callback, given noise or noise_free).
     Returns:
-        LangevinResult with the final states (x's dtype) and, if asked, the diagnostics.
+        LangevinResult with the final states (x's dtype) and, if asked, the diagnostics. A
+        bfloat16 chain runs its convolutions in bfloat16 and keeps its states in float32 between
+        steps (``state_dtype``); callbacks see those float32 states.
 
     Example:
         >>> result = langevin(model, torch.zeros(4, 1, 32, 32), steps=20, delta=0.3, seed=0)
@@ -179,9 +182,11 @@ def langevin(
         replayed = CHAIN_GRAPHS.run(key, x, run_seed, stream_offset + start_step * stride, runner)
         if replayed is not None:
             return LangevinResult(x=replayed, seed=run_seed, next_step=start_step + steps)
+    # One [seed, base] tensor for the whole chain: the kernels read it, a step adds its offset.
+    counter = noise_counter(run_seed, 0, x.device)
     records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     zeros = torch.zeros_like(x) if noise_free else None
-    state = x
+    state = x.to(state_dtype(x.dtype))
     with packing_scope():
         for step in range(steps):
             step_noise = zeros if noise_free else (None if noise is None else noise[step])
@@ -189,26 +194,33 @@ def langevin(
                 x=state,
                 delta=delta,
                 sigma=sigma,
-                seed=run_seed,
+                seed=counter,
                 offset=stream_offset + (start_step + step) * stride,
                 noise=step_noise,
                 clamp=clamp,
             )
-            trace = model.bottom_up(state, ops, score=diagnostics, check=False)
+            trace = model.bottom_up(state.to(x.dtype), ops, score=diagnostics, check=False)
             if diagnostics:
-                grad = model.top_down(trace, ops, dtype=state.dtype)
+                grad = model.top_down(trace, ops, dtype=x.dtype)
                 records.append(_step_diagnostics(state, trace.score, grad, sigma))
                 state = ops.langevin_update(
-                    state, grad, delta, sigma, seed=run_seed, offset=update.offset, noise=step_noise, clamp=clamp
+                    state, grad, delta, sigma, seed=counter, offset=update.offset, noise=step_noise, clamp=clamp
                 )
             else:
-                state = model.top_down(trace, ops, langevin=update)
+                state = model.top_down(trace, ops, dtype=x.dtype, langevin=update)
             if callback is not None:
                 callback(step, state)
     found = None
     if diagnostics:
         found = _stack_diagnostics(records, x.shape[0], x.device)
-    return LangevinResult(x=state, seed=run_seed, next_step=start_step + steps, diagnostics=found)
+    return LangevinResult(x=state.to(x.dtype), seed=run_seed, next_step=start_step + steps, diagnostics=found)
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a chain keeps its states in: float32 for bfloat16 chains (whose convolutions run in
+    bfloat16), since a bfloat16 state would round away Langevin steps smaller than its 2^-8
+    relative spacing; the chain's own dtype otherwise."""
+    return torch.float32 if dtype == torch.bfloat16 else dtype
 
 
 def _fused_chain(
@@ -223,13 +235,14 @@ def _fused_chain(
     clamp: tuple[float, float] | None,
 ) -> torch.Tensor:
     """``steps`` fused steps whose kernels read [seed, base] from ``counter``: what a graph records."""
-    state = x
+    state = x.to(state_dtype(x.dtype))
     with packing_scope():
         for step in range(steps):
             update = LangevinStepArgs(x=state, delta=delta, sigma=sigma, seed=counter, offset=step * stride,
                                       clamp=clamp)  # fmt: skip
-            state = model.top_down(model.bottom_up(state, ops, score=False, check=False), ops, langevin=update)
-    return state
+            trace = model.bottom_up(state.to(x.dtype), ops, score=False, check=False)
+            state = model.top_down(trace, ops, dtype=x.dtype, langevin=update)
+    return state.to(x.dtype)
 
 
 def _step_diagnostics(

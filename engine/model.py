@@ -220,7 +220,7 @@ class GenerativeConvNet(nn.Module):
         """
         device = trace.masks[0].device
         ops = resolve_backend(backend, device)
-        dtype = dtype or (langevin.x.dtype if langevin is not None else self.dtype)
+        dtype = dtype or (langevin.x.dtype if langevin is not None else self.dtype)  # the gradient's dtype
         grad = self._top_coefficients(trace.top_shape, dtype, device)
         for index in reversed(range(len(self.spec.layers))):
             layer, conv, mask = self.spec.layers[index], self.convs[index], trace.masks[index]

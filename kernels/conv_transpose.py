@@ -1,36 +1,57 @@
-"""Top-down layer: conv_transpose(G * act'(r), W), the mask applied as tiles are loaded.
+"""Top-down layer: conv_transpose(G * act'(r), W) as one forward implicit GEMM (the sub-pixel form).
 
-The gradient G with respect to a layer's output goes back to the layer's input through the
-transposed convolution; act'(r) is 1 where the bottom-up mask is on and ``slope`` where it is
-off, so no masked copy of G is ever written. With stride s the input pixels split into s*s phases
-(by (row + padding) mod s and likewise for columns); within a phase only kernel taps of the same
-residue contribute, so each phase is a dense implicit GEMM: rows M = that phase's input pixels,
-columns N = input channels, reduction K = output channels x taps of the phase.
+With stride s, padding p and kernel K, the transposed convolution equals a stride-1 convolution
+of G (padding U - 1, U = ceil(K / s)) with the s^2 phases' flipped sub-kernels stacked as output
+channels (``packing.transpose_as_conv``): column n = c s^2 + rh s + rw of conv row q lands on input
+pixel q s + r - p. So every layer's top-down pass is the same main loop as the bottom-up pass
+(``implicit_gemm.conv_tile``) with N = s^2 C_in: the image layer's N = C_in = 3 becomes 27 (one
+tile of 32, not 3 padded to 16 in each of s^2 phase launches), and the epilogue scatters each
+column to its pixel. Only the conv rows that land inside the image are computed. The gradient G
+is gated by act'(mask) as it loads (1 where the unit was on, ``slope`` where off); without G (the
+summed top) act'(mask) itself is the input, and no tensor of ones exists.
 
-For the bottom layer the Langevin update is fused into the epilogue: the image-space gradient
-stays in registers and the kernel writes the next chain state,
-x' = x + (delta^2/2)(g - x/sigma^2) + delta*z, z from in-kernel Philox or a given tensor.
+For the image layer the Langevin update runs in the epilogue: the image-space gradient stays in
+registers and the kernel writes the next chain state x' = x + (delta^2/2)(g - x/sigma^2) + delta z,
+z = randn(seed, base + offset + e) for the state's row-major element e, or a given tensor.
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from genconv.kernels.launch import check_device, check_dtype, dot_dtype, interpreter_tiles, interpreting, launch
+from genconv.kernels.conv_forward import nhwc_strides
+from genconv.kernels.implicit_gemm import (
+    A_MASKED,
+    A_UNIT,
+    N_ALIGN,
+    conv_configs,
+    conv_tile,
+    heuristic_config,
+    input_precision,
+    prune_configs,
+    reduction_per_step,
+)
+from genconv.kernels.launch import (
+    SUPPORTED_DTYPES,
+    check_device,
+    check_dtype,
+    dot_dtype,
+    interpreter_tiles,
+    interpreting,
+    launch,
+)
+from genconv.kernels.normal import counter_tensor, split_offset
+from genconv.kernels.packing import packed_gemm_transpose
 
 
-def _configs() -> list[triton.Config]:
-    shapes = ((64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (64, 32, 32, 4, 3), (64, 16, 64, 4, 3), (32, 32, 32, 2, 2))
-    return [
-        triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
-        for m, n, k, warps, stages in shapes
-    ]
-
-
-@triton.autotune(configs=_configs(), key=["c_in", "c_out", "h_in", "w_in", "batch", "stride"])
-@triton.jit(do_not_specialize=["seed", "offset"])
-def _masked_conv_transpose_kernel(
-    grad_ptr,
+@triton.autotune(
+    configs=conv_configs(),
+    key=["n_columns", "nq_h", "nq_w", "g_h", "g_w"],
+    prune_configs_by={"early_config_prune": prune_configs},
+)
+@triton.jit
+def _conv_transpose_kernel(
+    g_ptr,
     mask_ptr,
     w_ptr,
     out_ptr,
@@ -45,10 +66,10 @@ def _masked_conv_transpose_kernel(
     m_s1,
     m_s2,
     m_s3,
-    w_s0,
-    w_s1,
-    w_s2,
-    w_s3,
+    o_s0,
+    o_s1,
+    o_s2,
+    o_s3,
     x_s0,
     x_s1,
     x_s2,
@@ -57,113 +78,83 @@ def _masked_conv_transpose_kernel(
     n_s1,
     n_s2,
     n_s3,
-    batch,
-    c_in,
-    h_in,
-    w_in,
-    c_out,
-    h_out,
-    w_out,
-    kernel_w,
-    stride,
-    padding,
+    w_row_stride,
+    g_h,
+    g_w,
+    in_h,
+    in_w,
+    q0_h,
+    q0_w,
+    nq_h,
+    nq_w,
+    n_rows,
+    n_columns,
     slope,
     half_delta_sq,
     sigma_sq,
     delta,
-    seed,
-    offset,
+    offset_low,
+    offset_high,
     clamp_low,
     clamp_high,
-    UNIT_GRAD: tl.constexpr,
+    C: tl.constexpr,
+    C_IN: tl.constexpr,
+    TAPS: tl.constexpr,
+    STRIDE: tl.constexpr,
+    PAD: tl.constexpr,
+    A_MODE: tl.constexpr,
     FUSE_LANGEVIN: tl.constexpr,
     HAS_NOISE: tl.constexpr,
-    COUNTER_FROM_PTR: tl.constexpr,
     CLAMP: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
-    phase = tl.program_id(2)
-    residue_h = phase // stride
-    residue_w = phase % stride
-    # first input row/column of this phase: the smallest i >= 0 with (i + padding) % stride == residue
-    first_h = (residue_h + (stride - 1) * padding) % stride
-    first_w = (residue_w + (stride - 1) * padding) % stride
-    rows_h = tl.where(first_h < h_in, (h_in - first_h + stride - 1) // stride, 0)
-    rows_w = tl.where(first_w < w_in, (w_in - first_w + stride - 1) // stride, 0)
-    taps_h = tl.where(residue_h < kernel_w, (kernel_w - residue_h + stride - 1) // stride, 0)
-    taps_w = tl.where(residue_w < kernel_w, (kernel_w - residue_w + stride - 1) // stride, 0)
-    phase_pixels = rows_h * rows_w
-    reduction = c_out * taps_h * taps_w
-
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask_m = offs_m < batch * phase_pixels
-    mask_n = offs_n < c_in
-    sample = (offs_m // tl.maximum(phase_pixels, 1)).to(tl.int64)
-    within = offs_m % tl.maximum(phase_pixels, 1)
-    row = first_h + (within // tl.maximum(rows_w, 1)) * stride
-    col = first_w + (within % tl.maximum(rows_w, 1)) * stride
-    base_h = (row + padding) // stride
-    base_w = (col + padding) // stride
-    phase_taps = tl.maximum(taps_h * taps_w, 1)
-
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for start in range(0, reduction, BLOCK_K):
-        offs_k = start + tl.arange(0, BLOCK_K)
-        mask_k = offs_k < reduction
-        channel = offs_k // phase_taps
-        tap = offs_k % phase_taps
-        tap_h = tap // tl.maximum(taps_w, 1)
-        tap_w = tap % tl.maximum(taps_w, 1)
-        out_h = base_h[:, None] - tap_h[None, :]
-        out_w = base_w[:, None] - tap_w[None, :]
-        inside = (out_h >= 0) & (out_h < h_out) & (out_w >= 0) & (out_w < w_out)
-        load_mask = mask_m[:, None] & mask_k[None, :] & inside
-        if UNIT_GRAD:
-            upstream = tl.where(load_mask, 1.0, 0.0)
-        else:
-            g_ptrs = grad_ptr + sample[:, None] * g_s0 + channel[None, :] * g_s1 + out_h * g_s2 + out_w * g_s3
-            upstream = tl.load(g_ptrs, mask=load_mask, other=0.0).to(tl.float32)
-        m_ptrs = mask_ptr + sample[:, None] * m_s0 + channel[None, :] * m_s1 + out_h * m_s2 + out_w * m_s3
-        on = tl.load(m_ptrs, mask=load_mask, other=0) != 0
-        coefficients = tl.where(on, upstream, upstream * slope)
-        kernel_h_index = residue_h + tap_h * stride
-        kernel_w_index = residue_w + tap_w * stride
-        w_ptrs = w_ptr + channel[:, None] * w_s0 + offs_n[None, :] * w_s1 + kernel_h_index[:, None] * w_s2
-        w_ptrs += kernel_w_index[:, None] * w_s3
-        weights = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        acc += tl.dot(coefficients.to(DOT_DTYPE), weights.to(DOT_DTYPE))
-
-    valid = mask_m[:, None] & mask_n[None, :]
-    channel_in = offs_n[None, :].to(tl.int64)
-    counter = ((sample[:, None] * c_in + channel_in) * h_in + row[:, None]) * w_in + col[:, None]
+    row_ok = offs_m < n_rows
+    column_ok = offs_n < n_columns
+    per_image = nq_h * nq_w
+    sample = (offs_m // per_image).to(tl.int64)
+    within = offs_m % per_image
+    qh = q0_h + within // nq_w
+    qw = q0_w + within % nq_w
+    acc = conv_tile(
+        g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, sample, qh, qw,
+        row_ok, offs_n, column_ok, g_h, g_w, slope, C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DOT_DTYPE, PRECISION,
+        BLOCK_M, BLOCK_N, BLOCK_K,
+    )  # fmt: skip
+    # Column n = c s^2 + rh s + rw of conv row (qh, qw) is input pixel (qh s + rh - p, qw s + rw - p).
+    channel = offs_n // (STRIDE * STRIDE)
+    rows = qh[:, None] * STRIDE + ((offs_n // STRIDE) % STRIDE)[None, :] - PAD
+    cols = qw[:, None] * STRIDE + (offs_n % STRIDE)[None, :] - PAD
+    valid = row_ok[:, None] & column_ok[None, :] & (rows >= 0) & (rows < in_h) & (cols >= 0) & (cols < in_w)
+    out_offsets = (sample * o_s0)[:, None] + rows * o_s1 + cols * o_s2 + channel[None, :] * o_s3
     if FUSE_LANGEVIN:
-        x_ptrs = x_ptr + sample[:, None] * x_s0 + channel_in * x_s1 + row[:, None] * x_s2 + col[:, None] * x_s3
-        x = tl.load(x_ptrs, mask=valid, other=0.0).to(tl.float32)
+        x_offsets = (sample * x_s0)[:, None] + rows * x_s1 + cols * x_s2 + channel[None, :] * x_s3
+        x = tl.load(x_ptr + x_offsets, mask=valid, other=0.0).to(tl.float32)
         if HAS_NOISE:
-            n_ptrs = noise_ptr + sample[:, None] * n_s0 + channel_in * n_s1 + row[:, None] * n_s2
-            n_ptrs += col[:, None] * n_s3
-            z = tl.load(n_ptrs, mask=valid, other=0.0).to(tl.float32)
-        elif COUNTER_FROM_PTR:
-            z = tl.randn(tl.load(counter_ptr), offset + tl.load(counter_ptr + 1) + counter)
+            n_offsets = (sample * n_s0)[:, None] + rows * n_s1 + cols * n_s2 + channel[None, :] * n_s3
+            z = tl.load(noise_ptr + n_offsets, mask=valid, other=0.0).to(tl.float32)
         else:
-            z = tl.randn(seed, offset + counter)
+            element = ((sample[:, None] * C_IN + channel[None, :]) * in_h + rows) * in_w + cols
+            base = tl.load(counter_ptr + 1) + (offset_high.to(tl.int64) << 31) + offset_low
+            z = tl.randn(tl.load(counter_ptr), base + element)
         result = x + half_delta_sq * (acc - x / sigma_sq) + delta * z
         if CLAMP:
             result = tl.minimum(tl.maximum(result, clamp_low), clamp_high)
     else:
         result = acc
-    tl.store(out_ptr + counter, result.to(out_ptr.dtype.element_ty), mask=valid)
+    tl.store(out_ptr + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
 
 
 # (x, delta, sigma, seed or [seed, base] tensor, offset, noise, clamp) of a fused Langevin update
 FusedUpdate = tuple[
-    torch.Tensor, float, float, int | torch.Tensor, int, torch.Tensor | None, tuple[float, float] | None
+    torch.Tensor, float, float, int | torch.Tensor | None, int, torch.Tensor | None, tuple[float, float] | None
 ]
 
 
@@ -175,64 +166,70 @@ def _launch_transpose(
     padding: int,
     slope: float,
     input_hw: tuple[int, int],
-    langevin: "FusedUpdate | None",
+    langevin: FusedUpdate | None,
 ) -> torch.Tensor:
-    unit_grad = grad is None
-    grad = mask if unit_grad else grad  # with a unit gradient only the mask is read
-    out_dtype = weight.dtype if unit_grad else grad.dtype
-    if not unit_grad:
+    unit = grad is None
+    if not unit:
         check_dtype("grad", grad)
-    check_device(grad, mask, weight)
-    if grad.dim() != 4 or mask.shape != grad.shape or weight.dim() != 4 or weight.shape[0] != grad.shape[1]:
+    check_device(mask, weight, *(() if unit else (grad,)))
+    if mask.dim() != 4 or weight.dim() != 4 or weight.shape[0] != mask.shape[1] or (not unit and grad.shape != mask.shape):
         raise ValueError(
-            f"expected grad and mask [B, C_out, H', W'] and weight [C_out, C_in, K, K]; got {list(grad.shape)}, "
-            f"{list(mask.shape)}, {list(weight.shape)}"
+            f"expected grad and mask [B, C_out, H', W'] and weight [C_out, C_in, K, K]; got "
+            f"{None if unit else list(grad.shape)}, {list(mask.shape)}, {list(weight.shape)}"
         )
-    batch, c_out, h_out, w_out = grad.shape
+    batch, c_out, g_h, g_w = mask.shape
     _, c_in, kernel, _ = weight.shape
-    h_in, w_in = input_hw
-    if (h_in + 2 * padding - kernel) // stride + 1 != h_out or (w_in + 2 * padding - kernel) // stride + 1 != w_out:
-        raise ValueError(f"input size {h_in}x{w_in} does not map to the gradient's {h_out}x{w_out}")
+    in_h, in_w = input_hw
+    if (in_h + 2 * padding - kernel) // stride + 1 != g_h or (in_w + 2 * padding - kernel) // stride + 1 != g_w:
+        raise ValueError(f"input size {in_h}x{in_w} does not map to the gradient's {g_h}x{g_w}")
+    compute_dtype = weight.dtype if unit else grad.dtype
+    if compute_dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"the weights must be float32 or bfloat16 for the Triton kernels, got {compute_dtype}")
+    packed, form = packed_gemm_transpose(weight, stride, padding, compute_dtype, N_ALIGN)
+    taps = form.weight.shape[-1]
+    columns = stride * stride * c_in
+    # Conv rows q whose pixels q s + r - p fall inside the image.
+    q0_h, q0_w = padding // stride, padding // stride
+    nq_h, nq_w = (in_h - 1 + padding) // stride - q0_h + 1, (in_w - 1 + padding) // stride - q0_w + 1
+    rows = batch * nq_h * nq_w
+    g = mask if unit else grad
     if langevin is None:
-        out = torch.empty((batch, c_in, h_in, w_in), dtype=out_dtype, device=grad.device)
-        x = noise = counter = out
-        scalars = (0.0, 1.0, 0.0, 0, 0, 0.0, 0.0)
-        flags = {"UNIT_GRAD": unit_grad, "FUSE_LANGEVIN": False, "HAS_NOISE": False, "COUNTER_FROM_PTR": False,
-                 "CLAMP": False}  # fmt: skip
+        out = torch.empty((batch, c_in, in_h, in_w), dtype=compute_dtype, device=mask.device,
+                          memory_format=torch.channels_last)  # fmt: skip
+        x = noise = out
+        counter, update = torch.zeros(2, dtype=torch.int64, device=mask.device), (0.0, 1.0, 0.0, 0, 0.0, 0.0)
+        flags = {"FUSE_LANGEVIN": False, "HAS_NOISE": False, "CLAMP": False}
     else:
         x, delta, sigma, seed, offset, noise, clamp = langevin
         check_dtype("x", x)
-        from_pointer = isinstance(seed, torch.Tensor)
-        check_device(grad, x, *(() if noise is None else (noise,)), *((seed,) if from_pointer else ()))
-        if x.shape != (batch, c_in, h_in, w_in) or (noise is not None and noise.shape != x.shape):
-            raise ValueError(f"x and noise must have shape {[batch, c_in, h_in, w_in]}, got {list(x.shape)}")
+        check_device(mask, x, *(() if noise is None else (noise,)))
+        if x.shape != (batch, c_in, in_h, in_w) or (noise is not None and noise.shape != x.shape):
+            raise ValueError(f"x and noise must have shape {[batch, c_in, in_h, in_w]}, got {list(x.shape)}")
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        counter = counter_tensor(seed, x.device, needed=noise is None)
         low, high = clamp if clamp is not None else (0.0, 0.0)
-        seed_value = 0 if from_pointer or seed is None else seed
-        scalars = (delta * delta / 2.0, sigma * sigma, delta, seed_value, offset, low, high)
-        flags = {
-            "UNIT_GRAD": unit_grad,
-            "FUSE_LANGEVIN": True,
-            "HAS_NOISE": noise is not None,
-            "COUNTER_FROM_PTR": from_pointer,
-            "CLAMP": clamp is not None,
-        }
+        update = (delta * delta / 2.0, sigma * sigma, delta, offset, low, high)
+        flags = {"FUSE_LANGEVIN": True, "HAS_NOISE": noise is not None, "CLAMP": clamp is not None}
         noise = x if noise is None else noise
-        counter = seed if from_pointer else x
-    phase_rows = batch * triton.cdiv(h_in, stride) * triton.cdiv(w_in, stride)
-    taps = triton.cdiv(kernel, stride) ** 2
-    configs = interpreter_tiles(phase_rows, c_in, c_out * taps) if interpreting() else _configs()
-    if out.numel():
+    half_delta_sq, sigma_sq, delta_value, offset_value, low, high = update
+    offset_low, offset_high = split_offset(int(offset_value))
+    if interpreting():
+        configs = interpreter_tiles(rows, columns, reduction_per_step(c_out, taps * taps))
+        heuristic = configs[0]
+    else:
+        configs = prune_configs(conv_configs(), {"n_columns": columns, "n_rows": nq_h * nq_w})
+        heuristic = heuristic_config(columns, rows)
+    if rows and out.numel():
         launch(
-            _masked_conv_transpose_kernel,
-            lambda meta: (triton.cdiv(phase_rows, meta["BLOCK_M"]), triton.cdiv(c_in, meta["BLOCK_N"]), stride**2),
-            configs,
-            grad, mask, weight, out, x, noise, counter,
-            *grad.stride(), *mask.stride(), *weight.stride(), *x.stride(), *noise.stride(),
-            batch, c_in, h_in, w_in, c_out, h_out, w_out, kernel, stride, padding, float(slope),
-            float(scalars[0]), float(scalars[1]), float(scalars[2]), int(scalars[3]), int(scalars[4]),
-            float(scalars[5]), float(scalars[6]),
-            DOT_DTYPE=dot_dtype(out.dtype), **flags,
+            _conv_transpose_kernel,
+            lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), triton.cdiv(columns, meta["BLOCK_N"])),
+            configs, heuristic,
+            g, mask, packed, out, x, noise, counter,
+            *nhwc_strides(g), *nhwc_strides(mask), *nhwc_strides(out), *nhwc_strides(x), *nhwc_strides(noise),
+            packed.stride(0), g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w, rows, columns, float(slope),
+            float(half_delta_sq), float(sigma_sq), float(delta_value), offset_low, offset_high, float(low), float(high),
+            C=c_out, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=(A_UNIT if unit else A_MASKED).value,
+            DOT_DTYPE=dot_dtype(compute_dtype), PRECISION=input_precision(compute_dtype), **flags,
         )  # fmt: skip
     return out
 
@@ -246,8 +243,8 @@ def masked_conv_transpose(
     slope: float,
     input_hw: tuple[int, int],
 ) -> torch.Tensor:
-    """One top-down layer, mask applied on load; the contract of ``reference.masked_conv_transpose``
-    (``grad`` None: a unit upstream gradient, only the mask is read)."""
+    """One top-down layer, mask applied on load, channels-last; the contract of
+    ``reference.masked_conv_transpose`` (``grad`` None: a unit upstream gradient, only the mask is read)."""
     return _launch_transpose(grad, mask, weight, stride, padding, slope, input_hw, None)
 
 
@@ -267,12 +264,11 @@ def masked_conv_transpose_langevin(
     noise: torch.Tensor | None = None,
     clamp: tuple[float, float] | None = None,
 ) -> torch.Tensor:
-    """The bottom top-down layer with the Langevin update in its epilogue: returns the next state.
+    """The bottom top-down layer with the Langevin update in its epilogue: the next state (contiguous).
 
     ``seed`` may be an int64 device tensor [seed, base], as for ``langevin_update``.
     """
     if noise is None and seed is None:
         raise ValueError("masked_conv_transpose_langevin needs either noise or a seed")
-    seed_argument = seed if isinstance(seed, torch.Tensor) or seed is None else int(seed)
-    langevin = (x, float(delta), float(sigma), seed_argument, int(offset), noise, clamp)
+    langevin = (x, float(delta), float(sigma), seed, int(offset), noise, clamp)
     return _launch_transpose(grad, mask, weight, stride, padding, slope, (x.shape[-2], x.shape[-1]), langevin)

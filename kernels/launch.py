@@ -5,12 +5,18 @@ float32 operands (TF32 on tensor cores, as cuDNN does by default) or bfloat16 op
 chains are stored in bfloat16. Triton's CPU interpreter mis-computes bfloat16 dots, so there
 both operands are upcast to float32.
 
-``GENCONV_AUTOTUNE=0`` (and the interpreter) launch the first config of each kernel's list
-instead of autotuning, which keeps tests fast and deterministic.
+``GENCONV_AUTOTUNE=0`` (and the interpreter) launch the config a launcher's shape heuristic
+picks instead of autotuning, which keeps tests fast and deterministic.
+
+``recording_launches()`` makes every launcher record its launch (kernel, configs, arguments)
+instead of running it, on CPU tensors: the compile tier compiles exactly what the launchers would
+launch, for a GPU target, on a machine without one.
 """
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,7 +54,7 @@ def check_device(*tensors: torch.Tensor) -> None:
     if len(devices) != 1:
         raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
     (device,) = devices
-    if device.type != "cuda" and not interpreting():
+    if device.type != "cuda" and not interpreting() and _recorded is None:
         raise ValueError(f"the Triton kernels need CUDA tensors (or TRITON_INTERPRET=1), got {device}")
 
 
@@ -71,17 +77,46 @@ def interpreter_tiles(rows: int, columns: int, reduction: int) -> list[triton.Co
     return [triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k}, num_warps=1)]
 
 
+@dataclass
+class Launch:
+    """One launch as a launcher issued it: the kernel, the configs the autotuner could pick for it,
+    the config the heuristic picks with autotuning off, and its arguments."""
+
+    kernel: Any
+    configs: list[triton.Config]
+    heuristic: triton.Config
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+_recorded: list[Launch] | None = None
+
+
+@contextlib.contextmanager
+def recording_launches() -> Iterator[list[Launch]]:
+    """Record launches instead of running them (CPU tensors are accepted); yields the record."""
+    global _recorded
+    previous, _recorded = _recorded, []
+    try:
+        yield _recorded
+    finally:
+        _recorded = previous
+
+
 def launch(
     kernel: Any,
     grid: Callable[[dict[str, Any]], tuple[int, ...]],
     configs: Sequence[triton.Config],
+    heuristic: triton.Config,
     *args: Any,
     **kwargs: Any,
 ) -> None:
-    """Launch an autotuned kernel, or its first config when autotuning is off."""
+    """Launch an autotuned kernel (over ``configs``), or ``heuristic`` when autotuning is off."""
+    if _recorded is not None:
+        _recorded.append(Launch(kernel, list(configs), heuristic, args, kwargs))
+        return
     if autotune_enabled():
         kernel[grid](*args, **kwargs)
         return
-    first = configs[0]
-    meta = {**kwargs, **first.kwargs}
-    kernel.fn[grid](*args, **meta, num_warps=first.num_warps, num_stages=first.num_stages)
+    meta = {**kwargs, **heuristic.kwargs}
+    kernel.fn[grid](*args, **meta, num_warps=heuristic.num_warps, num_stages=heuristic.num_stages)

@@ -183,3 +183,33 @@ def packed_layout(weight: torch.Tensor, memory_format: torch.memory_format) -> t
         return weight
     how = ("layout", memory_format)
     return PACKED.get(weight, how, lambda: weight.detach().contiguous(memory_format=memory_format))
+
+
+def gemm_weight(weight: torch.Tensor, dtype: torch.dtype, columns_multiple: int) -> torch.Tensor:
+    """W [C_out, C_in, KH, KW] as the K-major GEMM operand [KH * KW * C_in, N_pad] of the conv
+    kernels (row (kh * KW + kw) * C_in + c, columns padded with zeros to a multiple)."""
+    c_out, c_in, kernel_h, kernel_w = weight.shape
+    rows = weight.detach().permute(2, 3, 1, 0).reshape(kernel_h * kernel_w * c_in, c_out)
+    padded = -(-c_out // columns_multiple) * columns_multiple
+    out = torch.zeros((rows.shape[0], padded), dtype=dtype, device=weight.device)
+    out[:, :c_out] = rows
+    return out
+
+
+def packed_gemm_weight(weight: torch.Tensor, dtype: torch.dtype, columns_multiple: int) -> torch.Tensor:
+    """``gemm_weight`` of the bottom-up convolution, cached per weight version inside a scope."""
+    return PACKED.get(weight, ("gemm", dtype, columns_multiple),
+                      lambda: gemm_weight(weight, dtype, columns_multiple))  # fmt: skip
+
+
+def packed_gemm_transpose(
+    weight: torch.Tensor, stride: int, padding: int, dtype: torch.dtype, columns_multiple: int
+) -> tuple[torch.Tensor, TransposeAsConv]:
+    """The top-down pass's GEMM operand: the sub-pixel stack [s^2 C_in, C_out, U, U] as
+    [U * U * C_out, N_pad] (N = s^2 C_in, channel c s^2 + rh s + rw), and its geometry."""
+
+    def build() -> tuple[torch.Tensor, TransposeAsConv]:
+        form = transpose_as_conv(weight.detach(), stride, padding)
+        return gemm_weight(form.weight, dtype, columns_multiple), form
+
+    return PACKED.get(weight, ("gemm-transpose", stride, padding, dtype, columns_multiple), build)

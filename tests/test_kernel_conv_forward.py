@@ -8,6 +8,8 @@ from genconv.kernels.conv_forward import conv_act_forward, conv_act_forward_sum
 
 from kernel_support import DEVICE, assert_close, case_id, nan_poisoned_outputs, non_contiguous  # noqa: F401
 
+pytestmark = pytest.mark.interpreter
+
 # batch, c_in, height, width, c_out, kernel, stride, padding, slope, bias, dtype
 CASES = [
     (1, 1, 9, 9, 3, 3, 1, 1, 0.0, True, torch.float32),
@@ -17,6 +19,11 @@ CASES = [
     (1, 4, 6, 5, 17, 1, 1, 0, 0.1, True, torch.float32),
     (2, 3, 11, 7, 5, 3, 2, 0, 0.2, True, torch.bfloat16),
     (2, 1, 19, 19, 6, 7, 3, 3, 0.0, True, torch.bfloat16),
+    # the image layer's flat K (kernel 15, stride 3) and channel blocks with a ragged last block
+    (2, 4, 12, 10, 6, 15, 3, 7, 0.0, True, torch.float32),
+    (1, 3, 16, 16, 5, 15, 3, 7, 0.0, True, torch.bfloat16),
+    (1, 20, 9, 11, 7, 3, 1, 1, 0.0, True, torch.float32),
+    (2, 33, 7, 8, 9, 3, 2, 1, 0.2, False, torch.bfloat16),
 ]
 IDS = [case_id(B=c[0], C=c[1], H=c[2], W=c[3], O=c[4], K=c[5], S=c[6], dtype=c[10]) for c in CASES]
 
@@ -62,7 +69,7 @@ def test_summed_top_layer(case) -> None:
     _assert_masks_agree(mask, x, weight, bias, stride, padding, dtype)
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[3]], ids=[IDS[1], IDS[3]])
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[9]], ids=[IDS[1], IDS[3], IDS[9]])
 def test_non_contiguous_input_and_small_tiles(case, monkeypatch) -> None:
     """Strided inputs, and tiles small enough that every GEMM axis spans several programs."""
     monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16})
@@ -73,6 +80,16 @@ def test_non_contiguous_input_and_small_tiles(case, monkeypatch) -> None:
     expected_h, expected_mask = reference.conv_act_forward(x, weight, bias, stride, padding, slope)
     assert_close(h, expected_h, dtype, "h")
     _assert_masks_agree(mask, x, weight, bias, stride, padding, dtype)
+
+
+@pytest.mark.parametrize("case", [CASES[8], CASES[10]], ids=[IDS[8], IDS[10]])
+def test_channels_last_input_and_chain_top_without_score(case) -> None:
+    """An NHWC input (the layout the chain keeps), and the summed top asked for its mask alone."""
+    x, weight, bias, stride, padding, slope, dtype = _layer(case, seed=3)
+    h, mask = conv_act_forward(x.contiguous(memory_format=torch.channels_last), weight, bias, stride, padding, slope)
+    assert_close(h, reference.conv_act_forward(x, weight, bias, stride, padding, slope)[0], dtype, "h")
+    score, top_mask = conv_act_forward_sum(x, weight, bias, stride, padding, slope, score=False)
+    assert score is None and torch.equal(top_mask, mask)
 
 
 def test_bad_shapes() -> None:

@@ -8,6 +8,8 @@ from genconv.kernels.conv_transpose import masked_conv_transpose, masked_conv_tr
 
 from kernel_support import DEVICE, assert_close, case_id, nan_poisoned_outputs, non_contiguous  # noqa: F401
 
+pytestmark = pytest.mark.interpreter
+
 # batch, c_in, height, width, c_out, kernel, stride, padding, slope, dtype
 CASES = [
     (1, 1, 9, 9, 3, 3, 1, 1, 0.0, torch.float32),
@@ -18,6 +20,12 @@ CASES = [
     (1, 17, 6, 5, 4, 1, 1, 0, 0.1, torch.float32),
     (2, 3, 11, 7, 5, 3, 2, 0, 0.2, torch.bfloat16),
     (2, 1, 19, 19, 6, 7, 3, 3, 0.0, torch.bfloat16),
+    # N = s^2 C_in for C_in = 3, 4, 1: kernel 15 and 3 at stride 3, the DCGAN 4x4 stride 2; the
+    # gradient's channels in blocks with a ragged last block
+    (1, 3, 16, 17, 5, 15, 3, 7, 0.0, torch.float32),
+    (2, 4, 9, 11, 20, 3, 3, 1, 0.2, torch.float32),
+    (1, 1, 12, 12, 33, 4, 2, 1, 0.0, torch.bfloat16),
+    (2, 4, 10, 10, 6, 3, 1, 1, 0.0, torch.bfloat16),
 ]
 IDS = [case_id(B=c[0], C=c[1], H=c[2], W=c[3], O=c[4], K=c[5], S=c[6], dtype=c[9]) for c in CASES]
 
@@ -56,7 +64,7 @@ def test_fused_langevin_update_with_counter_noise(case) -> None:
     assert_close(out, expected, dtype, "x'")
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[6]], ids=[IDS[1], IDS[3], IDS[6]])
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[6], CASES[9]], ids=[IDS[1], IDS[3], IDS[6], IDS[9]])
 def test_fused_update_with_given_noise_clamp_strides_and_small_tiles(case, monkeypatch) -> None:
     monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16})
     x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=2)
@@ -71,6 +79,22 @@ def test_fused_update_with_given_noise_clamp_strides_and_small_tiles(case, monke
         grad, mask, weight, stride, padding, slope, x, 0.5, 1.0, noise=noise, clamp=(-3.0, 3.0)
     )
     assert_close(out, expected, dtype, "x'")
+
+
+@pytest.mark.parametrize("case", [CASES[2], CASES[8], CASES[10]], ids=[IDS[2], IDS[8], IDS[10]])
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_unit_upstream_gradient_reads_the_mask_alone(case) -> None:
+    """grad None (the summed top): act'(mask) goes back, plain and with the fused update."""
+    x, weight, mask, _, stride, padding, slope, dtype = _layer(case, seed=5)
+    hw = (x.shape[-2], x.shape[-1])
+    out = masked_conv_transpose(None, mask, weight, stride, padding, slope, hw)
+    assert out.dtype == weight.dtype
+    assert_close(out, reference.masked_conv_transpose(None, mask, weight, stride, padding, slope, hw), torch.float32,
+                 "df/dx")  # fmt: skip
+    fused = masked_conv_transpose_langevin(None, mask, weight, stride, padding, slope, x, 0.3, 1.1, seed=8, offset=3)
+    twin = reference.masked_conv_transpose_langevin(None, mask, weight, stride, padding, slope, x, 0.3, 1.1, seed=8,
+                                                    offset=3)  # fmt: skip
+    assert_close(fused, twin, dtype, "x'")
 
 
 def test_expanded_top_coefficients() -> None:

@@ -11,6 +11,8 @@ from genconv.kernels.reference import philox_normal
 
 from kernel_support import COMPILED, DEVICE
 
+pytestmark = pytest.mark.interpreter
+
 
 @pytest.mark.parametrize("seed,offset", [(0, 0), (123, 5), (2**40 + 17, 2**33 + 11)])
 def test_matches_the_reference_generator(seed: int, offset: int) -> None:

@@ -1,0 +1,89 @@
+"""Representative launches for the compile tier: every kernel on the presets' layer shapes.
+
+A case runs genconv's own code paths on the Triton backend with CPU tensors while
+``recording_launches()`` is active, so what gets compiled is what a chain, a bottom-up pass with
+its score, and an unfused top-down pass launch for that preset and dtype. Batches are small (the
+batch is never a compile-time constant); sizes are the presets' paper sizes and 64 px.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from genconv.bindings.triton_backend import TRITON_BACKEND
+from genconv.engine.langevin import langevin
+from genconv.engine.model import GenerativeConvNet
+from genconv.engine.presets import network_for
+from genconv.kernels import cudnn_candidate
+
+# (preset, image size): paper sizes and 64 px for the GCN presets, the DCGAN-style nets at theirs.
+PRESET_SHAPES = [("texture", 224), ("texture", 64), ("object", 100), ("object", 64), ("faces", 25),
+                 ("dcgan32", 32), ("dcgan64", 64)]  # fmt: skip
+QUICK_PRESET_SHAPES = [("texture", 224), ("object", 100), ("faces", 25)]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+BATCH = 4
+
+
+@dataclass
+class CompileCase:
+    """A named piece of genconv that launches kernels."""
+
+    name: str
+    dtype: str
+    run: Callable[[], None]
+
+
+CONV_KERNELS = ("_conv_forward_kernel", "_conv_transpose_kernel")
+
+
+def _preset_case(preset: str, size: int, dtype: str) -> CompileCase:
+    def run() -> None:
+        spec = network_for(preset, 3, size)
+        model = GenerativeConvNet(spec, init_seed=0)
+        x = torch.zeros(BATCH, 3, size, size, dtype=DTYPES[dtype])
+        langevin(model, x, steps=1, delta=0.1, seed=0, backend=TRITON_BACKEND, cuda_graph=False)
+        model.bottom_up(x, TRITON_BACKEND)  # with the score
+        model.grad_f(x, TRITON_BACKEND)  # the unfused bottom layer
+
+    return CompileCase(f"{preset}@{size}", dtype, run)
+
+
+def _update_case(dtype: str) -> CompileCase:
+    def run() -> None:
+        x = torch.zeros(BATCH, 3, 64, 64, dtype=DTYPES[dtype])
+        TRITON_BACKEND.langevin_update(x, x, 0.1, 1.0, seed=torch.zeros(2, dtype=torch.int64), offset=0)
+        TRITON_BACKEND.langevin_update(x, x, 0.1, 1.0, noise=x, clamp=(-1.0, 1.0))
+
+    return CompileCase("langevin_update", dtype, run)
+
+
+def _normal_case() -> CompileCase:
+    def run() -> None:
+        TRITON_BACKEND.standard_normal(0, 0, (BATCH, 3, 64, 64), "cpu")
+
+    return CompileCase("standard_normal", "float32", run)
+
+
+def _cudnn_epilogue_case(dtype: str) -> CompileCase:
+    """The Triton epilogues of the cuDNN candidate (the convolutions themselves run on CPU here)."""
+
+    def run() -> None:
+        spec = network_for("texture", 3, 64)
+        model = GenerativeConvNet(spec, init_seed=0)
+        x = torch.zeros(BATCH, 3, 64, 64, dtype=DTYPES[dtype])
+        conv = model.convs[1]
+        h, mask = cudnn_candidate.conv_act_forward(x, model.convs[0].weight, model.convs[0].bias, 3, 7, 0.0)
+        cudnn_candidate.conv_act_forward_sum(h, conv.weight, conv.bias, 1, 2, 0.0)
+        cudnn_candidate.masked_conv_transpose_langevin(None, mask, model.convs[0].weight, 3, 7, 0.0, x.float(), 0.1,
+                                                       1.0, seed=0)  # fmt: skip
+
+    return CompileCase("cudnn-epilogues", dtype, run)
+
+
+def compile_cases(quick: bool) -> list[CompileCase]:
+    """Every case of the tier; ``quick``: the paper-size texture and object nets and the faces net."""
+    shapes = QUICK_PRESET_SHAPES if quick else PRESET_SHAPES
+    cases = [_preset_case(preset, size, dtype) for preset, size in shapes for dtype in DTYPES]
+    cases += [_cudnn_epilogue_case(dtype) for dtype in DTYPES]
+    return cases + [_update_case(dtype) for dtype in DTYPES] + [_normal_case()]

@@ -1,0 +1,196 @@
+"""The implicit-GEMM convolution main loop both conv kernels share, its configs and its heuristic.
+
+A convolution over an input A [B, H, W, C] (read through strides, so NHWC or NCHW) with packed
+weights Wp [KH * KW * C, N] (K-major, row tap * C + c, tap = kh * KW + kw; ``packing.py``) is
+the GEMM
+
+    acc[m, n] = sum_k A[b, oh * S - P + kh, ow * S - P + kw, c] Wp[k, n],    m = (b, oh, ow)
+
+Kernel size, stride, padding and channels are compile-time constants (a model compiles once per
+layer), so the K loop is one static loop over taps x channel blocks: the tap is a scalar of the
+loop, and each step loads a [BLOCK_M, BLOCK_K] slab that is contiguous along channels for an
+NHWC input. For a layer with fewer than 16 input channels (the image layer: 1-4) a channel block
+would be mostly padding, so K runs flat over (tap, channel) pairs with constant divisors instead.
+The top-down pass feeds the gradient as A and applies the bottom-up mask as it loads (act'(r):
+1 where the unit was on, ``slope`` where off; with no gradient, act'(r) itself).
+
+Offsets are int32 within an image from an int64 base per image, so no launch is limited to 2^31
+elements. Dot operands are float32 (TF32 on tensor cores unless IEEE is asked for) or bfloat16;
+accumulation is float32.
+"""
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from genconv.kernels.launch import interpreting
+
+# A's roles in the main loop (constexpr globals, so kernels may read them; launchers pass .value).
+A_PLAIN = tl.constexpr(0)  # the input itself (bottom-up)
+A_MASKED = tl.constexpr(1)  # a gradient gated by act'(mask) as it loads (top-down)
+A_UNIT = tl.constexpr(2)  # act'(mask) alone: the upstream gradient is 1 (the summed top)
+
+# Channels below which K runs flat over (tap, channel).
+FLAT_K_CHANNELS = 16
+# Every packed weight row is padded to a multiple of this many columns (aligned rows).
+N_ALIGN = 16
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages). The first rows cover wide N (64-128 output
+# channels), the last narrow N (3-27: the image layer's top-down, N = s^2 C_in).
+_TILES = (
+    (128, 64, 32, 4, 3),
+    (128, 128, 32, 8, 3),
+    (64, 64, 32, 4, 4),
+    (256, 64, 32, 8, 3),
+    (128, 32, 32, 4, 4),
+    (256, 32, 32, 8, 3),
+    (128, 16, 32, 4, 4),
+    (256, 16, 32, 8, 3),
+)
+
+
+def conv_configs() -> list[triton.Config]:
+    """Every tile the autotuner may try; ``prune_configs`` keeps those that fit a layer."""
+    return [
+        triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
+        for m, n, k, warps, stages in _TILES
+    ]
+
+
+def _narrow_n(columns: int) -> int:
+    """The BLOCK_N that covers ``columns`` with least padding, between 16 and 128."""
+    return max(16, min(128, triton.next_power_of_2(columns)))
+
+
+def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
+    """Tiles that fit the layer: BLOCK_N no wider than its N rounded up, and at least half as wide
+    (narrower tiles only repeat the K loop), BLOCK_M no taller than twice the rows."""
+    columns, rows = int(named_args["n_columns"]), int(named_args["n_rows"])
+    widest = _narrow_n(columns)
+    kept = [c for c in configs if widest // 2 <= c.kwargs["BLOCK_N"] <= widest or (widest == 16 and c.kwargs["BLOCK_N"] == 16)]
+    fitting = [c for c in kept if c.kwargs["BLOCK_M"] <= max(64, 2 * triton.next_power_of_2(rows))]
+    return fitting or kept or configs[:1]
+
+
+def heuristic_config(columns: int, rows: int) -> triton.Config:
+    """The tile with autotuning off: BLOCK_N the narrowest power of two >= N (16..128), 128 rows
+    (256 with 8 warps for narrow N, where each row's work is small), 32-deep K steps."""
+    block_n = _narrow_n(columns)
+    if block_n == 128:
+        shape = (128, 128, 32, 8, 3)
+    elif block_n == 64:
+        shape = (128, 64, 32, 4, 3)
+    else:
+        shape = (256, block_n, 32, 8, 3) if rows >= 4096 else (128, block_n, 32, 4, 4)
+    if rows < 128:
+        shape = (64, min(block_n, 64), 32, 4, 4) if block_n <= 64 else shape
+    m, n, k, warps, stages = shape
+    return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
+
+
+def reduction_per_step(channels: int, taps: int) -> int:
+    """How much of K one step of the main loop can cover: every (tap, channel) pair for a flat K,
+    one tap's channels otherwise (sizes the interpreter's BLOCK_K)."""
+    return channels * taps if channels < FLAT_K_CHANNELS else channels
+
+
+def input_precision(storage: torch.dtype) -> str:
+    """tl.dot's precision for float32 operands: "tf32" (cuDNN's default) unless GENCONV_TF32=0
+    asks for IEEE float32; bfloat16 operands ignore it."""
+    if interpreting() or os.environ.get("GENCONV_TF32", "1") == "0":
+        return "ieee"
+    return "tf32"
+
+
+@triton.jit
+def conv_tile(
+    a_ptr,
+    a_s0,
+    a_s1,
+    a_s2,
+    a_s3,
+    mask_ptr,
+    m_s0,
+    m_s1,
+    m_s2,
+    m_s3,
+    w_ptr,
+    w_row_stride,
+    sample,
+    oh,
+    ow,
+    row_ok,
+    offs_n,
+    column_ok,
+    height,
+    width,
+    slope,
+    C: tl.constexpr,
+    KH: tl.constexpr,
+    KW: tl.constexpr,
+    STRIDE: tl.constexpr,
+    PAD: tl.constexpr,
+    A_MODE: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """acc[BLOCK_M, BLOCK_N] (float32) of the convolution for rows (sample, oh, ow), columns offs_n."""
+    offs_k = tl.arange(0, BLOCK_K)
+    a_base = a_ptr + sample * a_s0  # int64 per image; everything below is int32 within it
+    m_base = mask_ptr + sample * m_s0
+    top = oh * STRIDE - PAD
+    left = ow * STRIDE - PAD
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if C < 16:
+        # Flat K over (tap, channel): the image layer has too few channels for channel blocks.
+        for k0 in range(0, KH * KW * C, BLOCK_K):
+            ks = k0 + offs_k
+            k_ok = ks < KH * KW * C
+            tap = ks // C
+            channel = ks % C
+            rows = top[:, None] + (tap // KW)[None, :]
+            cols = left[:, None] + (tap % KW)[None, :]
+            ok = row_ok[:, None] & k_ok[None, :] & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+            a = _a_slab(a_base, rows * a_s1 + cols * a_s2 + channel[None, :] * a_s3,
+                        m_base, rows * m_s1 + cols * m_s2 + channel[None, :] * m_s3, ok, slope, A_MODE)  # fmt: skip
+            b = tl.load(w_ptr + ks[:, None] * w_row_stride + offs_n[None, :], mask=k_ok[:, None] & column_ok[None, :],
+                        other=0.0)  # fmt: skip
+            acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
+    else:
+        # Taps x channel blocks: one scalar tap per step, a slab contiguous along channels.
+        C_BLOCKS: tl.constexpr = (C + BLOCK_K - 1) // BLOCK_K
+        for step in range(KH * KW * C_BLOCKS):
+            tap = step // C_BLOCKS
+            channel = (step % C_BLOCKS) * BLOCK_K + offs_k
+            rows = top + tap // KW
+            cols = left + tap % KW
+            k_ok = channel < C
+            inside = row_ok & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+            ok = inside[:, None] & k_ok[None, :]
+            a = _a_slab(a_base, (rows * a_s1 + cols * a_s2)[:, None] + channel[None, :] * a_s3,
+                        m_base, (rows * m_s1 + cols * m_s2)[:, None] + channel[None, :] * m_s3, ok, slope,
+                        A_MODE)  # fmt: skip
+            krow = tap * C + channel
+            b = tl.load(w_ptr + krow[:, None] * w_row_stride + offs_n[None, :], mask=k_ok[:, None] & column_ok[None, :],
+                        other=0.0)  # fmt: skip
+            acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
+def _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE: tl.constexpr):
+    """One [BLOCK_M, BLOCK_K] slab of A: the input, a gradient gated by act'(mask), or act'(mask)."""
+    if A_MODE == 2:
+        on = tl.load(m_base[:, None] + m_offsets, mask=ok, other=0)
+        a = tl.where(ok, tl.where(on != 0, 1.0, slope), 0.0)
+    else:
+        a = tl.load(a_base[:, None] + a_offsets, mask=ok, other=0.0)
+        if A_MODE == 1:
+            on = tl.load(m_base[:, None] + m_offsets, mask=ok, other=0)
+            a = a.to(tl.float32) * tl.where(on != 0, 1.0, slope)
+    return a
