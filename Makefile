@@ -10,7 +10,7 @@ DEMO_DIR ?= runs/demo
 DEMO_ITERATIONS ?= 300
 BENCH_ARGS ?=
 
-.PHONY: setup demo test test-gpu bench bench-pytest lint clean
+.PHONY: setup demo test test-gpu gpu-check compile-table bench bench-pytest lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,17 @@ test: setup
 
 test-gpu: setup
 	$(BIN)/python -m pytest -m gpu
+
+# On a machine with an H100/H200 and torch + triton installed (no virtual environment): the GPU
+# tests, compute-sanitizer, each kernel against cuDNN and the chain benchmark, in under 8 minutes;
+# logs and JSON into OUT.
+OUT ?= bench/results
+gpu-check:
+	bash bench/gpu_check.sh $(OUT)
+
+# The compile tier's table for every kernel and config (sm_90, sm_80): bench/results/compile-<date>.json
+compile-table: setup
+	$(BIN)/python -m bench.compile_tier
 
 # The benchmark matrix for this device (CUDA: texture and object, paper size and 64 px, batches 1-1024,
 # float32 and bfloat16; CPU: 64 px, batches 1 and 16, float32); writes bench/results/<device>-<date>.json/.png.

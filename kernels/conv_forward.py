@@ -14,11 +14,13 @@ import triton.language as tl
 
 from genconv.kernels.implicit_gemm import (
     A_PLAIN,
+    FLAT_K_CHANNELS,
     N_ALIGN,
     conv_configs,
     conv_tile,
     heuristic_config,
     input_precision,
+    is_dense_nhwc,
     prune_configs,
     reduction_per_step,
 )
@@ -49,9 +51,6 @@ def _conv_forward_kernel(
     x_s2,
     x_s3,
     o_s0,
-    o_s1,
-    o_s2,
-    o_s3,
     w_row_stride,
     height,
     width,
@@ -61,10 +60,12 @@ def _conv_forward_kernel(
     n_columns,
     slope,
     C_IN: tl.constexpr,
+    C_OUT: tl.constexpr,
     KH: tl.constexpr,
     KW: tl.constexpr,
     STRIDE: tl.constexpr,
     PAD: tl.constexpr,
+    DENSE: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     STORE_OUTPUT: tl.constexpr,
     STORE_PARTIAL_SUM: tl.constexpr,
@@ -74,20 +75,21 @@ def _conv_forward_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
+    # Program (image, tile of its pixels, tile of channels): a program's rows lie in one image.
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = offs_m < n_rows
-    column_ok = offs_n < n_columns
     pixels = out_h * out_w
-    sample = (offs_m // pixels).to(tl.int64)
-    pixel = offs_m % pixels
+    tiles = tl.cdiv(pixels, BLOCK_M)
+    sample = (pid_m // tiles).to(tl.int64)
+    pixel = (pid_m % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = pixel < pixels
+    column_ok = offs_n < n_columns
     oh = pixel // out_w
     ow = pixel % out_w
     acc = conv_tile(
         x_ptr, x_s0, x_s1, x_s2, x_s3, x_ptr, 0, 0, 0, 0, w_ptr, w_row_stride, sample, oh, ow, row_ok,
-        offs_n, column_ok, height, width, slope, C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DOT_DTYPE, PRECISION,
+        offs_n, column_ok, height, width, slope, C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE, DOT_DTYPE, PRECISION,
         BLOCK_M, BLOCK_N, BLOCK_K,
     )  # fmt: skip
     if HAS_BIAS:
@@ -95,13 +97,13 @@ def _conv_forward_kernel(
     on = acc > 0
     h = tl.where(on, acc, acc * slope)
     valid = row_ok[:, None] & column_ok[None, :]
-    offsets = (sample * o_s0)[:, None] + (oh * o_s1 + ow * o_s2)[:, None] + offs_n[None, :] * o_s3
-    tl.store(mask_ptr + offsets, on, mask=valid)
+    offsets = (pixel * C_OUT)[:, None] + offs_n[None, :]  # h and the mask are dense NHWC; int32 within the image
+    tl.store(mask_ptr + sample * o_s0 + offsets, on, mask=valid)
     if STORE_OUTPUT:
-        tl.store(out_ptr + offsets, h.to(out_ptr.dtype.element_ty), mask=valid)
+        tl.store(out_ptr + sample * o_s0 + offsets, h.to(out_ptr.dtype.element_ty), mask=valid)
     if STORE_PARTIAL_SUM:
         partial = tl.sum(tl.where(valid, h, 0.0), axis=1)
-        tl.store(partial_ptr + pid_n.to(tl.int64) * n_rows + offs_m, partial, mask=row_ok)
+        tl.store(partial_ptr + (pid_n.to(tl.int64) * n_rows + sample * pixels) + pixel, partial, mask=row_ok)
 
 
 def nhwc_strides(tensor: torch.Tensor) -> tuple[int, int, int, int]:
@@ -121,6 +123,8 @@ def _launch_forward(
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     check_dtype("x", x)
     check_device(x, weight, *(() if bias is None else (bias,)))
+    if x.dim() == 4 and x.shape[1] < FLAT_K_CHANNELS and not is_dense_nhwc(x):
+        x = x.contiguous(memory_format=torch.channels_last)  # the image layer reads dense NHWC rows
     if x.dim() != 4 or weight.dim() != 4 or weight.shape[1] != x.shape[1]:
         raise ValueError(
             f"expected x [B, C, H, W] and weight [C_out, C, K, K]; got {list(x.shape)}, {list(weight.shape)}"
@@ -138,7 +142,7 @@ def _launch_forward(
     partial = torch.zeros((triton.cdiv(c_out, 16), rows), dtype=torch.float32, device=x.device) if keeps_score else mask
     packed = packed_gemm_weight(weight, x.dtype, N_ALIGN)
     if interpreting():
-        configs = interpreter_tiles(rows, c_out, reduction_per_step(c_in, kernel_h * kernel_w))
+        configs = interpreter_tiles(rows, c_out, reduction_per_step(c_in, kernel_w))
         heuristic = configs[0]
     else:
         configs = prune_configs(conv_configs(), {"n_columns": c_out, "n_rows": out_h * out_w})
@@ -146,12 +150,12 @@ def _launch_forward(
     if rows:
         launch(
             _conv_forward_kernel,
-            lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), triton.cdiv(c_out, meta["BLOCK_N"])),
+            lambda meta: (batch * triton.cdiv(out_h * out_w, meta["BLOCK_M"]), triton.cdiv(c_out, meta["BLOCK_N"])),
             configs, heuristic,
             x, packed, packed if bias is None else bias, out, mask, partial,
-            *nhwc_strides(x), *nhwc_strides(mask), packed.stride(0),
+            *nhwc_strides(x), mask.stride(0), packed.stride(0),
             height, width, out_h, out_w, rows, c_out, float(slope),
-            C_IN=c_in, KH=kernel_h, KW=kernel_w, STRIDE=stride, PAD=padding,
+            C_IN=c_in, C_OUT=c_out, KH=kernel_h, KW=kernel_w, STRIDE=stride, PAD=padding, DENSE=is_dense_nhwc(x),
             HAS_BIAS=bias is not None, STORE_OUTPUT=not summed, STORE_PARTIAL_SUM=keeps_score,
             DOT_DTYPE=dot_dtype(x.dtype), PRECISION=input_precision(x.dtype),
         )  # fmt: skip

@@ -28,6 +28,7 @@ from genconv.kernels.implicit_gemm import (
     conv_tile,
     heuristic_config,
     input_precision,
+    is_dense_nhwc,
     prune_configs,
     reduction_per_step,
 )
@@ -103,6 +104,7 @@ def _conv_transpose_kernel(
     STRIDE: tl.constexpr,
     PAD: tl.constexpr,
     A_MODE: tl.constexpr,
+    DENSE: tl.constexpr,
     FUSE_LANGEVIN: tl.constexpr,
     HAS_NOISE: tl.constexpr,
     CLAMP: tl.constexpr,
@@ -112,44 +114,52 @@ def _conv_transpose_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
+    # Program (image, tile of its conv rows, tile of columns): a program's rows lie in one image.
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = offs_m < n_rows
-    column_ok = offs_n < n_columns
     per_image = nq_h * nq_w
-    sample = (offs_m // per_image).to(tl.int64)
-    within = offs_m % per_image
+    tiles = tl.cdiv(per_image, BLOCK_M)
+    sample = (pid_m // tiles).to(tl.int64)
+    within = (pid_m % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = within < per_image
+    column_ok = offs_n < n_columns
     qh = q0_h + within // nq_w
     qw = q0_w + within % nq_w
     acc = conv_tile(
         g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, sample, qh, qw,
-        row_ok, offs_n, column_ok, g_h, g_w, slope, C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DOT_DTYPE, PRECISION,
-        BLOCK_M, BLOCK_N, BLOCK_K,
+        row_ok, offs_n, column_ok, g_h, g_w, slope, C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE, DOT_DTYPE,
+        PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
     )  # fmt: skip
     # Column n = c s^2 + rh s + rw of conv row (qh, qw) is input pixel (qh s + rh - p, qw s + rw - p).
-    channel = offs_n // (STRIDE * STRIDE)
-    rows = qh[:, None] * STRIDE + ((offs_n // STRIDE) % STRIDE)[None, :] - PAD
-    cols = qw[:, None] * STRIDE + (offs_n % STRIDE)[None, :] - PAD
+    if STRIDE == 1:
+        channel = offs_n[None, :]
+        rows = (qh - PAD)[:, None]
+        cols = (qw - PAD)[:, None]
+    else:
+        channel = (offs_n // (STRIDE * STRIDE))[None, :]
+        rows = qh[:, None] * STRIDE + ((offs_n // STRIDE) % STRIDE)[None, :] - PAD
+        cols = qw[:, None] * STRIDE + (offs_n % STRIDE)[None, :] - PAD
     valid = row_ok[:, None] & column_ok[None, :] & (rows >= 0) & (rows < in_h) & (cols >= 0) & (cols < in_w)
-    out_offsets = (sample * o_s0)[:, None] + rows * o_s1 + cols * o_s2 + channel[None, :] * o_s3
     if FUSE_LANGEVIN:
-        x_offsets = (sample * x_s0)[:, None] + rows * x_s1 + cols * x_s2 + channel[None, :] * x_s3
-        x = tl.load(x_ptr + x_offsets, mask=valid, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + sample * x_s0 + (rows * x_s1 + cols * x_s2 + channel * x_s3), mask=valid, other=0.0)
+        x = x.to(tl.float32)
         if HAS_NOISE:
-            n_offsets = (sample * n_s0)[:, None] + rows * n_s1 + cols * n_s2 + channel[None, :] * n_s3
-            z = tl.load(noise_ptr + n_offsets, mask=valid, other=0.0).to(tl.float32)
+            z = tl.load(noise_ptr + sample * n_s0 + (rows * n_s1 + cols * n_s2 + channel * n_s3), mask=valid,
+                        other=0.0).to(tl.float32)  # fmt: skip
         else:
-            element = ((sample[:, None] * C_IN + channel[None, :]) * in_h + rows) * in_w + cols
+            # the state's row-major element: image base (int64) + (c, row, col) within it (int32)
             base = tl.load(counter_ptr + 1) + (offset_high.to(tl.int64) << 31) + offset_low
-            z = tl.randn(tl.load(counter_ptr), base + element)
+            base += sample * (C_IN * in_h * in_w)
+            z = tl.randn(tl.load(counter_ptr), base + ((channel * in_h + rows) * in_w + cols))
         result = x + half_delta_sq * (acc - x / sigma_sq) + delta * z
         if CLAMP:
             result = tl.minimum(tl.maximum(result, clamp_low), clamp_high)
+        out_offsets = rows * o_s1 + cols * o_s2 + channel * o_s3
     else:
         result = acc
-    tl.store(out_ptr + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
+        out_offsets = (rows * in_w + cols) * C_IN + channel  # the layer input's gradient: dense NHWC
+    tl.store(out_ptr + sample * o_s0 + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
 
 
 # (x, delta, sigma, seed or [seed, base] tensor, offset, noise, clamp) of a fused Langevin update
@@ -214,7 +224,7 @@ def _launch_transpose(
     half_delta_sq, sigma_sq, delta_value, offset_value, low, high = update
     offset_low, offset_high = split_offset(int(offset_value))
     if interpreting():
-        configs = interpreter_tiles(rows, columns, reduction_per_step(c_out, taps * taps))
+        configs = interpreter_tiles(rows, columns, reduction_per_step(c_out, taps))
         heuristic = configs[0]
     else:
         configs = prune_configs(conv_configs(), {"n_columns": columns, "n_rows": nq_h * nq_w})
@@ -222,13 +232,14 @@ def _launch_transpose(
     if rows and out.numel():
         launch(
             _conv_transpose_kernel,
-            lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), triton.cdiv(columns, meta["BLOCK_N"])),
+            lambda meta: (batch * triton.cdiv(nq_h * nq_w, meta["BLOCK_M"]), triton.cdiv(columns, meta["BLOCK_N"])),
             configs, heuristic,
             g, mask, packed, out, x, noise, counter,
             *nhwc_strides(g), *nhwc_strides(mask), *nhwc_strides(out), *nhwc_strides(x), *nhwc_strides(noise),
             packed.stride(0), g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w, rows, columns, float(slope),
             float(half_delta_sq), float(sigma_sq), float(delta_value), offset_low, offset_high, float(low), float(high),
             C=c_out, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=(A_UNIT if unit else A_MASKED).value,
+            DENSE=is_dense_nhwc(mask) and (unit or is_dense_nhwc(grad)),
             DOT_DTYPE=dot_dtype(compute_dtype), PRECISION=input_precision(compute_dtype), **flags,
         )  # fmt: skip
     return out

@@ -10,7 +10,8 @@ Kernel size, stride, padding and channels are compile-time constants (a model co
 layer), so the K loop is one static loop over taps x channel blocks: the tap is a scalar of the
 loop, and each step loads a [BLOCK_M, BLOCK_K] slab that is contiguous along channels for an
 NHWC input. For a layer with fewer than 16 input channels (the image layer: 1-4) a channel block
-would be mostly padding, so K runs flat over (tap, channel) pairs with constant divisors instead.
+would be mostly padding, so K runs over one kernel row of (kw, channel) pairs at a time instead,
+with constant divisors.
 The top-down pass feeds the gradient as A and applies the bottom-up mask as it loads (act'(r):
 1 where the unit was on, ``slope`` where off; with no gradient, act'(r) itself).
 
@@ -90,10 +91,10 @@ def heuristic_config(columns: int, rows: int) -> triton.Config:
     return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
 
 
-def reduction_per_step(channels: int, taps: int) -> int:
-    """How much of K one step of the main loop can cover: every (tap, channel) pair for a flat K,
-    one tap's channels otherwise (sizes the interpreter's BLOCK_K)."""
-    return channels * taps if channels < FLAT_K_CHANNELS else channels
+def reduction_per_step(channels: int, kernel_w: int) -> int:
+    """How much of K one step of the main loop can cover: a kernel row's (kw, channel) pairs for
+    the image layer, one tap's channels otherwise (sizes the interpreter's BLOCK_K)."""
+    return channels * kernel_w if channels < FLAT_K_CHANNELS else channels
 
 
 def input_precision(storage: torch.dtype) -> str:
@@ -133,33 +134,49 @@ def conv_tile(
     STRIDE: tl.constexpr,
     PAD: tl.constexpr,
     A_MODE: tl.constexpr,
+    DENSE: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    """acc[BLOCK_M, BLOCK_N] (float32) of the convolution for rows (sample, oh, ow), columns offs_n."""
+    """acc[BLOCK_M, BLOCK_N] (float32) of the convolution for rows (oh, ow) of image ``sample``
+    (a scalar: a program's rows lie in one image), columns offs_n.
+
+    DENSE: A (and the mask) are dense NHWC with C channels, so offsets are computed from C and the
+    width and the compiler sees rows contiguous along channels (vector loads); otherwise they
+    come from the strides, whatever the layout.
+    """
     offs_k = tl.arange(0, BLOCK_K)
-    a_base = a_ptr + sample * a_s0  # int64 per image; everything below is int32 within it
+    a_base = a_ptr + sample * a_s0  # the image's base (int64); offsets within it are int32
     m_base = mask_ptr + sample * m_s0
     top = oh * STRIDE - PAD
     left = ow * STRIDE - PAD
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if C < 16:
-        # Flat K over (tap, channel): the image layer has too few channels for channel blocks.
-        for k0 in range(0, KH * KW * C, BLOCK_K):
-            ks = k0 + offs_k
-            k_ok = ks < KH * KW * C
-            tap = ks // C
-            channel = ks % C
-            rows = top[:, None] + (tap // KW)[None, :]
-            cols = left[:, None] + (tap % KW)[None, :]
-            ok = row_ok[:, None] & k_ok[None, :] & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-            a = _a_slab(a_base, rows * a_s1 + cols * a_s2 + channel[None, :] * a_s3,
-                        m_base, rows * m_s1 + cols * m_s2 + channel[None, :] * m_s3, ok, slope, A_MODE)  # fmt: skip
-            b = tl.load(w_ptr + ks[:, None] * w_row_stride + offs_n[None, :], mask=k_ok[:, None] & column_ok[None, :],
-                        other=0.0)  # fmt: skip
+        # The image layer has too few channels for channel blocks: K runs over one kernel row of
+        # (kw, channel) pairs at a time, kh a scalar of the loop (weights row kh * KW * C + j).
+        ROW_K: tl.constexpr = KW * C
+        ROW_BLOCKS: tl.constexpr = (ROW_K + BLOCK_K - 1) // BLOCK_K
+        for step in range(KH * ROW_BLOCKS):
+            kh = step // ROW_BLOCKS
+            j = (step % ROW_BLOCKS) * BLOCK_K + offs_k
+            j_ok = j < ROW_K
+            rows = top + kh
+            cols = left[:, None] + (j // C)[None, :]
+            ok = (row_ok & (rows >= 0) & (rows < height))[:, None] & j_ok[None, :] & (cols >= 0) & (cols < width)
+            if DENSE:
+                # (left + kw) C + c = left C + j: one contiguous run of the kernel row per output pixel
+                a_offsets = ((rows * width + left) * C)[:, None] + j[None, :]
+                m_offsets = a_offsets
+            else:
+                channel = (j % C)[None, :]
+                a_offsets = (rows * a_s1)[:, None] + cols * a_s2 + channel * a_s3
+                m_offsets = (rows * m_s1)[:, None] + cols * m_s2 + channel * m_s3
+            a = _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE)
+            b = tl.load(w_ptr + (kh * ROW_K + j)[:, None] * w_row_stride + offs_n[None, :],
+                        mask=j_ok[:, None] & column_ok[None, :], other=0.0)  # fmt: skip
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
     else:
         # Taps x channel blocks: one scalar tap per step, a slab contiguous along channels.
@@ -172,12 +189,15 @@ def conv_tile(
             k_ok = channel < C
             inside = row_ok & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
             ok = inside[:, None] & k_ok[None, :]
-            a = _a_slab(a_base, (rows * a_s1 + cols * a_s2)[:, None] + channel[None, :] * a_s3,
-                        m_base, (rows * m_s1 + cols * m_s2)[:, None] + channel[None, :] * m_s3, ok, slope,
-                        A_MODE)  # fmt: skip
-            krow = tap * C + channel
-            b = tl.load(w_ptr + krow[:, None] * w_row_stride + offs_n[None, :], mask=k_ok[:, None] & column_ok[None, :],
-                        other=0.0)  # fmt: skip
+            if DENSE:
+                a_offsets = ((rows * width + cols) * C)[:, None] + channel[None, :]
+                m_offsets = a_offsets
+            else:
+                a_offsets = (rows * a_s1 + cols * a_s2)[:, None] + channel[None, :] * a_s3
+                m_offsets = (rows * m_s1 + cols * m_s2)[:, None] + channel[None, :] * m_s3
+            a = _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE)
+            b = tl.load(w_ptr + (tap * C + channel)[:, None] * w_row_stride + offs_n[None, :],
+                        mask=k_ok[:, None] & column_ok[None, :], other=0.0)  # fmt: skip
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
     return acc
 
@@ -186,11 +206,18 @@ def conv_tile(
 def _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE: tl.constexpr):
     """One [BLOCK_M, BLOCK_K] slab of A: the input, a gradient gated by act'(mask), or act'(mask)."""
     if A_MODE == 2:
-        on = tl.load(m_base[:, None] + m_offsets, mask=ok, other=0)
+        on = tl.load(m_base + m_offsets, mask=ok, other=0)
         a = tl.where(ok, tl.where(on != 0, 1.0, slope), 0.0)
     else:
-        a = tl.load(a_base[:, None] + a_offsets, mask=ok, other=0.0)
+        a = tl.load(a_base + a_offsets, mask=ok, other=0.0)
         if A_MODE == 1:
-            on = tl.load(m_base[:, None] + m_offsets, mask=ok, other=0)
+            on = tl.load(m_base + m_offsets, mask=ok, other=0)
             a = a.to(tl.float32) * tl.where(on != 0, 1.0, slope)
     return a
+
+
+def is_dense_nhwc(tensor: torch.Tensor) -> bool:
+    """True when a [B, C, H, W] tensor is laid out as dense NHWC (channels-last, no gaps)."""
+    batch, channels, height, width = tensor.shape
+    expected = (height * width * channels, 1, width * channels, channels)
+    return all(size == 1 or stride == want for size, stride, want in zip(tensor.shape, tensor.stride(), expected))

@@ -97,6 +97,20 @@ def test_unit_upstream_gradient_reads_the_mask_alone(case) -> None:
     assert_close(fused, twin, dtype, "x'")
 
 
+@pytest.mark.parametrize("case", [CASES[3], CASES[9], CASES[10]], ids=[IDS[3], IDS[9], IDS[10]])
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_dense_nhwc_gradient_and_mask(case) -> None:
+    """Channels-last gradient and mask: the layout the chain keeps, read through dense offsets."""
+    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=6)
+    hw = (x.shape[-2], x.shape[-1])
+    nhwc_grad, nhwc_mask = (t.contiguous(memory_format=torch.channels_last) for t in (grad, mask))
+    out = masked_conv_transpose(nhwc_grad, nhwc_mask, weight, stride, padding, slope, hw)
+    assert_close(out, reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw), dtype, "df/dx")
+    fused = masked_conv_transpose_langevin(nhwc_grad, nhwc_mask, weight, stride, padding, slope, x, 0.3, 1.0, seed=2)
+    twin = reference.masked_conv_transpose_langevin(grad, mask, weight, stride, padding, slope, x, 0.3, 1.0, seed=2)
+    assert_close(fused, twin, dtype, "x'")
+
+
 def test_expanded_top_coefficients() -> None:
     """The summed top sends all-ones coefficients: a stride-0 tensor must read correctly."""
     x, weight, mask, _, stride, padding, slope, dtype = _layer(CASES[2])

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The GPU check: `make gpu-check OUT=DIR` (or `bash bench/gpu_check.sh DIR`) on an H100/H200 with
+# torch and triton installed, in under 8 minutes. It uses the machine's python3 (no virtual
+# environment), installs genconv without dependencies, and writes at most five files into DIR
+# (default bench/results):
+#   gpu-check-<date>.log           every step's output, in order
+#   gpu-check-<date>.json          versions, and each step's exit status and seconds
+#   kernels-<gpu>-<date>.json      each kernel of a texture step alone vs cuDNN (bench/kernels_vs_cudnn.py)
+#   <gpu>-<date>.json / .png       the chain benchmark: eager, compiled, genconv-triton, batches 1, 64, 256
+# A step that fails or runs out of its time is recorded and the next one runs.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-bench/results}
+mkdir -p "$OUT"
+DAY=$(date -u +%Y-%m-%d)
+LOG="$OUT/gpu-check-$DAY.log"
+STEPS="$OUT/.gpu-check-steps"
+: > "$LOG"
+: > "$STEPS"
+export PYTHONUNBUFFERED=1
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log its output, record status and time
+    local name=$1 limit=$2
+    shift 2
+    printf '\n===== %s (limit %ss): %s\n' "$name" "$limit" "$*" >> "$LOG"
+    local start=$SECONDS
+    timeout --kill-after=10 "$limit" "$@" >> "$LOG" 2>&1
+    local status=$?
+    printf '%s %s %s\n' "$name" "$status" "$((SECONDS - start))" >> "$STEPS"
+    printf '===== %s: exit %s after %ss\n' "$name" "$status" "$((SECONDS - start))" | tee -a "$LOG"
+}
+
+step install 90 python3 -m pip install -q --no-deps --no-build-isolation -e .
+step nvidia-smi 20 nvidia-smi
+step versions 30 python3 -c "import torch, triton, genconv; from genconv.bindings.backends import cpu_kernel_status; \
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'genconv', genconv.__version__, \
+'gpu', torch.cuda.get_device_name(), 'cpu kernel', cpu_kernel_status())"
+# The GPU tier and the kernel parity tests, compiled on the GPU (no TRITON_INTERPRET).
+step tests 130 python3 -m pytest -q -p no:cacheprovider -m "gpu or interpreter" -x --durations=10
+if command -v compute-sanitizer > /dev/null; then
+    step sanitizer 50 compute-sanitizer --tool memcheck --error-exitcode 1 python3 bench/sanitize_chain.py
+else
+    printf '\n===== sanitizer: compute-sanitizer is not on PATH\n' | tee -a "$LOG"
+    printf 'sanitizer missing 0\n' >> "$STEPS"
+fi
+step kernels 100 python3 bench/kernels_vs_cudnn.py --out "$OUT"
+step chains 170 python3 -m bench --check --presets texture --sizes 64 --kinds chain --batches 1,64,256 \
+    --providers eager,compiled,genconv-triton --compile-mode default --repeats 10 --budget-seconds 140 --out "$OUT"
+
+python3 - "$OUT" "$DAY" "$STEPS" <<'PY'
+import json, platform, subprocess, sys
+from pathlib import Path
+
+out, day, steps = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+def version(module):
+    try:
+        return __import__(module).__version__
+    except Exception as error:  # the record says why a version is missing
+        return f"unavailable: {error}"
+sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
+rows = [line.split() for line in steps.read_text().splitlines() if line.strip()]
+record = {
+    "schema": "genconv-gpu-check/1", "date": day, "git_sha": sha, "python": platform.python_version(),
+    "torch": version("torch"), "triton": version("triton"), "numpy": version("numpy"),
+    "steps": [{"step": name, "exit": status, "seconds": int(seconds)} for name, status, seconds in rows],
+}
+try:
+    import torch
+    record["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+except Exception as error:
+    record["device"] = f"unavailable: {error}"
+(out / f"gpu-check-{day}.json").write_text(json.dumps(record, indent=1) + "\n")
+steps.unlink()
+print(json.dumps(record["steps"]))
+PY
