@@ -108,20 +108,29 @@ def conv_act_forward_sum(
 
 
 def masked_conv_transpose(
-    grad: Tensor | None, mask: Tensor, weight: Tensor, stride: int, padding: int, slope: float, input_hw: tuple[int, int]
+    grad: Tensor | None,
+    mask: Tensor | None,
+    weight: Tensor,
+    stride: int,
+    padding: int,
+    slope: float,
+    input_hw: tuple[int, int],
+    output_mask: Tensor | None = None,
 ) -> Tensor:
     """Top-down layer by the faster way."""
     dtype = weight.dtype if grad is None else grad.dtype
-    key = (tuple(mask.shape), dtype, tuple(weight.shape), stride, padding, grad is None, tuple(input_hw))
+    source = mask if grad is None else grad
+    key = (tuple(source.shape), dtype, tuple(weight.shape), stride, padding, grad is None, mask is None,
+           output_mask is None, tuple(input_hw))  # fmt: skip
     run = lambda name: _transpose_module(name).masked_conv_transpose(  # noqa: E731
-        grad, mask, weight, stride, padding, slope, input_hw
+        grad, mask, weight, stride, padding, slope, input_hw, output_mask
     )
-    return run(CHOOSER.implementation("transpose", key, mask.device, run))
+    return run(CHOOSER.implementation("transpose", key, source.device, run))
 
 
 def masked_conv_transpose_langevin(
     grad: Tensor | None,
-    mask: Tensor,
+    mask: Tensor | None,
     weight: Tensor,
     stride: int,
     padding: int,
@@ -134,11 +143,13 @@ def masked_conv_transpose_langevin(
     """The image layer's top-down pass with the Langevin update (``update``: seed, offset, noise,
     clamp), by the faster way."""
     dtype = weight.dtype if grad is None else grad.dtype
-    key = (tuple(mask.shape), dtype, tuple(weight.shape), stride, padding, grad is None, tuple(x.shape), x.dtype)
+    source = mask if grad is None else grad
+    key = (tuple(source.shape), dtype, tuple(weight.shape), stride, padding, grad is None, mask is None,
+           tuple(x.shape), x.dtype)  # fmt: skip
     run = lambda name: _transpose_module(name).masked_conv_transpose_langevin(  # noqa: E731
         grad, mask, weight, stride, padding, slope, x, delta, sigma, **update
     )
-    return run(CHOOSER.implementation("transpose-update", key, mask.device, run))
+    return run(CHOOSER.implementation("transpose-update", key, source.device, run))
 
 
 TRITON_BACKEND = Backend(

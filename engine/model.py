@@ -222,12 +222,15 @@ class GenerativeConvNet(nn.Module):
         ops = resolve_backend(backend, device)
         dtype = dtype or (langevin.x.dtype if langevin is not None else self.dtype)  # the gradient's dtype
         grad = self._top_coefficients(trace.top_shape, dtype, device)
+        gated = False  # whether grad already carries act' of the current layer (gated by the layer above)
         for index in reversed(range(len(self.spec.layers))):
-            layer, conv, mask = self.spec.layers[index], self.convs[index], trace.masks[index]
+            layer, conv = self.spec.layers[index], self.convs[index]
             if trace.pools[index] is not None:
                 if grad is None:
                     grad = torch.ones(trace.top_shape, dtype=dtype, device=device)
                 grad = _pool_backward(grad, trace.pools[index])
+                gated = False
+            mask = None if gated else trace.masks[index]
             if index == 0 and langevin is not None:
                 return ops.masked_conv_transpose_langevin(
                     grad,
@@ -244,9 +247,14 @@ class GenerativeConvNet(nn.Module):
                     noise=langevin.noise,
                     clamp=langevin.clamp,
                 )
+            # Gate the result with the layer below's act' at once (no pooling in between): its
+            # top-down pass then reads plain coefficients.
+            below = trace.masks[index - 1] if index > 0 and trace.pools[index - 1] is None else None
             grad = ops.masked_conv_transpose(
-                grad, mask, conv.weight, layer.stride, layer.pad, self.spec.slope, trace.input_hws[index]
-            )
+                grad, mask, conv.weight, layer.stride, layer.pad, self.spec.slope, trace.input_hws[index],
+                output_mask=below,
+            )  # fmt: skip
+            gated = below is not None
         return grad.to(dtype)
 
     def score_and_grad(self, x: torch.Tensor, backend: str | Backend = "auto") -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,12 +17,15 @@ from genconv.kernels.implicit_gemm import (
     FLAT_K_CHANNELS,
     N_ALIGN,
     conv_configs,
+    conv_grid,
     conv_tile,
     heuristic_config,
     input_precision,
     is_dense_nhwc,
     prune_configs,
     reduction_per_step,
+    spans_images,
+    tile_rows,
 )
 from genconv.kernels.launch import check_device, check_dtype, dot_dtype, interpreter_tiles, interpreting, launch
 from genconv.kernels.packing import packed_gemm_weight
@@ -66,6 +69,7 @@ def _conv_forward_kernel(
     STRIDE: tl.constexpr,
     PAD: tl.constexpr,
     DENSE: tl.constexpr,
+    SPAN: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     STORE_OUTPUT: tl.constexpr,
     STORE_PARTIAL_SUM: tl.constexpr,
@@ -75,22 +79,27 @@ def _conv_forward_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    # Program (image, tile of its pixels, tile of channels): a program's rows lie in one image.
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     pixels = out_h * out_w
-    tiles = tl.cdiv(pixels, BLOCK_M)
-    sample = (pid_m // tiles).to(tl.int64)
-    pixel = (pid_m % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
+    if SPAN:  # small images share a tile: one image index per row
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = offs_m < n_rows
+        sample = (offs_m // pixels).to(tl.int64)
+        pixel = offs_m % pixels
+    else:  # (image, tile of its pixels): a program's rows lie in one image
+        tiles = tl.cdiv(pixels, BLOCK_M)
+        sample = (pid_m // tiles).to(tl.int64)
+        pixel = (pid_m % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = pixel < pixels
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = pixel < pixels
     column_ok = offs_n < n_columns
     oh = pixel // out_w
     ow = pixel % out_w
     acc = conv_tile(
         x_ptr, x_s0, x_s1, x_s2, x_s3, x_ptr, 0, 0, 0, 0, w_ptr, w_row_stride, sample, oh, ow, row_ok,
-        offs_n, column_ok, height, width, slope, C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE, DOT_DTYPE, PRECISION,
-        BLOCK_M, BLOCK_N, BLOCK_K,
+        offs_n, column_ok, height, width, slope, C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE, SPAN, DOT_DTYPE,
+        PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
     )  # fmt: skip
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_n, mask=column_ok, other=0.0).to(tl.float32)[None, :]
@@ -98,9 +107,10 @@ def _conv_forward_kernel(
     h = tl.where(on, acc, acc * slope)
     valid = row_ok[:, None] & column_ok[None, :]
     offsets = (pixel * C_OUT)[:, None] + offs_n[None, :]  # h and the mask are dense NHWC; int32 within the image
-    tl.store(mask_ptr + sample * o_s0 + offsets, on, mask=valid)
+    image = sample[:, None] * o_s0 if SPAN else sample * o_s0
+    tl.store(mask_ptr + image + offsets, on, mask=valid)
     if STORE_OUTPUT:
-        tl.store(out_ptr + sample * o_s0 + offsets, h.to(out_ptr.dtype.element_ty), mask=valid)
+        tl.store(out_ptr + image + offsets, h.to(out_ptr.dtype.element_ty), mask=valid)
     if STORE_PARTIAL_SUM:
         partial = tl.sum(tl.where(valid, h, 0.0), axis=1)
         tl.store(partial_ptr + (pid_n.to(tl.int64) * n_rows + sample * pixels) + pixel, partial, mask=row_ok)
@@ -133,8 +143,12 @@ def _launch_forward(
         raise ValueError(f"square kernels only, got {list(weight.shape[2:])}")
     batch, c_in, height, width = x.shape
     c_out, _, kernel_h, kernel_w = weight.shape
-    out_h, out_w = conv_output_size(height, kernel_h, stride, padding), conv_output_size(width, kernel_w, stride, padding)
+    out_h, out_w = (
+        conv_output_size(height, kernel_h, stride, padding),
+        conv_output_size(width, kernel_w, stride, padding),
+    )
     rows = batch * out_h * out_w
+    span = spans_images(out_h * out_w)
     layout = torch.channels_last
     mask = torch.empty((batch, c_out, out_h, out_w), dtype=torch.bool, device=x.device, memory_format=layout)
     out = mask if summed else torch.empty(mask.shape, dtype=x.dtype, device=x.device, memory_format=layout)
@@ -145,17 +159,19 @@ def _launch_forward(
         configs = interpreter_tiles(rows, c_out, reduction_per_step(c_in, kernel_w))
         heuristic = configs[0]
     else:
-        configs = prune_configs(conv_configs(), {"n_columns": c_out, "n_rows": out_h * out_w})
-        heuristic = heuristic_config(c_out, rows)
+        named = {"n_columns": c_out, "n_rows": rows, "out_h": out_h, "out_w": out_w}
+        configs = prune_configs(conv_configs(), named, SPAN=span)
+        heuristic = heuristic_config(c_out, tile_rows(named, span))
     if rows:
         launch(
             _conv_forward_kernel,
-            lambda meta: (batch * triton.cdiv(out_h * out_w, meta["BLOCK_M"]), triton.cdiv(c_out, meta["BLOCK_N"])),
+            conv_grid(batch, out_h * out_w, c_out, span),
             configs, heuristic,
             x, packed, packed if bias is None else bias, out, mask, partial,
             *nhwc_strides(x), mask.stride(0), packed.stride(0),
             height, width, out_h, out_w, rows, c_out, float(slope),
             C_IN=c_in, C_OUT=c_out, KH=kernel_h, KW=kernel_w, STRIDE=stride, PAD=padding, DENSE=is_dense_nhwc(x),
+            SPAN=span,
             HAS_BIAS=bias is not None, STORE_OUTPUT=not summed, STORE_PARTIAL_SUM=keeps_score,
             DOT_DTYPE=dot_dtype(x.dtype), PRECISION=input_precision(x.dtype),
         )  # fmt: skip

@@ -6,9 +6,11 @@ channels (``packing.transpose_as_conv``): column n = c s^2 + rh s + rw of conv r
 pixel q s + r - p. So every layer's top-down pass is the same main loop as the bottom-up pass
 (``implicit_gemm.conv_tile``) with N = s^2 C_in: the image layer's N = C_in = 3 becomes 27 (one
 tile of 32, not 3 padded to 16 in each of s^2 phase launches), and the epilogue scatters each
-column to its pixel. Only the conv rows that land inside the image are computed. The gradient G
-is gated by act'(mask) as it loads (1 where the unit was on, ``slope`` where off); without G (the
-summed top) act'(mask) itself is the input, and no tensor of ones exists.
+column to its pixel. Only the conv rows that land inside the image are computed. In a chain each
+layer's epilogue gates its result with act' of the layer below (1 where that unit was on,
+``slope`` where off: one mask read per element), so the next layer's main loop reads plain
+coefficients; a gradient given with a mask is gated as it loads instead, and without a gradient
+(the summed top) act'(mask) itself is the input: no tensor of ones exists.
 
 For the image layer the Langevin update runs in the epilogue: the image-space gradient stays in
 registers and the kernel writes the next chain state x' = x + (delta^2/2)(g - x/sigma^2) + delta z,
@@ -22,15 +24,19 @@ import triton.language as tl
 from genconv.kernels.conv_forward import nhwc_strides
 from genconv.kernels.implicit_gemm import (
     A_MASKED,
+    A_PLAIN,
     A_UNIT,
     N_ALIGN,
     conv_configs,
+    conv_grid,
     conv_tile,
     heuristic_config,
     input_precision,
     is_dense_nhwc,
     prune_configs,
     reduction_per_step,
+    spans_images,
+    tile_rows,
 )
 from genconv.kernels.launch import (
     SUPPORTED_DTYPES,
@@ -59,6 +65,7 @@ def _conv_transpose_kernel(
     x_ptr,
     noise_ptr,
     counter_ptr,
+    gate_ptr,
     g_s0,
     g_s1,
     g_s2,
@@ -79,6 +86,10 @@ def _conv_transpose_kernel(
     n_s1,
     n_s2,
     n_s3,
+    t_s0,
+    t_s1,
+    t_s2,
+    t_s3,
     w_row_stride,
     g_h,
     g_w,
@@ -105,6 +116,8 @@ def _conv_transpose_kernel(
     PAD: tl.constexpr,
     A_MODE: tl.constexpr,
     DENSE: tl.constexpr,
+    SPAN: tl.constexpr,
+    OUT_GATE: tl.constexpr,
     FUSE_LANGEVIN: tl.constexpr,
     HAS_NOISE: tl.constexpr,
     CLAMP: tl.constexpr,
@@ -114,21 +127,26 @@ def _conv_transpose_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    # Program (image, tile of its conv rows, tile of columns): a program's rows lie in one image.
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     per_image = nq_h * nq_w
-    tiles = tl.cdiv(per_image, BLOCK_M)
-    sample = (pid_m // tiles).to(tl.int64)
-    within = (pid_m % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
+    if SPAN:  # small images share a tile: one image index per row
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = offs_m < n_rows
+        sample = (offs_m // per_image).to(tl.int64)
+        within = offs_m % per_image
+    else:  # (image, tile of its conv rows): a program's rows lie in one image
+        tiles = tl.cdiv(per_image, BLOCK_M)
+        sample = (pid_m // tiles).to(tl.int64)
+        within = (pid_m % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = within < per_image
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = within < per_image
     column_ok = offs_n < n_columns
     qh = q0_h + within // nq_w
     qw = q0_w + within % nq_w
     acc = conv_tile(
         g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, sample, qh, qw,
-        row_ok, offs_n, column_ok, g_h, g_w, slope, C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE, DOT_DTYPE,
+        row_ok, offs_n, column_ok, g_h, g_w, slope, C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE, SPAN, DOT_DTYPE,
         PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
     )  # fmt: skip
     # Column n = c s^2 + rh s + rw of conv row (qh, qw) is input pixel (qh s + rh - p, qw s + rw - p).
@@ -141,16 +159,17 @@ def _conv_transpose_kernel(
         rows = qh[:, None] * STRIDE + ((offs_n // STRIDE) % STRIDE)[None, :] - PAD
         cols = qw[:, None] * STRIDE + (offs_n % STRIDE)[None, :] - PAD
     valid = row_ok[:, None] & column_ok[None, :] & (rows >= 0) & (rows < in_h) & (cols >= 0) & (cols < in_w)
+    image = sample[:, None] if SPAN else sample  # broadcasts against [BLOCK_M, BLOCK_N] offsets
     if FUSE_LANGEVIN:
-        x = tl.load(x_ptr + sample * x_s0 + (rows * x_s1 + cols * x_s2 + channel * x_s3), mask=valid, other=0.0)
+        x = tl.load(x_ptr + image * x_s0 + (rows * x_s1 + cols * x_s2 + channel * x_s3), mask=valid, other=0.0)
         x = x.to(tl.float32)
         if HAS_NOISE:
-            z = tl.load(noise_ptr + sample * n_s0 + (rows * n_s1 + cols * n_s2 + channel * n_s3), mask=valid,
+            z = tl.load(noise_ptr + image * n_s0 + (rows * n_s1 + cols * n_s2 + channel * n_s3), mask=valid,
                         other=0.0).to(tl.float32)  # fmt: skip
         else:
             # the state's row-major element: image base (int64) + (c, row, col) within it (int32)
             base = tl.load(counter_ptr + 1) + (offset_high.to(tl.int64) << 31) + offset_low
-            base += sample * (C_IN * in_h * in_w)
+            base += image * (C_IN * in_h * in_w)
             z = tl.randn(tl.load(counter_ptr), base + ((channel * in_h + rows) * in_w + cols))
         result = x + half_delta_sq * (acc - x / sigma_sq) + delta * z
         if CLAMP:
@@ -158,8 +177,12 @@ def _conv_transpose_kernel(
         out_offsets = rows * o_s1 + cols * o_s2 + channel * o_s3
     else:
         result = acc
+        if OUT_GATE:  # act' of the layer below, so its top-down pass reads gated coefficients
+            gate_offsets = rows * t_s1 + cols * t_s2 + channel * t_s3
+            on = tl.load(gate_ptr + image * t_s0 + gate_offsets, mask=valid, other=0)
+            result = tl.where(on != 0, result, result * slope)
         out_offsets = (rows * in_w + cols) * C_IN + channel  # the layer input's gradient: dense NHWC
-    tl.store(out_ptr + sample * o_s0 + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
+    tl.store(out_ptr + image * o_s0 + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
 
 
 # (x, delta, sigma, seed or [seed, base] tensor, offset, noise, clamp) of a fused Langevin update
@@ -170,24 +193,35 @@ FusedUpdate = tuple[
 
 def _launch_transpose(
     grad: torch.Tensor | None,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     weight: torch.Tensor,
     stride: int,
     padding: int,
     slope: float,
     input_hw: tuple[int, int],
     langevin: FusedUpdate | None,
+    output_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     unit = grad is None
+    if unit and mask is None:
+        raise ValueError("masked_conv_transpose needs a gradient, a mask, or both")
     if not unit:
         check_dtype("grad", grad)
-    check_device(mask, weight, *(() if unit else (grad,)))
-    if mask.dim() != 4 or weight.dim() != 4 or weight.shape[0] != mask.shape[1] or (not unit and grad.shape != mask.shape):
+    given = [t for t in (grad, mask, output_mask) if t is not None]
+    check_device(weight, *given)
+    source = mask if unit else grad
+    if (
+        source.dim() != 4
+        or weight.dim() != 4
+        or weight.shape[0] != source.shape[1]
+        or (grad is not None and mask is not None and grad.shape != mask.shape)
+    ):
         raise ValueError(
             f"expected grad and mask [B, C_out, H', W'] and weight [C_out, C_in, K, K]; got "
-            f"{None if unit else list(grad.shape)}, {list(mask.shape)}, {list(weight.shape)}"
+            f"{None if grad is None else list(grad.shape)}, {None if mask is None else list(mask.shape)}, "
+            f"{list(weight.shape)}"
         )
-    batch, c_out, g_h, g_w = mask.shape
+    batch, c_out, g_h, g_w = source.shape
     _, c_in, kernel, _ = weight.shape
     in_h, in_w = input_hw
     if (in_h + 2 * padding - kernel) // stride + 1 != g_h or (in_w + 2 * padding - kernel) // stride + 1 != g_w:
@@ -202,17 +236,21 @@ def _launch_transpose(
     q0_h, q0_w = padding // stride, padding // stride
     nq_h, nq_w = (in_h - 1 + padding) // stride - q0_h + 1, (in_w - 1 + padding) // stride - q0_w + 1
     rows = batch * nq_h * nq_w
-    g = mask if unit else grad
+    span = spans_images(nq_h * nq_w)
+    mask = source if mask is None else mask  # read only with a mask mode
+    if output_mask is not None and output_mask.shape != (batch, c_in, in_h, in_w):
+        raise ValueError(f"output_mask must have shape {[batch, c_in, in_h, in_w]}, got {list(output_mask.shape)}")
+    gate = source if output_mask is None else output_mask
     if langevin is None:
-        out = torch.empty((batch, c_in, in_h, in_w), dtype=compute_dtype, device=mask.device,
+        out = torch.empty((batch, c_in, in_h, in_w), dtype=compute_dtype, device=source.device,
                           memory_format=torch.channels_last)  # fmt: skip
         x = noise = out
-        counter, update = torch.zeros(2, dtype=torch.int64, device=mask.device), (0.0, 1.0, 0.0, 0, 0.0, 0.0)
+        counter, update = torch.zeros(2, dtype=torch.int64, device=source.device), (0.0, 1.0, 0.0, 0, 0.0, 0.0)
         flags = {"FUSE_LANGEVIN": False, "HAS_NOISE": False, "CLAMP": False}
     else:
         x, delta, sigma, seed, offset, noise, clamp = langevin
         check_dtype("x", x)
-        check_device(mask, x, *(() if noise is None else (noise,)))
+        check_device(source, x, *(() if noise is None else (noise,)))
         if x.shape != (batch, c_in, in_h, in_w) or (noise is not None and noise.shape != x.shape):
             raise ValueError(f"x and noise must have shape {[batch, c_in, in_h, in_w]}, got {list(x.shape)}")
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
@@ -222,24 +260,27 @@ def _launch_transpose(
         flags = {"FUSE_LANGEVIN": True, "HAS_NOISE": noise is not None, "CLAMP": clamp is not None}
         noise = x if noise is None else noise
     half_delta_sq, sigma_sq, delta_value, offset_value, low, high = update
+    a_mode = (A_UNIT if unit else A_PLAIN if mask is source else A_MASKED).value
     offset_low, offset_high = split_offset(int(offset_value))
     if interpreting():
         configs = interpreter_tiles(rows, columns, reduction_per_step(c_out, taps))
         heuristic = configs[0]
     else:
-        configs = prune_configs(conv_configs(), {"n_columns": columns, "n_rows": nq_h * nq_w})
-        heuristic = heuristic_config(columns, rows)
+        named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
+        configs = prune_configs(conv_configs(), named, SPAN=span)
+        heuristic = heuristic_config(columns, tile_rows(named, span))
     if rows and out.numel():
         launch(
             _conv_transpose_kernel,
-            lambda meta: (batch * triton.cdiv(nq_h * nq_w, meta["BLOCK_M"]), triton.cdiv(columns, meta["BLOCK_N"])),
+            conv_grid(batch, nq_h * nq_w, columns, span),
             configs, heuristic,
-            g, mask, packed, out, x, noise, counter,
-            *nhwc_strides(g), *nhwc_strides(mask), *nhwc_strides(out), *nhwc_strides(x), *nhwc_strides(noise),
+            source, mask, packed, out, x, noise, counter, gate,
+            *nhwc_strides(source), *nhwc_strides(mask), *nhwc_strides(out), *nhwc_strides(x), *nhwc_strides(noise),
+            *nhwc_strides(gate),
             packed.stride(0), g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w, rows, columns, float(slope),
             float(half_delta_sq), float(sigma_sq), float(delta_value), offset_low, offset_high, float(low), float(high),
-            C=c_out, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=(A_UNIT if unit else A_MASKED).value,
-            DENSE=is_dense_nhwc(mask) and (unit or is_dense_nhwc(grad)),
+            C=c_out, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=a_mode,
+            DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
             DOT_DTYPE=dot_dtype(compute_dtype), PRECISION=input_precision(compute_dtype), **flags,
         )  # fmt: skip
     return out
@@ -247,21 +288,25 @@ def _launch_transpose(
 
 def masked_conv_transpose(
     grad: torch.Tensor | None,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     weight: torch.Tensor,
     stride: int,
     padding: int,
     slope: float,
     input_hw: tuple[int, int],
+    output_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One top-down layer, mask applied on load, channels-last; the contract of
-    ``reference.masked_conv_transpose`` (``grad`` None: a unit upstream gradient, only the mask is read)."""
-    return _launch_transpose(grad, mask, weight, stride, padding, slope, input_hw, None)
+    """One top-down layer, channels-last; the contract of ``reference.masked_conv_transpose``.
+
+    ``grad`` None: a unit upstream gradient, only the mask is read; ``mask`` None: ``grad`` is
+    already gated; ``output_mask``: the result is gated by act' of the layer below in the epilogue.
+    """
+    return _launch_transpose(grad, mask, weight, stride, padding, slope, input_hw, None, output_mask)
 
 
 def masked_conv_transpose_langevin(
     grad: torch.Tensor | None,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     weight: torch.Tensor,
     stride: int,
     padding: int,

@@ -4,8 +4,9 @@ Same signatures and results as the fused kernels (``conv_forward.py``, ``conv_tr
 
 - bottom-up: ``conv2d`` (channels-last, no bias) then ``epilogues.bias_act_mask`` (bias, activation,
   mask, or the summed top's partial sums);
-- top-down: ``epilogues.masked_coefficients`` (G * act'(mask)) then the forward convolution on the
-  sub-pixel packed weights, ``pixel_shuffle`` and a crop (a view, read in place downstream);
+- top-down: the forward convolution on the sub-pixel packed weights, ``pixel_shuffle`` and a crop,
+  then ``epilogues.masked_coefficients`` to gate the result with the mask of the layer below (or,
+  for the image layer, a view read in place by the update);
 - the image layer's top-down ends in the Triton ``langevin_update`` kernel, which reads that view.
 
 The Triton backend times both ways once per layer pass and shape and keeps the faster one, so the
@@ -52,23 +53,27 @@ def conv_act_forward_sum(
 
 def masked_conv_transpose(
     grad: torch.Tensor | None,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     weight: torch.Tensor,
     stride: int,
     padding: int,
     slope: float,
     input_hw: tuple[int, int],
+    output_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One top-down layer (a cropped view, channels-last); the contract of ``reference.masked_conv_transpose``."""
+    """One top-down layer (channels-last); the contract of ``reference.masked_conv_transpose``."""
     dtype = weight.dtype if grad is None else grad.dtype
-    coefficients = epilogues.masked_coefficients(grad, mask, slope, dtype)
+    coefficients = grad if mask is None else epilogues.masked_coefficients(grad, mask, slope, dtype)
     packed = packed_transpose(weight if weight.dtype == dtype else weight.to(dtype), stride, padding, _LAYOUT)
-    return apply_transpose_as_conv(coefficients, packed, input_hw)
+    out = apply_transpose_as_conv(coefficients.contiguous(memory_format=_LAYOUT), packed, input_hw)
+    if output_mask is None:
+        return out
+    return epilogues.masked_coefficients(out, output_mask, slope, dtype)
 
 
 def masked_conv_transpose_langevin(
     grad: torch.Tensor | None,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     weight: torch.Tensor,
     stride: int,
     padding: int,

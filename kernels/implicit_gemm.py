@@ -35,20 +35,31 @@ A_UNIT = tl.constexpr(2)  # act'(mask) alone: the upstream gradient is 1 (the su
 
 # Channels below which K runs flat over (tap, channel).
 FLAT_K_CHANNELS = 16
+# Images with fewer output pixels than this share tiles (rows span images); larger ones get tiles
+# of their own, so a program's rows have one base pointer and int32 offsets.
+SPAN_PIXELS = 64
+
+
+def spans_images(pixels_per_image: int) -> bool:
+    return pixels_per_image < SPAN_PIXELS
+
+
 # Every packed weight row is padded to a multiple of this many columns (aligned rows).
 N_ALIGN = 16
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages). The first rows cover wide N (64-128 output
-# channels), the last narrow N (3-27: the image layer's top-down, N = s^2 C_in).
+# (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages): tiles for wide N (64-128 output channels) and narrow
+# N (the image layer's top-down, N = s^2 C_in = 4-27), each with 8 warps for tall tiles. Every one
+# compiles without spills for every preset layer it can be picked for, on sm_90 and sm_80 (the
+# compile tier, ``bench/compile_tier.py``, checks this in the test suite).
 _TILES = (
-    (128, 64, 32, 4, 3),
-    (128, 128, 32, 8, 3),
-    (64, 64, 32, 4, 4),
-    (256, 64, 32, 8, 3),
-    (128, 32, 32, 4, 4),
-    (256, 32, 32, 8, 3),
-    (128, 16, 32, 4, 4),
-    (256, 16, 32, 8, 3),
+    (128, 64, 32, 8, 3),
+    (64, 64, 32, 4, 3),
+    (128, 128, 16, 8, 3),
+    (128, 32, 32, 4, 2),
+    (64, 32, 32, 4, 3),
+    (256, 32, 32, 8, 2),
+    (256, 16, 32, 8, 2),
+    (64, 16, 32, 4, 3),
 )
 
 
@@ -65,30 +76,46 @@ def _narrow_n(columns: int) -> int:
     return max(16, min(128, triton.next_power_of_2(columns)))
 
 
+def tile_rows(named_args: dict, span: bool) -> int:
+    """The rows a layer's tiles cover: an image's (own tiles), or the whole batch's (shared tiles)."""
+    if span:
+        return int(named_args["n_rows"])
+    if "out_h" in named_args:
+        return int(named_args["out_h"]) * int(named_args["out_w"])
+    return int(named_args["nq_h"]) * int(named_args["nq_w"])
+
+
 def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
-    """Tiles that fit the layer: BLOCK_N no wider than its N rounded up, and at least half as wide
-    (narrower tiles only repeat the K loop), BLOCK_M no taller than twice the rows."""
-    columns, rows = int(named_args["n_columns"]), int(named_args["n_rows"])
-    widest = _narrow_n(columns)
-    kept = [c for c in configs if widest // 2 <= c.kwargs["BLOCK_N"] <= widest or (widest == 16 and c.kwargs["BLOCK_N"] == 16)]
-    fitting = [c for c in kept if c.kwargs["BLOCK_M"] <= max(64, 2 * triton.next_power_of_2(rows))]
-    return fitting or kept or configs[:1]
+    """Tiles that fit the layer: BLOCK_N no wider than its N rounded up to a power of two and at
+    least half as wide (narrower tiles only repeat the K loop), BLOCK_M no taller than the rows
+    its tiles cover, rounded up (at least 64)."""
+    widest = _narrow_n(int(named_args["n_columns"]))
+    kept = [c for c in configs if widest // 2 <= c.kwargs["BLOCK_N"] <= widest]
+    rows = tile_rows(named_args, bool(kwargs.get("SPAN", False)))
+    fitting = [c for c in kept if c.kwargs["BLOCK_M"] <= max(64, triton.next_power_of_2(rows))]
+    return fitting or kept
 
 
 def heuristic_config(columns: int, rows: int) -> triton.Config:
-    """The tile with autotuning off: BLOCK_N the narrowest power of two >= N (16..128), 128 rows
-    (256 with 8 warps for narrow N, where each row's work is small), 32-deep K steps."""
+    """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
+    >= N (16..128); 8 warps on tall tiles when the tiles cover many rows, 64-row tiles otherwise."""
     block_n = _narrow_n(columns)
-    if block_n == 128:
-        shape = (128, 128, 32, 8, 3)
-    elif block_n == 64:
-        shape = (128, 64, 32, 4, 3)
-    else:
-        shape = (256, block_n, 32, 8, 3) if rows >= 4096 else (128, block_n, 32, 4, 4)
-    if rows < 128:
-        shape = (64, min(block_n, 64), 32, 4, 4) if block_n <= 64 else shape
+    many = rows >= 256
+    shape = {
+        128: (128, 128, 16, 8, 3) if many else (64, 64, 32, 4, 3),
+        64: (128, 64, 32, 8, 3) if many else (64, 64, 32, 4, 3),
+        32: (256, 32, 32, 8, 2) if many else (64, 32, 32, 4, 3),
+        16: (256, 16, 32, 8, 2) if many else (64, 16, 32, 4, 3),
+    }[block_n]
     m, n, k, warps, stages = shape
     return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
+
+
+def conv_grid(batch: int, per_image: int, columns: int, span: bool):
+    """Programs over (rows, columns): whole tiles per image, or tiles spanning small images."""
+    if span:
+        return lambda meta: (triton.cdiv(batch * per_image, meta["BLOCK_M"]), triton.cdiv(columns, meta["BLOCK_N"]))
+    return lambda meta: (batch * triton.cdiv(per_image, meta["BLOCK_M"]), triton.cdiv(columns, meta["BLOCK_N"]))
 
 
 def reduction_per_step(channels: int, kernel_w: int) -> int:
@@ -135,22 +162,30 @@ def conv_tile(
     PAD: tl.constexpr,
     A_MODE: tl.constexpr,
     DENSE: tl.constexpr,
+    SPAN: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    """acc[BLOCK_M, BLOCK_N] (float32) of the convolution for rows (oh, ow) of image ``sample``
-    (a scalar: a program's rows lie in one image), columns offs_n.
+    """acc[BLOCK_M, BLOCK_N] (float32) of the convolution for rows (sample, oh, ow), columns offs_n.
+
+    ``sample`` is a scalar when a program's rows lie in one image (its base is then one pointer),
+    or, with SPAN (images smaller than a tile), one image index per row.
 
     DENSE: A (and the mask) are dense NHWC with C channels, so offsets are computed from C and the
     width and the compiler sees rows contiguous along channels (vector loads); otherwise they
     come from the strides, whatever the layout.
     """
     offs_k = tl.arange(0, BLOCK_K)
-    a_base = a_ptr + sample * a_s0  # the image's base (int64); offsets within it are int32
-    m_base = mask_ptr + sample * m_s0
+    # the image's base (int64); offsets within an image are int32
+    if SPAN:
+        a_base = (a_ptr + sample * a_s0)[:, None]
+        m_base = (mask_ptr + sample * m_s0)[:, None]
+    else:
+        a_base = a_ptr + sample * a_s0
+        m_base = mask_ptr + sample * m_s0
     top = oh * STRIDE - PAD
     left = ow * STRIDE - PAD
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -220,4 +255,5 @@ def is_dense_nhwc(tensor: torch.Tensor) -> bool:
     """True when a [B, C, H, W] tensor is laid out as dense NHWC (channels-last, no gaps)."""
     batch, channels, height, width = tensor.shape
     expected = (height * width * channels, 1, width * channels, channels)
-    return all(size == 1 or stride == want for size, stride, want in zip(tensor.shape, tensor.stride(), expected))
+    layout = zip(tensor.shape, tensor.stride(), expected, strict=True)
+    return all(size == 1 or stride == want for size, stride, want in layout)

@@ -176,35 +176,46 @@ def activation_slope_factor(mask: torch.Tensor, slope: float, dtype: torch.dtype
 
 def masked_conv_transpose(
     grad: torch.Tensor | None,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     weight: torch.Tensor,
     stride: int,
     padding: int,
     slope: float,
     input_hw: tuple[int, int],
+    output_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One top-down layer: conv_transpose(grad * act'(r), W), sized back to the layer input.
 
     Args:
         grad: [B, C_out, H', W'] gradient of f with respect to the layer output; None means 1
             everywhere (the summed top of a stationary model), so only act'(r) goes back.
-        mask: bool [B, C_out, H', W'] from the bottom-up pass.
+        mask: bool [B, C_out, H', W'] from the bottom-up pass; None when ``grad`` already carries
+            act'(r) (the layer above gated its result with ``output_mask``).
         weight: [C_out, C_in, K, K] of the layer.
         input_hw: (H, W) of the layer input.
+        output_mask: the mask of the layer below (bool [B, C_in, H, W]): the result is gated by its
+            act' at once, ready to be the next top-down layer's ``grad`` with ``mask`` None.
     Returns:
-        [B, C_in, H, W] gradient with respect to the layer input, in grad's dtype (weight's when
-        grad is None).
+        [B, C_in, H, W] gradient with respect to the layer input (times act'(output_mask) if given),
+        in grad's dtype (weight's when grad is None).
     """
+    if grad is None and mask is None:
+        raise ValueError("masked_conv_transpose needs a gradient, a mask, or both")
     dtype = weight.dtype if grad is None else grad.dtype
     acc = accumulation_dtype(dtype)
-    factor = activation_slope_factor(mask, slope, acc)
-    coefficients = factor if grad is None else grad.to(acc) * factor
+    if mask is None:
+        coefficients = grad.to(acc)
+    else:
+        factor = activation_slope_factor(mask, slope, acc)
+        coefficients = factor if grad is None else grad.to(acc) * factor
     kernel_h, kernel_w = weight.shape[-2:]
     output_padding = (
-        transposed_output_padding(input_hw[0], mask.shape[-2], kernel_h, stride, padding),
-        transposed_output_padding(input_hw[1], mask.shape[-1], kernel_w, stride, padding),
+        transposed_output_padding(input_hw[0], coefficients.shape[-2], kernel_h, stride, padding),
+        transposed_output_padding(input_hw[1], coefficients.shape[-1], kernel_w, stride, padding),
     )
     out = F.conv_transpose2d(coefficients, weight.to(acc), None, stride, padding, output_padding)
+    if output_mask is not None:
+        out = out * activation_slope_factor(output_mask, slope, acc)
     return out.to(dtype)
 
 
@@ -254,7 +265,7 @@ def langevin_update(
 
 def masked_conv_transpose_langevin(
     grad: torch.Tensor | None,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     weight: torch.Tensor,
     stride: int,
     padding: int,

@@ -66,12 +66,13 @@ def conv_act_forward_sum(
 
 def masked_conv_transpose(
     grad: torch.Tensor | None,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     weight: torch.Tensor,
     stride: int,
     padding: int,
     slope: float,
     input_hw: tuple[int, int],
+    output_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One top-down layer as a forward convolution; the contract of ``reference.masked_conv_transpose``.
 
@@ -79,17 +80,22 @@ def masked_conv_transpose(
     """
     dtype = weight.dtype if grad is None else grad.dtype
     acc = accumulation_dtype(dtype)
-    factor = activation_slope_factor(mask, slope, acc)
-    coefficients = factor if grad is None else grad.to(acc) * factor
-    layout = _layout(mask.device)
+    if mask is None:
+        coefficients = grad.to(acc)
+    else:
+        factor = activation_slope_factor(mask, slope, acc)
+        coefficients = factor if grad is None else grad.to(acc) * factor
+    layout = _layout(coefficients.device)
     packed = packed_transpose(weight if weight.dtype == acc else weight.to(acc), stride, padding, layout)
     out = apply_transpose_as_conv(coefficients.contiguous(memory_format=layout), packed, input_hw)
+    if output_mask is not None:
+        out = out * activation_slope_factor(output_mask, slope, acc)
     return out.to(dtype)
 
 
 def masked_conv_transpose_langevin(
     grad: torch.Tensor | None,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     weight: torch.Tensor,
     stride: int,
     padding: int,
