@@ -270,9 +270,12 @@ def _genconv_builder(backend: str) -> Callable[[Setup], Sampler]:
         notes: dict[str, Any] = {"weights": "float32"}
         close: Callable[[], None] = lambda: None  # noqa: E731
         if backend == "triton":
-            chain(setup.x0)  # compiles and autotunes the kernels
+            from genconv.bindings.triton_backend import CHOOSER
+
+            chain(setup.x0)  # compiles and autotunes the kernels, times each layer pass's two ways
             chain(setup.x0)  # records the chain's CUDA graph; later calls replay it
             notes["cuda_graph"] = True
+            notes["layer_passes_won"] = CHOOSER.summary()  # fused kernel vs cuDNN + epilogue, so far
             close = CHAIN_GRAPHS.clear
         return Sampler(chain, chain_with_noise, model.f, list(model.parameters()), notes, close)
 

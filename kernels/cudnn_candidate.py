@@ -13,19 +13,40 @@ The Triton backend times both ways once per layer pass and shape and keeps the f
 fused kernels never lose to the same convolutions called from PyTorch.
 """
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
 from genconv.kernels import epilogues
 from genconv.kernels.langevin_update import langevin_update
+from genconv.kernels.launch import tf32_enabled
 from genconv.kernels.packing import apply_transpose_as_conv, packed_layout, packed_transpose
 
 _LAYOUT = torch.channels_last
 
 
+@contextlib.contextmanager
+def _tf32_policy() -> Iterator[None]:
+    """cuDNN's TF32 switch set to genconv's policy (GENCONV_TF32=0: IEEE float32) for a block,
+    every other cuDNN setting of the user's left alone."""
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = tf32_enabled()
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    with _tf32_policy():
+        return F.conv2d(x, weight, None, stride, padding)
+
+
 def _pre_activation(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
     packed = packed_layout(weight if weight.dtype == x.dtype else weight.to(x.dtype), _LAYOUT)
-    return F.conv2d(x.contiguous(memory_format=_LAYOUT), packed, None, stride, padding)
+    return _conv(x.contiguous(memory_format=_LAYOUT), packed, stride, padding)
 
 
 def conv_act_forward(
@@ -65,7 +86,8 @@ def masked_conv_transpose(
     dtype = weight.dtype if grad is None else grad.dtype
     coefficients = grad if mask is None else epilogues.masked_coefficients(grad, mask, slope, dtype)
     packed = packed_transpose(weight if weight.dtype == dtype else weight.to(dtype), stride, padding, _LAYOUT)
-    out = apply_transpose_as_conv(coefficients.contiguous(memory_format=_LAYOUT), packed, input_hw)
+    with _tf32_policy():
+        out = apply_transpose_as_conv(coefficients.contiguous(memory_format=_LAYOUT), packed, input_hw)
     if output_mask is None:
         return out
     return epilogues.masked_coefficients(out, output_mask, slope, dtype)

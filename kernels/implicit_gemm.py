@@ -20,13 +20,11 @@ elements. Dot operands are float32 (TF32 on tensor cores unless IEEE is asked fo
 accumulation is float32.
 """
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from genconv.kernels.launch import interpreting
+from genconv.kernels.launch import interpreting, tf32_enabled
 
 # A's roles in the main loop (constexpr globals, so kernels may read them; launchers pass .value).
 A_PLAIN = tl.constexpr(0)  # the input itself (bottom-up)
@@ -57,23 +55,27 @@ _TILES = (
     (128, 128, 16, 8, 3),
     (128, 32, 32, 4, 2),
     (64, 32, 32, 4, 3),
-    (256, 32, 32, 8, 2),
     (256, 16, 32, 8, 2),
     (64, 16, 32, 4, 3),
 )
+# The top-down kernel's epilogue (sub-pixel scatter, gate or Langevin update) holds more per
+# element: its tiles stop at 64 columns.
+WIDEST_TOP_DOWN_TILE = 64
 
 
-def conv_configs() -> list[triton.Config]:
-    """Every tile the autotuner may try; ``prune_configs`` keeps those that fit a layer."""
+def conv_configs(widest: int = 128) -> list[triton.Config]:
+    """Every tile the autotuner may try (up to ``widest`` columns); ``prune_configs`` keeps those
+    that fit a layer."""
     return [
         triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
         for m, n, k, warps, stages in _TILES
+        if n <= widest
     ]
 
 
-def _narrow_n(columns: int) -> int:
-    """The BLOCK_N that covers ``columns`` with least padding, between 16 and 128."""
-    return max(16, min(128, triton.next_power_of_2(columns)))
+def _narrow_n(columns: int, widest: int = 128) -> int:
+    """The BLOCK_N that covers ``columns`` with least padding, between 16 and ``widest``."""
+    return max(16, min(widest, triton.next_power_of_2(columns)))
 
 
 def tile_rows(named_args: dict, span: bool) -> int:
@@ -89,22 +91,22 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     """Tiles that fit the layer: BLOCK_N no wider than its N rounded up to a power of two and at
     least half as wide (narrower tiles only repeat the K loop), BLOCK_M no taller than the rows
     its tiles cover, rounded up (at least 64)."""
-    widest = _narrow_n(int(named_args["n_columns"]))
+    widest = _narrow_n(int(named_args["n_columns"]), max(c.kwargs["BLOCK_N"] for c in configs))
     kept = [c for c in configs if widest // 2 <= c.kwargs["BLOCK_N"] <= widest]
     rows = tile_rows(named_args, bool(kwargs.get("SPAN", False)))
     fitting = [c for c in kept if c.kwargs["BLOCK_M"] <= max(64, triton.next_power_of_2(rows))]
     return fitting or kept
 
 
-def heuristic_config(columns: int, rows: int) -> triton.Config:
+def heuristic_config(columns: int, rows: int, widest: int = 128) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
-    >= N (16..128); 8 warps on tall tiles when the tiles cover many rows, 64-row tiles otherwise."""
-    block_n = _narrow_n(columns)
+    >= N (16..``widest``); 8 warps on tall tiles when the tiles cover many rows, 64-row tiles otherwise."""
+    block_n = _narrow_n(columns, widest)
     many = rows >= 256
     shape = {
         128: (128, 128, 16, 8, 3) if many else (64, 64, 32, 4, 3),
         64: (128, 64, 32, 8, 3) if many else (64, 64, 32, 4, 3),
-        32: (256, 32, 32, 8, 2) if many else (64, 32, 32, 4, 3),
+        32: (128, 32, 32, 4, 2) if many else (64, 32, 32, 4, 3),
         16: (256, 16, 32, 8, 2) if many else (64, 16, 32, 4, 3),
     }[block_n]
     m, n, k, warps, stages = shape
@@ -126,10 +128,8 @@ def reduction_per_step(channels: int, kernel_w: int) -> int:
 
 def input_precision(storage: torch.dtype) -> str:
     """tl.dot's precision for float32 operands: "tf32" (cuDNN's default) unless GENCONV_TF32=0
-    asks for IEEE float32; bfloat16 operands ignore it."""
-    if interpreting() or os.environ.get("GENCONV_TF32", "1") == "0":
-        return "ieee"
-    return "tf32"
+    asks for IEEE float32 (the interpreter computes in float32 anyway); bfloat16 ignores it."""
+    return "tf32" if tf32_enabled() and not interpreting() else "ieee"
 
 
 @triton.jit

@@ -1,9 +1,10 @@
 """What every Triton launcher shares: interpreter detection, the dot dtype policy, autotuning.
 
 Dtype policy: tiles are loaded in their storage dtype and accumulated in float32; tl.dot takes
-float32 operands (TF32 on tensor cores, as cuDNN does by default) or bfloat16 operands when the
-chains are stored in bfloat16. Triton's CPU interpreter mis-computes bfloat16 dots, so there
-both operands are upcast to float32.
+float32 operands (TF32 on tensor cores, as cuDNN's convolutions do by default) or bfloat16
+operands when the chains run in bfloat16. ``GENCONV_TF32=0`` asks for IEEE float32 products
+instead, in the fused kernels and in the cuDNN convolutions the backend may pick. Triton's CPU
+interpreter mis-computes bfloat16 dots, so there both operands are upcast to float32.
 
 ``GENCONV_AUTOTUNE=0`` (and the interpreter) launch the config a launcher's shape heuristic
 picks instead of autotuning, which keeps tests fast and deterministic.
@@ -34,6 +35,11 @@ def interpreting() -> bool:
 def autotune_enabled() -> bool:
     """Autotune unless GENCONV_AUTOTUNE=0 or the interpreter runs the kernels."""
     return os.environ.get("GENCONV_AUTOTUNE", "1") != "0" and not interpreting()
+
+
+def tf32_enabled() -> bool:
+    """Float32 convolutions on tensor cores take TF32 operands (10-bit mantissa) unless GENCONV_TF32=0."""
+    return os.environ.get("GENCONV_TF32", "1") != "0"
 
 
 def dot_dtype(storage: torch.dtype) -> tl.dtype:

@@ -126,3 +126,17 @@ def test_check_catches_a_wrong_chain(monkeypatch: pytest.MonkeyPatch, fault: str
         assert result.drift_error > 0.1
     else:
         assert result.noise_scale_ratio > 1.5
+
+
+def test_kernel_timing_script_runs_its_checks_in_the_interpreter(tmp_path: Path) -> None:
+    """bench/kernels_vs_cudnn.py --smoke: every pass of a texture step on tiny shapes, each fused
+    kernel's result against PyTorch's (the timing itself needs a GPU)."""
+    environment = {**os.environ, "TRITON_INTERPRET": "1"}
+    command = [sys.executable, "bench/kernels_vs_cudnn.py", "--smoke", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (path,) = tmp_path.glob("kernels-*.json")
+    rows = json.loads(path.read_text())["rows"]
+    assert len(rows) == 8
+    checked = [row for row in rows if "max_relative_deviation" in row]
+    assert len(checked) == 5 and all(row["max_relative_deviation"] < 1e-4 for row in checked)

@@ -1,0 +1,60 @@
+"""The compile tier: every Triton kernel, as genconv launches it on the presets' layers, compiled by
+triton's own compiler and ptxas for Hopper (sm_90) and Ampere (sm_80), without a GPU.
+
+Every config the autotuner can pick for a layer, and the one the shape heuristic picks, must
+compile, spill nothing, fit shared memory, and (conv kernels with at least 4 warps, on sm_90) use
+wgmma. ``python -m bench.compile_tier`` writes the full table; the suite compiles the quick set.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.compile
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("compile") / "compile.json"
+    environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    command = [sys.executable, "-m", "bench.compile_tier", "--quick", "--out", str(out)]
+    done = subprocess.run(command, cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=600)
+    assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_every_variant_compiles(table: dict) -> None:
+    rows = table["rows"]
+    assert {row["target"] for row in rows} == {"sm_90", "sm_80"}
+    kernels = {row["kernel"] for row in rows}
+    assert {"_conv_forward_kernel", "_conv_transpose_kernel", "_langevin_update_kernel", "_standard_normal_kernel",
+            "_bias_act_mask_kernel", "_masked_coefficients_kernel"} <= kernels  # fmt: skip
+    failed = [(row["kernel"], row["layer"], row["config"], row["target"], row["error"]) for row in rows if row["error"]]
+    assert not failed, failed[:5]
+
+
+def test_nothing_spills(table: dict) -> None:
+    spilling = [(r["kernel"], r["case"], r["layer"], r["dtype"], r["target"], r["config"], r["spill_stores"])
+                for r in table["rows"] if r["spill_stores"] or r["spill_loads"]]  # fmt: skip
+    assert not spilling, spilling[:5]
+
+
+def test_shared_memory_fits_and_conv_kernels_use_wgmma_on_hopper(table: dict) -> None:
+    limits = {"sm_90": 227 * 1024, "sm_80": 163 * 1024}
+    for row in table["rows"]:
+        assert row["shared_bytes"] <= limits[row["target"]], row
+        assert row["warps_per_sm"] >= row["num_warps"], row  # at least one block is resident
+        if row["is_conv"] and row["num_warps"] >= 4 and row["target"] == "sm_90":
+            assert row["uses_wgmma"], row
+
+
+def test_each_launch_is_compiled_with_its_heuristic_config(table: dict) -> None:
+    launches = {(r["kernel"], r["case"], r["layer"], r["dtype"]) for r in table["rows"] if r["is_conv"]}
+    with_heuristic = {(r["kernel"], r["case"], r["layer"], r["dtype"]) for r in table["rows"] if r["heuristic"]}
+    assert launches <= with_heuristic
