@@ -11,10 +11,11 @@ compiled with triton 3.6's own compiler for ``GPUTarget("cuda", 90, 32)`` and
 types and specialisations (16-byte alignment, divisibility, ints equal to 1) are Triton's own, via
 the JIT's binder, so the compiled variant is the one a launch on a GPU would compile.
 
-Columns: kernel, case (preset layer or op), dtype, target, config (tile, warps, stages), registers
-per thread, spill stores and loads (bytes per thread), shared memory (bytes), whether the PTX
-uses wgmma (sm_90), and resident warps per SM (the tighter of the register file, shared memory
-and the hardware limits). ``tests/test_compile.py`` runs this and asserts: every variant compiles,
+Columns: kernel, case (preset or op), layer (its compile-time geometry), dtype, target, config
+(tile, warps, stages), registers per thread, spill stores and loads (bytes per thread), shared
+memory (bytes), whether the PTX uses wgmma (sm_90), how many asynchronous copies (cp.async: the
+software pipeline's loads) it issues, and resident warps per SM (the tighter of the register
+file, shared memory and the hardware limits). ``tests/test_compile.py`` runs this and asserts: every variant compiles,
 spills nothing, fits shared memory, and conv kernels with >= 4 warps use wgmma on sm_90.
 """
 # ruff: noqa: E402
@@ -83,6 +84,7 @@ class Row:
     spill_loads: int | None = None
     shared_bytes: int | None = None
     uses_wgmma: bool | None = None
+    async_copies: int | None = None
     warps_per_sm: int | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -156,6 +158,7 @@ def compile_variant(job: tuple[Variant, Launch, triton.Config]) -> Row:
         row.registers, row.spill_stores, row.spill_loads = _ptxas_report(ptx, variant.target)
         row.shared_bytes = int(compiled.metadata.shared)
         row.uses_wgmma = "wgmma" in ptx
+        row.async_copies = ptx.count("cp.async.ca") + ptx.count("cp.async.cg") + ptx.count("cp.async.bulk")
         row.warps_per_sm = _warps_per_sm(variant.target, row.registers, row.shared_bytes, variant.num_warps)
     except Exception as error:  # a failure is a row of the table, and the tier's test fails on it
         row.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(rows: list[Row]) -> str:
     head = (f"{'kernel':<30} {'case':<14} {'layer':<44} {'dtype':<8} {'target':<6} {'config':<40} "
-            "regs spill smem   wgmma warps/SM")  # fmt: skip
+            "regs spill smem   wgmma async warps/SM")  # fmt: skip
     lines = [head, "-" * len(head)]
     for row in rows:
         v = row.variant
@@ -253,7 +256,7 @@ def table(rows: list[Row]) -> str:
         mark = "*" if v.heuristic else " "
         lines.append(f"{v.kernel:<30} {v.case:<14} {v.layer:<44} {v.dtype:<8} {v.target:<6} {v.config + mark:<40} "
                      f"{row.registers:>4} {row.spill_stores:>5} {row.shared_bytes:>6} {str(row.uses_wgmma):<5} "
-                     f"{row.warps_per_sm:>3}")  # fmt: skip
+                     f"{row.async_copies:>5} {row.warps_per_sm:>3}")  # fmt: skip
     return "\n".join(lines)
 
 

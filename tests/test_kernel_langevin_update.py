@@ -80,3 +80,22 @@ def test_seed_and_counter_base_read_from_device_memory() -> None:
     assert torch.equal(from_memory, langevin_update(x, grad, 0.3, 1.0, seed=4242, offset=1007))
     assert_close(from_memory, reference.langevin_update(x, grad, 0.3, 1.0, seed=counter.cpu(), offset=7),
                  torch.float32, "x'")  # fmt: skip
+
+
+def test_counters_past_two_to_the_31_keep_the_same_kernel_variant() -> None:
+    """A long chain's offsets pass 2^31: they travel as two int32 halves, so the launch arguments keep
+    their int32 types (no second specialisation compiled mid-run) and the draws stay exact."""
+    from genconv.kernels.launch import recording_launches
+
+    x, grad = _inputs(2, 3, 5, 4, torch.float32)
+    counter = torch.tensor([12345, 0], dtype=torch.int64, device=DEVICE)
+    types = []
+    for offset in (999, 2**31 + 999, 2**40 + 7):
+        with recording_launches() as launches:
+            langevin_update(x, grad, 0.3, 1.7, seed=counter, offset=offset)
+        ints = [arg for arg in launches[0].args if isinstance(arg, int)]
+        assert all(-(2**31) <= value < 2**31 for value in ints)
+        types.append([type(arg).__name__ for arg in launches[0].args])
+        out = langevin_update(x, grad, 0.3, 1.7, seed=counter, offset=offset)
+        assert_close(out, reference.langevin_update(x, grad, 0.3, 1.7, seed=12345, offset=offset), torch.float32, "x'")
+    assert types[0] == types[1] == types[2]
