@@ -17,12 +17,12 @@ from typing import Literal
 
 import torch
 
+from genconv.bindings.choices import BACKEND_NAMES
 from genconv.bindings.errors import BackendUnavailableError, ConfigError
 from genconv.kernels import cpu_kernel, reference, torch_path
 from genconv.kernels.packing import PACKED
 
 BackendName = Literal["torch", "triton", "auto", "reference"]
-BACKEND_NAMES: tuple[str, ...] = ("torch", "triton", "auto", "reference")
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,10 @@ def packing_scope() -> AbstractContextManager[None]:
     return PACKED.scope()
 
 
-def cpu_kernel_status() -> str:
-    """Whether the torch backend's C++ CPU update runs here: "built", or why the twin runs instead."""
-    return cpu_kernel.status()
+def cpu_kernel_status(build: bool = True) -> str:
+    """Whether the torch backend's C++ CPU update runs here: "built", or why the twin runs instead
+    (``build=False``: without building it first)."""
+    return cpu_kernel.status(build)
 
 
 def triton_interpreter_enabled() -> bool:

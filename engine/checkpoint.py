@@ -59,13 +59,26 @@ def load_checkpoint(
         CheckpointError: missing, unreadable, corrupt, not genconv's, or of another model.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = " (it holds checkpoint.pt: pass that file)" if (path / "checkpoint.pt").is_file() else ""
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory, not a checkpoint file{inside}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        with open(path, "rb") as handle:
+            torn = handle.read(4) == b"PK\x03\x04"  # a zip's first entry, its directory lost: cut short
+        if torn:
+            raise CheckpointError(f"checkpoint {str(path)!r} is damaged (cut short); use another copy")
+        raise CheckpointError(f"{str(path)!r} is not a genconv checkpoint (not a file written by genconv train)")
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a torch file ({first_line})") from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{str(path)!r} is not a genconv checkpoint: it holds Python objects beyond tensors and plain data, "
+            "which genconv does not load"
+        ) from None
+    except Exception:  # a damaged archive, whatever torch reports for it
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged (corrupt); use another copy") from None
     if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a genconv checkpoint")
     if record.get("format_version") != FORMAT_VERSION:

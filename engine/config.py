@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from genconv.bindings.backends import BACKEND_NAMES
+from genconv.bindings.choices import BACKEND_NAMES
 from genconv.bindings.errors import ConfigError
 from genconv.engine.data import PIXEL_RANGES
 from genconv.engine.generator import GENERATOR_NORMS

@@ -22,39 +22,17 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from genconv.bindings.errors import ConfigError, DataError
-
-TEXTURES = ("brick", "grass", "gravel")
-PHOTOS = (
-    "astronaut",
-    "camera",
-    "cat",
-    "chelsea",
-    "coffee",
-    "coins",
-    "colorwheel",
-    "hubble_deep_field",
-    "immunohistochemistry",
-    "moon",
-    "retina",
-    "rocket",
-    "text",
+from genconv.engine.catalog import (
+    DEFAULT_PATCH_COUNT,
+    FACE_SETS,
+    IMAGE_SUFFIXES,
+    PATCH_SOURCES,
+    PHOTOS,
+    TEXTURES,
+    dataset_names,
 )
-FACE_SETS = ("lfw",)
-PATCH_SOURCES = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "retina", "rocket")
-DEFAULT_PATCH_COUNT = 256
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
 _LFW_FACE_COUNT = 100
-
-
-def dataset_names() -> list[str]:
-    """Every bundled dataset spec, for help texts and error messages."""
-    return (
-        [f"texture:{name}" for name in TEXTURES]
-        + [f"image:{name}" for name in PHOTOS]
-        + [f"faces:{name}" for name in FACE_SETS]
-        + ["patches:photos"]
-        + [f"patches:{name}" for name in PATCH_SOURCES]
-    )
 
 
 def _resize(array: np.ndarray, size: int, crop: bool) -> np.ndarray:
@@ -156,10 +134,16 @@ def _load_array(path: str, size: int) -> torch.Tensor:
     file = Path(path)
     if not file.is_file():
         raise DataError(f"array file {path!r} does not exist")
+    with open(file, "rb") as handle:
+        magic = handle.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        raise DataError(f"array file {path!r} is not a NumPy .npy or .npz file (numpy.save writes one)")
     try:
         loaded = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read array file {path!r}: {error}") from None
+    except (OSError, EOFError, ValueError) as error:
+        if "allow_pickle" in str(error):
+            raise DataError(f"array file {path!r} holds Python objects; genconv reads arrays of numbers") from None
+        raise DataError(f"array file {path!r} is damaged (cut short or corrupt)") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
             if not loaded.files:

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from genconv.bindings.backends import resolve_backend
 from genconv.bindings.errors import ConfigError
@@ -21,6 +20,7 @@ from genconv.engine.hidden import hidden_langevin
 from genconv.engine.langevin import check_step_sizes, init_chains, langevin
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.network import NetworkSpec
+from genconv.engine.progress import progress_reporter
 from genconv.engine.seeding import CHAIN_INIT_STREAM, HIDDEN_STREAM, LANGEVIN_STREAM, LATENT_STREAM, derive_seed
 
 SAMPLE_INITS: tuple[str, ...] = ("noise", "zeros", "chains", "generator")
@@ -139,7 +139,7 @@ def sample_checkpoint(
         raise ConfigError(f"steps and hidden steps must be >= 0, got {steps} and {hidden_steps}")
     run = load_run(path, expected_model, device)
     init = init or ("generator" if run.generator is not None else "noise")
-    with tqdm(total=num, disable=not progress, unit="sample") as bar:
+    with progress_reporter(num, enabled=progress, unit="sample") as bar:
         x = sample_range(run, 0, num, num, steps=steps, seed=seed, delta=delta, init=init, hidden_steps=hidden_steps,
                          batch_size=batch_size, backend=backend, device=device, on_batch=bar.update)  # fmt: skip
     return Samples(x, run.scale)

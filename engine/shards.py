@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from genconv.bindings.errors import ConfigError
 from genconv.engine.distributed import SINGLE, ProcessGroup, barrier
 from genconv.engine.generate import load_run, sample_range
 from genconv.engine.images import grid_array, save_png
+from genconv.engine.progress import progress_reporter
 
 MANIFEST_NAME = "manifest.json"
 SHARD_PATTERN = "shard-{index:06d}.pt"
@@ -169,8 +169,8 @@ def sample_shards(
     barrier(group)
     mine = range(group.rank, plan.num_shards, group.world_size)
     made, skipped = 0, 0
-    with tqdm(total=sum(plan.shard(i)[1] for i in mine), disable=not (progress and group.is_main), unit="sample",
-              desc=f"rank {group.rank}" if group.distributed else None) as bar:  # fmt: skip
+    with progress_reporter(sum(plan.shard(i)[1] for i in mine), enabled=progress and group.is_main, unit="sample",
+                           description=f"rank {group.rank}" if group.distributed else None) as bar:  # fmt: skip
         for index in mine:
             path = out / SHARD_PATTERN.format(index=index)
             first, count = plan.shard(index)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from genconv.bindings.errors import ChainDivergedError, CheckpointError, ConfigError
 from genconv.engine import data as datasets
@@ -30,6 +29,7 @@ from genconv.engine.model import GenerativeConvNet
 from genconv.engine.network import NetworkSpec
 from genconv.engine.plots import save_curves
 from genconv.engine.presets import get_preset, network_for
+from genconv.engine.progress import progress_reporter
 from genconv.engine.seeding import DATA_ORDER_STREAM, GENERATOR_INIT_STREAM, MODEL_INIT_STREAM, derive_seed
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -46,6 +46,7 @@ class TrainSummary:
     iterations: int
     checkpoint: Path
     last_metrics: dict[str, Any]
+    first_iteration: int = 0  # where this run started (a resumed run's checkpoint iteration)
 
 
 def _write_json_atomic(payload: dict[str, Any], path: Path) -> None:
@@ -237,9 +238,11 @@ class Trainer:
             _write_json_atomic({**config.to_dict(), "world_size": self.group.world_size}, self.out_dir / CONFIG_NAME)
             _keep_metrics_up_to(metrics_path, self.iteration)
         metrics: dict[str, Any] = {}
-        started = time.perf_counter()
+        started, first = time.perf_counter(), self.iteration
         with (
-            tqdm(total=config.iterations, initial=self.iteration, disable=not self.progress, unit="it") as bar,
+            progress_reporter(
+                config.iterations, enabled=self.progress, initial=self.iteration, unit="iteration"
+            ) as bar,
             open(metrics_path if main else os.devnull, "a") as log,
         ):
             while self.iteration < config.iterations:
@@ -259,7 +262,7 @@ class Trainer:
                     self.save_checkpoint()
                 if on_iteration is not None:
                     on_iteration(metrics)
-        return TrainSummary(self.iteration, self.out_dir / CHECKPOINT_NAME, metrics)
+        return TrainSummary(self.iteration, self.out_dir / CHECKPOINT_NAME, metrics, first)
 
 
 _RESUME_MAY_CHANGE = ("iterations", "backend", "device", "image_every", "checkpoint_every")

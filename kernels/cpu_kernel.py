@@ -45,6 +45,15 @@ def _build_name(flags: list[str]) -> str:
     return f"genconv_cpu_{digest.hexdigest()[:12]}"
 
 
+def _build_location() -> tuple[str, Path, list[str]]:
+    """(library name, build folder, compiler flags) of this machine's build."""
+    from torch.utils import cpp_extension
+
+    flags = _compile_flags()
+    name = _build_name(flags)
+    return name, Path(cpp_extension.get_default_build_root()) / name, flags
+
+
 @functools.cache
 def _load() -> str | None:
     """Build (once per machine) and load the kernel; None when loaded, else why it is not."""
@@ -53,9 +62,7 @@ def _load() -> str | None:
     try:
         from torch.utils import cpp_extension
 
-        flags = _compile_flags()
-        name = _build_name(flags)
-        build_directory = Path(cpp_extension.get_default_build_root()) / name
+        name, build_directory, flags = _build_location()
         build_directory.mkdir(parents=True, exist_ok=True)
         if not (build_directory / f"{name}.so").exists():
             print("genconv: building the C++ CPU kernel (once per machine, about 10 s)", file=sys.stderr, flush=True)
@@ -86,10 +93,20 @@ def available() -> bool:
     return _load() is None
 
 
-def status() -> str:
-    """'built' or why the PyTorch twin runs instead (for ``genconv --version`` and the bench JSON)."""
-    reason = _load()
-    return "built" if reason is None else reason
+def status(build: bool = True) -> str:
+    """'built' or why the PyTorch twin runs instead (for ``genconv --version`` and the bench JSON).
+
+    ``build=False`` answers without building: from the loaded kernel or the build folder.
+    """
+    if build or _load.cache_info().currsize:
+        reason = _load()
+        return "built" if reason is None else reason
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return f"off ({ENV_SWITCH}=0)"
+    name, build_directory, _ = _build_location()
+    if (build_directory / f"{name}.so").exists():
+        return "built"
+    return "not built yet (built on first use with the machine's C++ compiler and ninja)"
 
 
 def _runs_here(*tensors: torch.Tensor | None) -> bool:

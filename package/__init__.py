@@ -10,80 +10,94 @@ clipping, clamping), ``ReplayBuffer`` keeps persistent chains, ``ops`` holds the
 ``torch.ops.genconv`` operators, and ``TorchEBMSampler`` (needs the optional torchebm package)
 plugs the sampler into TorchEBM's losses.
 
+``import genconv`` is light when torch is not imported yet (the ``genconv`` command answers
+``--help`` at once): the API loads, and registers the ``torch.ops.genconv`` operators, on the
+first use of any of its names, or at once when torch was imported before genconv.
+
 Example:
     >>> import genconv, torch
     >>> model = genconv.GenerativeConvNet(genconv.network_for("texture", 1, 32))
     >>> out = genconv.langevin(model, torch.zeros(2, 1, 32, 32), steps=10, delta=0.3, seed=0)
 """
 
-from genconv.bindings import ops
-from genconv.bindings.backends import Backend, resolve_backend
-from genconv.bindings.errors import (
-    BackendUnavailableError,
-    ChainDivergedError,
-    CheckpointError,
-    ConfigError,
-    DataError,
-    GenconvError,
-)
-from genconv.bindings.replay import ReplayBuffer
-from genconv.bindings.sampler import SamplerDiagnostics, SamplerOutput, register_fast_chain, sample_langevin
-from genconv.bindings.update_rules import GCNStep, SGLDStep, TorchEBMStep
-from genconv.engine.config import TrainConfig
-from genconv.engine.data import load_images
-from genconv.engine.generate import Samples, model_from_checkpoint, sample_checkpoint
-from genconv.engine.langevin import LangevinDiagnostics, LangevinResult, init_chains, langevin
-from genconv.engine.model import GenerativeConvNet
-from genconv.engine.network import ConvLayer, NetworkSpec
-from genconv.engine.presets import PRESETS, network_for
-from genconv.engine.trainer import Trainer, TrainSummary
+import importlib
+import sys
+from typing import Any
 
 __version__ = "0.1.0"
 
-# GCNs sampled through sample_langevin in the GCN form take the engine's fused chain.
-register_fast_chain(GenerativeConvNet, langevin)
+# Public name -> the module that defines it.
+_API: dict[str, str] = {
+    "ops": "genconv.bindings",
+    "Backend": "genconv.bindings.backends",
+    "resolve_backend": "genconv.bindings.backends",
+    "BackendUnavailableError": "genconv.bindings.errors",
+    "ChainDivergedError": "genconv.bindings.errors",
+    "CheckpointError": "genconv.bindings.errors",
+    "ConfigError": "genconv.bindings.errors",
+    "DataError": "genconv.bindings.errors",
+    "GenconvError": "genconv.bindings.errors",
+    "ReplayBuffer": "genconv.bindings.replay",
+    "SamplerDiagnostics": "genconv.bindings.sampler",
+    "SamplerOutput": "genconv.bindings.sampler",
+    "register_fast_chain": "genconv.bindings.sampler",
+    "sample_langevin": "genconv.bindings.sampler",
+    "GCNStep": "genconv.bindings.update_rules",
+    "SGLDStep": "genconv.bindings.update_rules",
+    "TorchEBMStep": "genconv.bindings.update_rules",
+    "TorchEBMSampler": "genconv.bindings.torchebm_adapter",
+    "TrainConfig": "genconv.engine.config",
+    "load_images": "genconv.engine.data",
+    "Samples": "genconv.engine.generate",
+    "model_from_checkpoint": "genconv.engine.generate",
+    "sample_checkpoint": "genconv.engine.generate",
+    "LangevinDiagnostics": "genconv.engine.langevin",
+    "LangevinResult": "genconv.engine.langevin",
+    "init_chains": "genconv.engine.langevin",
+    "langevin": "genconv.engine.langevin",
+    "GenerativeConvNet": "genconv.engine.model",
+    "ConvLayer": "genconv.engine.network",
+    "NetworkSpec": "genconv.engine.network",
+    "PRESETS": "genconv.engine.presets",
+    "network_for": "genconv.engine.presets",
+    "Trainer": "genconv.engine.trainer",
+    "TrainSummary": "genconv.engine.trainer",
+}
+# Loading the API: the ops register with torch, and GCNs sampled through sample_langevin in the
+# GCN form take the engine's fused chain.
+_CORE = ("genconv.bindings.ops", "genconv.engine.langevin")
+_loaded = False
 
 
-def __getattr__(name: str) -> object:
-    """``genconv.TorchEBMSampler`` imports the optional torchebm package on first use."""
-    if name == "TorchEBMSampler":
-        from genconv.bindings.torchebm_adapter import TorchEBMSampler
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        for module in _CORE:
+            importlib.import_module(module)
+        from genconv.bindings.sampler import register_fast_chain
+        from genconv.engine.langevin import langevin
+        from genconv.engine.model import GenerativeConvNet
 
-        return TorchEBMSampler
-    raise AttributeError(f"module 'genconv' has no attribute {name!r}")
+        register_fast_chain(GenerativeConvNet, langevin)
+        _loaded = True
 
 
-__all__ = [
-    "PRESETS",
-    "Backend",
-    "BackendUnavailableError",
-    "ChainDivergedError",
-    "CheckpointError",
-    "ConfigError",
-    "ConvLayer",
-    "DataError",
-    "GCNStep",
-    "GenconvError",
-    "GenerativeConvNet",
-    "LangevinDiagnostics",
-    "LangevinResult",
-    "NetworkSpec",
-    "ReplayBuffer",
-    "SGLDStep",
-    "SamplerDiagnostics",
-    "SamplerOutput",
-    "Samples",
-    "TorchEBMStep",
-    "TrainConfig",
-    "TrainSummary",
-    "Trainer",
-    "init_chains",
-    "langevin",
-    "load_images",
-    "model_from_checkpoint",
-    "network_for",
-    "ops",
-    "resolve_backend",
-    "sample_checkpoint",
-    "sample_langevin",
-]
+def __getattr__(name: str) -> Any:
+    """The public API, loaded on first use (``genconv.TorchEBMSampler`` needs the torchebm package)."""
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genconv' has no attribute {name!r}")
+    _load()
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
+
+
+__all__ = sorted(_API)
+
+if "torch" in sys.modules:  # a program that imported torch first gets the ops registered at once
+    _load()

@@ -2,6 +2,6 @@
 
 import sys
 
-from genconv.bindings.cli import main
+from genconv.cli import main
 
 sys.exit(main())

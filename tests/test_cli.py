@@ -1,6 +1,7 @@
 """The command line end to end on tiny runs, and its one-line errors for bad input."""
 
 import json
+import pickle
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genconv.bindings.cli import main
+from genconv.cli import main
 from genconv.engine.checkpoint import load_checkpoint, save_checkpoint
 from genconv.engine.generate import model_from_checkpoint
 
@@ -137,10 +138,12 @@ def test_sample_can_continue_the_persistent_chains(trained, tmp_path) -> None:
     assert np.allclose(np.load(tmp_path / "chains.npy"), expected.numpy())
 
 
-def test_resume_equals_an_uninterrupted_run(trained, tmp_path) -> None:
+def test_resume_equals_an_uninterrupted_run(trained, tmp_path, capsys) -> None:
     split = tmp_path / "split"
     assert main([*TRAIN, "--iterations", "2", "--out", str(split)]) == 0
+    assert capsys.readouterr().out.startswith("trained 2 iterations;")
     assert main([*TRAIN, "--iterations", "4", "--out", str(split), "--resume"]) == 0
+    assert capsys.readouterr().out.startswith("trained 2 iterations (3-4, resumed);")  # what this run did
     whole, resumed = load_checkpoint(trained / "checkpoint.pt"), load_checkpoint(split / "checkpoint.pt")
     assert torch.equal(whole["chains"], resumed["chains"])
     for name, tensor in whole["model"].items():
@@ -157,6 +160,14 @@ def _bad_inputs(tmp_path, trained) -> dict[str, tuple[list[str], str]]:
     corrupt.write_bytes((trained / "checkpoint.pt").read_bytes()[:1000])
     other_model = tmp_path / "other.pt"
     save_checkpoint(other_model, "wgcn", {})
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    pickled = tmp_path / "pickled.pt"
+    pickled.write_bytes(pickle.dumps({"model": [1, 2, 3]}))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": torch.nn.Linear(2, 2)}, foreign)  # a whole module: more than weights
+    numbers = tmp_path / "numbers.npy"
+    numbers.write_text("1 2 3\n")
     out = str(tmp_path / "out")
     sample = ["sample", "--out", str(tmp_path / "s.png"), "--no-progress"]
     return {
@@ -173,7 +184,15 @@ def _bad_inputs(tmp_path, trained) -> dict[str, tuple[list[str], str]]:
             [*sample, "--checkpoint", str(trained / "checkpoint.pt"), "--model", "ggcn"],
             "holds a gcn model, not ggcn",
         ),
-        "corrupt-checkpoint": ([*sample, "--checkpoint", str(corrupt)], "is corrupt"),
+        "truncated-checkpoint": ([*sample, "--checkpoint", str(corrupt)], "is damaged (cut short)"),
+        "text-checkpoint": ([*sample, "--checkpoint", str(text)], "is not a genconv checkpoint"),
+        "pickle-checkpoint": ([*sample, "--checkpoint", str(pickled)], "is not a genconv checkpoint"),
+        "module-checkpoint": ([*sample, "--checkpoint", str(foreign)], "holds Python objects beyond tensors"),
+        "directory-checkpoint": (
+            [*sample, "--checkpoint", str(trained)],
+            "is a directory, not a checkpoint file (it holds checkpoint.pt: pass that file)",
+        ),
+        "text-array": (["train", "--data", f"array:{numbers}", "--out", out], "is not a NumPy .npy or .npz file"),
         "missing-checkpoint": ([*sample, "--checkpoint", str(tmp_path / "none.pt")], "does not exist"),
         "bad-sample-delta": ([*sample, "--checkpoint", str(trained / "checkpoint.pt"), "--delta", "-1"], "delta"),
         "resume-nothing": (["train", "--out", out, "--resume"], "does not exist"),
@@ -192,7 +211,12 @@ BAD_INPUT_IDS = [
     "not-a-number",
     "other-model",
     "wrong-model",
-    "corrupt-checkpoint",
+    "truncated-checkpoint",
+    "text-checkpoint",
+    "pickle-checkpoint",
+    "module-checkpoint",
+    "directory-checkpoint",
+    "text-array",
     "missing-checkpoint",
     "bad-sample-delta",
     "resume-nothing",
@@ -212,6 +236,7 @@ def test_bad_input_gives_one_line_and_a_nonzero_exit(case: str, trained, tmp_pat
     assert message in error
     assert len(error.strip().splitlines()) == 1
     assert "Traceback" not in error
+    assert "weights_only" not in error and "allow_pickle" not in error  # no advice a user cannot act on
 
 
 def test_diverging_chains_stop_the_run_naming_the_iteration(tmp_path, capsys) -> None:
@@ -235,3 +260,34 @@ def test_python_dash_m_and_help_document_the_options() -> None:
     )
     assert failing.returncode == 1
     assert failing.stderr.strip() == "genconv sample: error: checkpoint '/nonexistent.pt' does not exist"
+
+
+def test_help_and_version_import_no_torch_and_show_each_default_once() -> None:
+    """The command line answers --help without importing torch (it answers at once), and each
+    option's default appears once in its help line."""
+    probe = (
+        "import re, sys\n"
+        "from genconv.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "texts = [parser.format_help()] + [p.format_help() for p in parser._subparsers._group_actions[0].choices.values()]\n"
+        "print('torch' in sys.modules)\n"
+        "print(max(len(re.findall(r'\\bdefault\\b', option)) for text in texts "
+        "for option in text.replace('\\n', ' ').split('  --')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    imported_torch, most_defaults = done.stdout.split()
+    assert imported_torch == "False"
+    assert int(most_defaults) == 1
+    version = subprocess.run([sys.executable, "-m", "genconv", "--version"], capture_output=True, text=True, check=True)
+    lines = version.stdout.splitlines()
+    assert lines[0].startswith("genconv ") and lines[1].startswith("torch ") and "triton" in lines[1]
+    assert lines[2].startswith("backends: ") and lines[3].startswith("C++ CPU kernel: ")
+
+
+def test_progress_in_a_log_is_a_line_every_few_percent(tmp_path) -> None:
+    """With stderr redirected (no terminal) progress is plain lines, not a bar redrawn with carriage returns."""
+    command = [sys.executable, "-m", "genconv", *TRAIN[:-1], "--iterations", "20", "--out", str(tmp_path / "run")]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert "\r" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("iterations ")]
+    assert len(lines) == 10 and lines[-1].startswith("iterations 20/20 (100%)")

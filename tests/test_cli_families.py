@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from genconv.bindings.cli import main
+from genconv.cli import main
 
 GGCN = ["train", "--model", "ggcn", "--preset", "faces", "--image-size", "16", "--max-images", "12", "--holdout",
         "4", "--chains", "4", "--steps", "2", "--hidden-steps", "2", "--latent-dim", "8", "--generator-width", "32",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genconv.bindings.cli import main
+from genconv.cli import main
 from genconv.engine.config import TrainConfig
 from genconv.engine.generate import sample_checkpoint
 from genconv.engine.shards import MANIFEST_NAME, file_sha256, load_shards

@@ -1,16 +1,19 @@
 """The ``genconv`` command line: ``train``, ``sample``, ``eval`` and ``compare``.
 
 Bad input ends the program with one line on stderr and a non-zero exit status, never a traceback.
+The module imports no torch: ``genconv --help`` answers at once, and each command imports what it
+runs.
 """
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from genconv.bindings.backends import BACKEND_NAMES
+from genconv.bindings.choices import BACKEND_NAMES
 from genconv.bindings.errors import ConfigError, GenconvError
 
 EXIT_ERROR = 1
@@ -26,8 +29,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help lines with their default appended once: not where the line already names its default,
+    and not for flags or options whose default is unset."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        unset = default is None or default is False or default == argparse.SUPPRESS
+        if re.search(r"\bdefault\b", text) or unset or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _add_compute_options(parser: argparse.ArgumentParser) -> None:
@@ -126,13 +138,13 @@ def _config_from(args: argparse.Namespace, model: str):
 
 
 def _preset_help() -> str:
-    from genconv.engine.data import dataset_names
+    from genconv.engine.catalog import dataset_names
     from genconv.engine.presets import PRESETS
 
     lines = "\n".join(f"  {p.name:8s} {p.summary}; {p.paper_image_size} px, data {p.data}" for p in PRESETS.values())
     return (
         f"presets:\n{lines}\n\nbundled datasets: {', '.join(dataset_names())}; also folder:PATH, array:PATH.npy|.npz.\n"
-        "Options shown with default None take the default of the preset and the model family."
+        "Options without a default here take the preset's and the model family's."
     )
 
 
@@ -238,6 +250,45 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run_compare, image_every=1000000, checkpoint_every=1000000)
 
 
+class _VersionAction(argparse.Action):
+    """``genconv --version``: genconv's, torch's and triton's versions, the backends that run here,
+    and whether the C++ CPU kernel is built."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print versions, the backends available here and the CPU kernel's state")  # fmt: skip
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> NoReturn:
+        print(version_report())
+        parser.exit()
+
+
+def version_report() -> str:
+    """The lines ``genconv --version`` prints."""
+    import importlib.metadata
+
+    import torch
+
+    import genconv
+    from genconv.bindings.backends import cpu_kernel_status
+
+    try:
+        triton_version = importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        triton_version = "not installed"
+    cuda = torch.cuda.is_available()
+    backends = ["torch (CPU path)", "reference"]
+    if triton_version != "not installed":
+        found = f"on {torch.cuda.get_device_name()}" if cuda else "needs a CUDA device: none here"
+        backends.insert(0, f"triton ({found})")
+    return "\n".join([
+        f"genconv {genconv.__version__}",
+        f"torch {torch.__version__} (CUDA {'available' if cuda else 'not available'}), triton {triton_version}",
+        f"backends: {', '.join(backends)}",
+        f"C++ CPU kernel: {cpu_kernel_status(build=False)}",
+    ])  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``genconv`` argument parser."""
     parser = _Parser(
@@ -245,7 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="genconv: Langevin sampling and learning of Generative ConvNets (GCN, wGCN, GGCN).",
         formatter_class=_Formatter,
     )
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
     _add_train(commands)
     _add_sample(commands)
     _add_eval(commands)
@@ -272,8 +325,14 @@ def _run_train(args: argparse.Namespace) -> int:
         distributed.shutdown()
     if group.is_main:
         processes = f" on {group.world_size} processes" if group.distributed else ""
-        print(f"trained {summary.iterations} iterations{processes}; checkpoint {summary.checkpoint}; "
-              f"images {Path(args.out) / 'latest.png'}")  # fmt: skip
+        done = summary.iterations - summary.first_iteration
+        if summary.first_iteration:
+            what = f"trained {done} iterations ({summary.first_iteration + 1}-{summary.iterations}, resumed)"
+            if not done:
+                what = f"nothing to train: the run already has {summary.iterations} iterations"
+        else:
+            what = f"trained {done} iterations"
+        print(f"{what}{processes}; checkpoint {summary.checkpoint}; images {Path(args.out) / 'latest.png'}")
     return 0
 
 
