@@ -10,7 +10,7 @@ DEMO_DIR ?= runs/demo
 DEMO_ITERATIONS ?= 300
 BENCH_ARGS ?=
 
-.PHONY: setup demo test test-gpu gpu-check compile-table bench bench-pytest lint clean
+.PHONY: setup demo test test-gpu gpu-check compile-table docs-images bench bench-pytest lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ demo: setup
 	$(BIN)/genconv sample --checkpoint $(DEMO_DIR)/checkpoint.pt --init chains --num 3 --steps 100 \
 		--out $(DEMO_DIR)/samples.png
 	@echo "demo images: $(DEMO_DIR)/latest.png (observed | synthesized) and $(DEMO_DIR)/samples.png"
+
+# Every picture of README.md and docs/, made by the commands the text gives (about 20 CPU minutes).
+COMPARE_DIR ?= runs/compare
+docs-images: demo
+	cp $(DEMO_DIR)/latest.png docs/demo.png
+	cp $(DEMO_DIR)/samples.png docs/demo_samples.png
+	$(BIN)/genconv compare --preset faces --holdout 20 --out $(COMPARE_DIR)
+	cp $(COMPARE_DIR)/compare.png docs/compare.png
+	cp $(COMPARE_DIR)/compare.json docs/compare.json
 
 test: setup
 	$(BIN)/python -m pytest
@@ -52,7 +61,16 @@ compile-table: setup
 bench: setup
 	$(BIN)/python -m bench --check $(BENCH_ARGS)
 
-bench-pytest: setup
+bench-py# Every picture of README.md and docs/, made by the commands the text gives (about 20 CPU minutes).
+COMPARE_DIR ?= runs/compare
+docs-images: demo
+	cp $(DEMO_DIR)/latest.png docs/demo.png
+	cp $(DEMO_DIR)/samples.png docs/demo_samples.png
+	$(BIN)/genconv compare --preset faces --holdout 20 --out $(COMPARE_DIR)
+	cp $(COMPARE_DIR)/compare.png docs/compare.png
+	cp $(COMPARE_DIR)/compare.json docs/compare.json
+
+test: setup
 	$(BIN)/python -m pytest bench --benchmark-only
 
 lint: setup
