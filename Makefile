@@ -26,8 +26,7 @@ demo: setup
 	rm -rf $(DEMO_DIR)
 	$(BIN)/genconv train --preset texture --data texture:brick --image-size 64 \
 		--iterations $(DEMO_ITERATIONS) --out $(DEMO_DIR)
-	$(BIN)/genconv sample --checkpoint $(DEMO_DIR)/checkpoint.pt --init chains --num 3 --steps 100 \
-		--out $(DEMO_DIR)/samples.png
+	$(BIN)/genconv sample --checkpoint $(DEMO_DIR)/checkpoint.pt --num 4 --out $(DEMO_DIR)/samples.png
 	@echo "demo images: $(DEMO_DIR)/latest.png (observed | synthesized) and $(DEMO_DIR)/samples.png"
 
 # Every picture of README.md and docs/, made by the commands the text gives (about 20 CPU minutes).

@@ -1,9 +1,13 @@
-"""`genconv compare`: GCN vs wGCN vs GGCN on the same data, seed and iteration budget.
+"""`genconv compare`: GCN vs wGCN vs GGCN on the same data and budget, over several seeds.
 
-Each family trains with its own defaults into OUT/<model>; the report holds, per model, the
-energy curves (mean f on data and on synthesized images), the transport cost, the median wall
-time per iteration and the patch SWD of its samples against held-out images. It is written as
-OUT/compare.json, OUT/compare.md and OUT/compare.png.
+Each family trains with its own defaults into OUT/<model>/seed-<s>, once per seed. Per run the
+report holds the energy curves' stability (the std of mean f(data) - mean f(syn) over the second
+half of training relative to the mean |f| there), the largest energy spike (max |f(syn)| over the
+median |f(syn)| of the last 50 iterations), the median wall time per iteration and the patch SWD
+of the model's samples against held-out images; per model, the mean and the spread (sample
+standard deviation) of each over the seeds. It is written as OUT/compare.json, OUT/compare.md and
+OUT/compare.png. A run directory that already holds a checkpoint is resumed, so rerunning an
+interrupted comparison finishes it.
 """
 
 import json
@@ -12,23 +16,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from genconv.engine.compare_figure import save_compare_figure
 from genconv.engine.config import GGCN_ONLY, TrainConfig
 from genconv.engine.evaluate import reference_images
 from genconv.engine.generate import sample_checkpoint
 from genconv.engine.metrics import sliced_wasserstein_distance
-from genconv.engine.trainer import METRICS_NAME, Trainer, read_metrics
+from genconv.engine.trainer import CHECKPOINT_NAME, METRICS_NAME, Trainer, read_metrics
 
 COMPARED = ("gcn", "wgcn", "ggcn")
-
-
-def _samples(trainer: Trainer, checkpoint: Path, seed: int) -> Any:
-    """The model's own samples after training: the persistent chains, or GGCN's generator + refinement."""
-    if trainer.config.model == "ggcn":
-        count = trainer.config.num_chains
-        steps = trainer.config.langevin_steps
-        return sample_checkpoint(checkpoint, num=count, steps=steps, seed=seed, device=trainer.device,
-                                 backend=trainer.config.backend).image_space()  # fmt: skip
-    return trainer.scale.to_pixel_values(trainer.chains)
+DEFAULT_SEED_COUNT = 3
+SPIKE_WINDOW = 50  # iterations whose median |f(syn)| a spike is measured against
+SUMMARISED = ("swd_x1e3", "gap_rel_std", "spike_ratio", "seconds_per_iteration")
 
 
 def config_for(kind: str, base: TrainConfig) -> TrainConfig:
@@ -39,82 +39,127 @@ def config_for(kind: str, base: TrainConfig) -> TrainConfig:
     return replace(base, model=kind, **dropped)
 
 
-def compare_models(base: TrainConfig, out_dir: str | Path, models: tuple[str, ...] = COMPARED,
-                   progress: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Train every model of ``models`` from ``base`` (see ``config_for``) and report."""
+def gap_relative_std(metrics: list[dict[str, Any]]) -> float:
+    """std of mean f(data) - mean f(syn) over the second half of training / the mean of |f| there.
+
+    |f| is (|mean f(data)| + |mean f(syn)|) / 2 per iteration: the gap's jitter in units of the
+    energies' own scale, comparable between models whose f grows to different sizes.
+    """
+    half = metrics[len(metrics) // 2 :]
+    gaps = [entry["f_data"] - entry["f_syn"] for entry in half]
+    scale = statistics.fmean((abs(entry["f_data"]) + abs(entry["f_syn"])) / 2 for entry in half)
+    return statistics.pstdev(gaps) / scale if scale > 0 else float("inf")
+
+
+def spike_ratio(metrics: list[dict[str, Any]]) -> float:
+    """max over iterations of |mean f(syn)| / the median |mean f(syn)| of the last ``SPIKE_WINDOW`` iterations.
+
+    Above 10 the run has an energy spike.
+    """
+    sizes = [abs(entry["f_syn"]) for entry in metrics]
+    typical = statistics.median(sizes[-SPIKE_WINDOW:])
+    return max(sizes) / typical if typical > 0 else float("inf")
+
+
+def _samples(trainer: Trainer, checkpoint: Path, seed: int) -> torch.Tensor:
+    """The model's own samples after training, in pixel units: the persistent chains, or GGCN's
+    generator + refinement."""
+    if trainer.config.model == "ggcn":
+        config = trainer.config
+        samples = sample_checkpoint(checkpoint, num=config.num_chains, steps=config.langevin_steps, seed=seed,
+                                    device=trainer.device, backend=config.backend)  # fmt: skip
+        return samples.image_space()
+    return trainer.scale.to_pixel_values(trainer.chains).cpu()
+
+
+RunResult = tuple[dict[str, Any], list[dict[str, Any]], torch.Tensor]
+
+
+def _run(config: TrainConfig, run_dir: Path, progress: bool) -> RunResult:
+    """Train (or finish) one run; its report row, metric lines and samples (pixel units, clipped)."""
+    trainer = Trainer(config, run_dir, resume=(run_dir / CHECKPOINT_NAME).exists(), progress=progress)
+    summary = trainer.fit()
+    metrics = read_metrics(run_dir / METRICS_NAME)
+    reference, which = reference_images(trainer.config)
+    samples = _samples(trainer, summary.checkpoint, trainer.config.seed).clamp(0, 255)
+    swd = sliced_wasserstein_distance(samples, reference, seed=trainer.config.seed)
+    row = {
+        "seed": trainer.config.seed,
+        "iterations": summary.iterations,
+        "seconds_per_iteration": statistics.median(entry["seconds"] for entry in metrics),
+        "final_f_data": metrics[-1]["f_data"],
+        "final_f_syn": metrics[-1]["f_syn"],
+        "gap_rel_std": gap_relative_std(metrics),
+        "spike_ratio": spike_ratio(metrics),
+        "swd_x1e3": swd.mean,
+        "swd_x1e3_per_level": {str(size): value for size, value in swd.per_level.items()},
+        "samples": int(samples.shape[0]),
+        "reference": which,
+        "reference_images": int(reference.shape[0]),
+    }
+    return row, metrics, samples
+
+
+def _mean_and_spread(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "spread": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def compare_models(
+    base: TrainConfig, out_dir: str | Path, models: tuple[str, ...] = COMPARED,
+    seeds: tuple[int, ...] | None = None, progress: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Train every model of ``models`` from ``base`` (see ``config_for``) once per seed and report.
+
+    ``seeds`` defaults to ``DEFAULT_SEED_COUNT`` consecutive seeds from ``base.seed``.
+    """
     out_dir = Path(out_dir)
+    seeds = seeds or tuple(base.seed + index for index in range(DEFAULT_SEED_COUNT))
     rows: dict[str, Any] = {}
-    curves: dict[str, list[dict[str, Any]]] = {}
+    curves: dict[str, list[list[dict[str, Any]]]] = {}
+    pictures: dict[str, torch.Tensor] = {}
     for kind in models:
-        trainer = Trainer(config_for(kind, base), out_dir / kind, progress=progress)
-        summary = trainer.fit()
-        metrics = read_metrics(out_dir / kind / METRICS_NAME)
-        reference, which = reference_images(trainer.config)
-        samples = _samples(trainer, summary.checkpoint, base.seed).clamp(0, 255)
-        swd = sliced_wasserstein_distance(samples, reference, seed=base.seed)
-        last = metrics[-1]
+        runs, curves[kind] = [], []
+        for seed in seeds:
+            config = replace(config_for(kind, base), seed=seed)
+            row, metrics, samples = _run(config, out_dir / kind / f"seed-{seed}", progress)
+            runs.append(row)
+            curves[kind].append(metrics)
+            pictures.setdefault(kind, samples)
+        resolved = replace(config_for(kind, base), seed=seeds[0]).resolved()
         rows[kind] = {
-            "iterations": summary.iterations,
-            "seconds_per_iteration": statistics.median(entry["seconds"] for entry in metrics),
-            "final_f_data": last["f_data"],
-            "final_f_syn": last["f_syn"],
-            "f_gap_std_last_half": statistics.pstdev(
-                entry["f_data"] - entry["f_syn"] for entry in metrics[len(metrics) // 2 :]
-            ),
-            "swd_x1e3": swd.mean,
-            "swd_x1e3_per_level": {str(size): value for size, value in swd.per_level.items()},
-            "samples": int(samples.shape[0]),
-            "reference": which,
-            "reference_images": int(reference.shape[0]),
-            "config": trainer.config.to_dict(),
+            **{name: _mean_and_spread([run[name] for run in runs]) for name in SUMMARISED},
+            "runs": runs,
+            "config": resolved.to_dict(),
         }
-        curves[kind] = metrics
     first = rows[models[0]]
-    report = {"data": first["config"]["data"], "preset": base.preset, "image_size": first["config"]["image_size"],
-              "iterations": first["iterations"], "seed": base.seed, "models": rows}  # fmt: skip
+    report = {
+        "data": first["config"]["data"], "preset": base.preset, "image_size": first["config"]["image_size"],
+        "iterations": first["runs"][0]["iterations"], "seeds": list(seeds), "reference": first["runs"][0]["reference"],
+        "spread": "sample standard deviation over the seeds", "models": rows,
+    }  # fmt: skip
     (out_dir / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "compare.md").write_text(markdown_table(report))
-    _plot(curves, report, out_dir / "compare.png")
+    save_compare_figure(curves, pictures, report, out_dir / "compare.png")
     return report
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    """The comparison as a markdown table."""
+    """The comparison as a markdown table: mean ± spread over the seeds."""
+    seeds = ", ".join(str(seed) for seed in report["seeds"])
     lines = [
         f"data `{report['data']}`, preset `{report['preset']}`, {report['image_size']} px, "
-        f"{report['iterations']} iterations, seed {report['seed']}",
+        f"{report['iterations']} iterations, seeds {seeds} (mean ± std over the seeds)",
         "",
-        "| model | s / iteration | final mean f(data) | final mean f(syn) | std of f(data) - f(syn), last half "
-        "| patch SWD x1e3 (vs " + next(iter(report["models"].values()))["reference"] + " images) |",
-        "|---|---|---|---|---|---|",
+        "| model | s / iteration | std of f(data) - f(syn) / mean abs f, 2nd half | largest spike "
+        f"| patch SWD x1e3 (vs {report['reference']} images) |",
+        "|---|---|---|---|---|",
     ]
     for kind, row in report["models"].items():
-        lines.append(
-            f"| {kind} | {row['seconds_per_iteration']:.3f} | {row['final_f_data']:.4g} | {row['final_f_syn']:.4g} "
-            f"| {row['f_gap_std_last_half']:.3g} | {row['swd_x1e3']:.1f} |"
-        )
+        cells = [_cell(row["seconds_per_iteration"], ".3f"), _cell(row["gap_rel_std"], ".3g"),
+                 _cell(row["spike_ratio"], ".2f", suffix=" x"), _cell(row["swd_x1e3"], ".1f")]  # fmt: skip
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _plot(curves: dict[str, list[dict[str, Any]]], report: dict[str, Any], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
-    except ImportError:
-        return
-    figure, axes = pyplot.subplots(1, len(curves) + 1, figsize=(4 * (len(curves) + 1), 3.2))
-    for axis, (kind, metrics) in zip(axes, curves.items(), strict=False):
-        iterations = [entry["iteration"] for entry in metrics]
-        axis.plot(iterations, [entry["f_data"] for entry in metrics], label="mean f(data)")
-        axis.plot(iterations, [entry["f_syn"] for entry in metrics], label="mean f(syn)")
-        axis.set_title(f"{kind}: energy")
-        axis.set_xlabel("iteration")
-        axis.legend(fontsize=7)
-    kinds = list(report["models"])
-    axes[-1].bar(kinds, [report["models"][kind]["swd_x1e3"] for kind in kinds], color="tab:purple")
-    axes[-1].set_title("patch SWD x1e3 (lower is better)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    pyplot.close(figure)
+def _cell(summary: dict[str, float], spec: str, suffix: str = "") -> str:
+    return f"{summary['mean']:{spec}} ± {summary['spread']:{spec}}{suffix}"

@@ -90,15 +90,24 @@ def sum_all(tensor: torch.Tensor, group: ProcessGroup) -> torch.Tensor:
     return tensor
 
 
+def sum_tensors(tensors: list[torch.Tensor], group: ProcessGroup) -> list[torch.Tensor]:
+    """Each tensor summed over ranks (one flat all-reduce); the tensors themselves in a single process."""
+    if not group.distributed:
+        return tensors
+    flat = torch.cat([t.flatten() for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    return [
+        chunk.view_as(t).clone() for t, chunk in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True)
+    ]
+
+
 def sum_gradients(parameters: list[torch.nn.Parameter], group: ProcessGroup) -> None:
     """Sum every parameter's gradient over ranks (one flat all-reduce)."""
     if not group.distributed:
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
-    flat = torch.cat([g.flatten() for g in grads])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    for parameter, grad, chunk in zip(parameters, grads, flat.split([g.numel() for g in grads]), strict=True):
-        parameter.grad = chunk.view_as(grad).clone()
+    for parameter, summed in zip(parameters, sum_tensors(grads, group), strict=True):
+        parameter.grad = summed
 
 
 def gather_rows(tensor: torch.Tensor, group: ProcessGroup) -> torch.Tensor:

@@ -75,6 +75,18 @@ def model_from_checkpoint(
     return run.model, run.record
 
 
+def default_init(run: LoadedRun) -> str:
+    """Where chains start unless told: GGCN's generator, else the run's own chains.
+
+    A GCN or wGCN learns its energy along the chains it trains with, so the states those chains
+    reached are where the model's samples live; fresh noise needs far longer chains than the run
+    ever ran (noise -> texture takes thousands of steps at the training step size).
+    """
+    if run.generator is not None:
+        return "generator"
+    return "chains" if "chains" in run.record else "noise"
+
+
 def _start(run: LoadedRun, init: str, first: int, count: int, total: int, seed: int, hidden_steps: int,
            backend: str, device: torch.device | str) -> torch.Tensor:  # fmt: skip
     """Initial states of chains first .. first + count of a sampling run."""
@@ -127,7 +139,8 @@ def sample_checkpoint(
             (results then agree up to the rounding of batched convolutions).
         delta: step size, default the run's.
         init: "noise" (N(0, sigma^2)), "zeros", "chains" (the run's persistent chains, cycled) or
-            "generator" (GGCN: z ~ N(0, I) -> g(z)); default "generator" for GGCN, else "noise".
+            "generator" (GGCN: z ~ N(0, I) -> g(z)); default ``default_init``: "generator" for GGCN,
+            "chains" for GCN and wGCN.
         hidden_steps: GGCN: hidden-space Langevin steps on z before g.
         batch_size: chains run at once.
     Returns:
@@ -138,7 +151,7 @@ def sample_checkpoint(
     if steps < 0 or hidden_steps < 0:
         raise ConfigError(f"steps and hidden steps must be >= 0, got {steps} and {hidden_steps}")
     run = load_run(path, expected_model, device)
-    init = init or ("generator" if run.generator is not None else "noise")
+    init = init or default_init(run)
     with progress_reporter(num, enabled=progress, unit="sample") as bar:
         x = sample_range(run, 0, num, num, steps=steps, seed=seed, delta=delta, init=init, hidden_steps=hidden_steps,
                          batch_size=batch_size, backend=backend, device=device, on_batch=bar.update)  # fmt: skip

@@ -25,7 +25,7 @@ import torch
 from genconv.bindings.backends import resolve_backend
 from genconv.bindings.errors import ChainDivergedError, CheckpointError
 from genconv.engine.config import TrainConfig
-from genconv.engine.distributed import SINGLE, ProcessGroup, gather_rows, share, sum_all, sum_gradients
+from genconv.engine.distributed import SINGLE, ProcessGroup, gather_rows, share, sum_all, sum_gradients, sum_tensors
 from genconv.engine.generator import UpsamplingGenerator
 from genconv.engine.hidden import hidden_langevin
 from genconv.engine.langevin import init_chains, langevin
@@ -121,23 +121,26 @@ class EnergyLearner:
         sums = {"f_data": f_data.detach(), "f_syn": f_syn.detach()}
         if last is not None:
             sums["transport"] = mean_squared_displacement(last.after, last.before) * chains.weight
-        if config.lambda_w > 0:
-            penalty = self._penalty(observed, synthesized, last, iteration, chains)
-            if penalty is not None:
-                loss = loss + config.lambda_w * penalty * chains.weight
-                sums["penalty"] = penalty.detach() * chains.weight
+        penalty = self._penalty(observed, synthesized, last, iteration, chains) if config.lambda_w > 0 else None
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        sum_gradients(list(self.model.parameters()), self.group)
+        parameters = list(self.model.parameters())
+        if penalty is None:
+            loss.backward()
+            sum_gradients(parameters, self.group)
+        else:
+            weight = self._balance(loss, penalty * chains.weight, parameters)
+            sums["penalty"] = penalty.detach() * chains.weight
+            sums["penalty_weight"] = torch.tensor(weight / self.group.world_size)  # summed over ranks below
+            loss = loss + weight * penalty.detach() * chains.weight
         layer_norms = [
             float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in layer.parameters()])))
             for layer in self.model._weighted_layers()
         ]
         self.optimizer.step()
         names = list(sums)
-        totals = sum_all(torch.stack([sums[name].float() for name in names]), self.group).tolist()
+        totals = sum_all(torch.stack([sums[name].float().to(observed.device) for name in names]), self.group).tolist()
         metrics = dict(zip(names, totals, strict=True))
-        penalty_part = config.lambda_w * metrics.get("penalty", 0.0)
+        penalty_part = metrics.get("penalty_weight", 0.0) * metrics.get("penalty", 0.0)
         return {
             "f_data": metrics.pop("f_data"),
             "f_syn": metrics.pop("f_syn"),
@@ -146,6 +149,27 @@ class EnergyLearner:
             "layer_grad_norms": layer_norms,
             **metrics,
         }
+
+    def _balance(self, loss: torch.Tensor, penalty: torch.Tensor, parameters: list[torch.nn.Parameter]) -> float:
+        """Set every parameter's gradient to g_MLE + w g_penalty with w = lambda_W ||g_MLE|| / ||g_penalty||
+        (norms over all ranks); returns w.
+
+        genconv's rule for the weight of the wGCN term: the penalty's raw size depends on the step
+        size, the image size and the scale f has grown to (at the GCN scales a fixed weight of 1
+        gives it a 500th of the MLE gradient), so lambda_W sets the share of its gradient instead.
+        """
+        mle = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
+        extra = torch.autograd.grad(penalty, parameters, allow_unused=True)
+        mle = sum_tensors([g if g is not None else torch.zeros_like(p) for g, p in zip(mle, parameters, strict=True)],
+                          self.group)  # fmt: skip
+        extra = sum_tensors([g if g is not None else torch.zeros_like(p) for g, p in zip(extra, parameters,
+                             strict=True)], self.group)  # fmt: skip
+        mle_norm = torch.sqrt(sum(g.double().pow(2).sum() for g in mle))
+        extra_norm = torch.sqrt(sum(g.double().pow(2).sum() for g in extra))
+        weight = float(self.config.lambda_w * mle_norm / extra_norm.clamp_min(1e-30))
+        for parameter, first, second in zip(parameters, mle, extra, strict=True):
+            parameter.grad = first + weight * second
+        return weight
 
     def _penalty(
         self, observed: torch.Tensor, synthesized: torch.Tensor, last: LastStep | None, iteration: int,

@@ -24,7 +24,7 @@ import torch
 
 from genconv.bindings.errors import ConfigError
 from genconv.engine.distributed import SINGLE, ProcessGroup, barrier
-from genconv.engine.generate import load_run, sample_range
+from genconv.engine.generate import default_init, load_run, sample_range
 from genconv.engine.images import grid_array, save_png
 from genconv.engine.progress import progress_reporter
 
@@ -156,7 +156,7 @@ def sample_shards(
     started = time.perf_counter()
     run = load_run(checkpoint, expected_model, device)
     plan = ShardPlan(file_sha256(checkpoint), num, shard_size, steps, seed, delta,
-                     init or ("generator" if run.generator is not None else "noise"), hidden_steps)  # fmt: skip
+                     init or default_init(run), hidden_steps)  # fmt: skip
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} must be a directory for a sharded run (--shard-size)")

@@ -196,7 +196,7 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
         "--init",
         default=None,
         help="chain start: noise (N(0, sigma^2)), zeros, chains (the run's persistent chains) or "
-        "generator (ggcn: z ~ N(0, I) -> g(z)); default generator for ggcn, else noise",
+        "generator (ggcn: z ~ N(0, I) -> g(z)); default generator for ggcn, chains for gcn and wgcn",
     )
     parser.add_argument("--hidden-steps", type=int, default=0, help="ggcn: hidden-space Langevin steps before g")
     parser.add_argument("--batch-size", type=int, default=64, help="chains run at once")
@@ -240,11 +240,14 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 def _add_compare(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "compare", help="train GCN, wGCN and GGCN on the same data and budget and report", formatter_class=_Formatter,
-        description="Writes OUT/<model>/ runs and OUT/compare.json, OUT/compare.md, OUT/compare.png.\n\n"
-        + _preset_help(),
+        description="Trains each family --seeds times (seeds --seed, --seed + 1, ...) into OUT/<model>/seed-<s> and "
+        "writes OUT/compare.json, OUT/compare.md and OUT/compare.png: per model the mean and spread over the seeds "
+        "of the patch SWD, the energies' stability and the largest energy spike, a grid of samples and the energy "
+        "curves. Rerunning the same command finishes an interrupted comparison.\n\n" + _preset_help(),
     )  # fmt: skip
     parser.add_argument("--out", required=True, help="report directory")
     parser.add_argument("--models", default="gcn,wgcn,ggcn", help="comma-separated model families to compare")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per model, at seeds --seed, --seed + 1, ...")
     _add_training_options(parser)
     _add_compute_options(parser)
     parser.set_defaults(run=_run_compare, image_every=1000000, checkpoint_every=1000000)
@@ -406,7 +409,11 @@ def _run_compare(args: argparse.Namespace) -> int:
     models = tuple(name.strip() for name in args.models.split(",") if name.strip())
     if not models or any(name not in ("gcn", "wgcn", "ggcn") for name in models):
         raise ConfigError(f"--models must list {MODELS}, comma-separated; got {args.models!r}")
-    report = compare_models(_config_from(args, models[0]), args.out, models, progress=not args.no_progress)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be a positive number of runs per model, got {args.seeds}")
+    base = _config_from(args, models[0])
+    seeds = tuple(base.seed + index for index in range(args.seeds))
+    report = compare_models(base, args.out, models, seeds, progress=not args.no_progress)
     from genconv.engine.compare import markdown_table
 
     print(markdown_table(report), end="")

@@ -60,21 +60,44 @@ def test_eval_reports_swd_against_held_out_images(ggcn_run, tmp_path, capsys) ->
     assert "fid" not in printed
 
 
-def test_compare_writes_a_report(tmp_path, capsys) -> None:
+def test_compare_writes_a_report_over_seeds(tmp_path, capsys) -> None:
     out = tmp_path / "compare"
     args = ["compare", "--out", str(out), "--preset", "faces", "--image-size", "16", "--max-images", "10",
             "--holdout", "3", "--iterations", "2", "--chains", "4", "--steps", "1", "--hidden-steps", "1",
-            "--latent-dim", "8", "--generator-width", "32", "--backend", "torch", "--no-progress"]  # fmt: skip
+            "--latent-dim", "8", "--generator-width", "32", "--backend", "torch", "--no-progress", "--seed", "4",
+            "--seeds", "2"]  # fmt: skip
     assert main(args) == 0
     table = capsys.readouterr().out
     report = json.loads((out / "compare.json").read_text())
-    assert set(report["models"]) == {"gcn", "wgcn", "ggcn"}
+    assert set(report["models"]) == {"gcn", "wgcn", "ggcn"} and report["seeds"] == [4, 5]
     assert report["data"] == "faces:lfw" and report["image_size"] == 16
     for kind, row in report["models"].items():
-        assert row["iterations"] == 2 and row["swd_x1e3"] > 0 and row["seconds_per_iteration"] > 0, kind
+        assert [run["seed"] for run in row["runs"]] == [4, 5], kind
+        for run in row["runs"]:
+            assert run["iterations"] == 2 and run["swd_x1e3"] > 0 and run["seconds_per_iteration"] > 0, kind
+            assert (out / kind / f"seed-{run['seed']}" / "checkpoint.pt").exists()
+        swd = [run["swd_x1e3"] for run in row["runs"]]
+        assert row["swd_x1e3"]["mean"] == pytest.approx(sum(swd) / 2)
+        assert row["swd_x1e3"]["spread"] == pytest.approx(abs(swd[0] - swd[1]) / 2**0.5)
         assert f"| {kind} |" in table
     assert (out / "compare.md").read_text() == table
     assert (out / "compare.png").stat().st_size > 0
+    mtime = (out / "gcn" / "seed-4" / "checkpoint.pt").stat().st_mtime_ns
+    assert main(args) == 0  # a finished comparison is read back, not retrained
+    assert (out / "gcn" / "seed-4" / "checkpoint.pt").stat().st_mtime_ns == mtime
+    assert json.loads((out / "compare.json").read_text())["models"]["gcn"]["runs"] == report["models"]["gcn"]["runs"]
+
+
+def test_stability_measures_of_compare() -> None:
+    from genconv.engine.compare import gap_relative_std, spike_ratio
+
+    steady = [{"f_data": 100.0 + 2 * (i % 2), "f_syn": 100.0} for i in range(100)]
+    assert gap_relative_std(steady) == pytest.approx(1.0 / 100.5, rel=1e-9)
+    spiky = [{"f_data": 1.0, "f_syn": 1.0} for _ in range(100)]
+    spiky[30]["f_syn"] = -25.0
+    assert spike_ratio(spiky) == pytest.approx(25.0)
+    spiky[30]["f_syn"] = 1.0
+    assert spike_ratio(spiky) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -87,6 +110,7 @@ def test_compare_writes_a_report(tmp_path, capsys) -> None:
         (["train", "--model", "ggcn", "--generator-norm", "layer", "--out", "X"], "generator_norm must be one of"),
         (["train", "--pixel-range", "01", "--out", "X"], "pixel_range must be one of"),
         (["compare", "--models", "gcn,vae", "--out", "X"], "--models must list"),
+        (["compare", "--seeds", "0", "--out", "X"], "--seeds must be a positive number"),
     ],
 )
 def test_bad_family_options(argv, message: str, tmp_path, capsys) -> None:
