@@ -5,8 +5,8 @@ ConvNet; ``GenerativeConvNet`` gives f, the energy, the explicit top-down gradie
 reconstruction; ``langevin`` samples it; ``Trainer`` learns it by maximum likelihood.
 
 For other energy-based models: ``sample_langevin`` runs Langevin dynamics on any energy through
-genconv's fused update (``GCNStep``, ``SGLDStep`` or ``TorchEBMStep`` parameterisations, MALA,
-clipping, clamping), ``ReplayBuffer`` keeps persistent chains, ``ops`` holds the
+genconv's fused update (``GCNStep``, ``SGLDStep`` or ``TorchEBMStep`` parameterisations, fixed or
+scheduled per step, MALA, clipping, clamping), ``ReplayBuffer`` keeps persistent chains, ``ops`` holds the
 ``torch.ops.genconv`` operators, and ``TorchEBMSampler`` (needs the optional torchebm package)
 plugs the sampler into TorchEBM's losses.
 
@@ -28,7 +28,7 @@ from genconv.bindings.errors import (
 )
 from genconv.bindings.replay import ReplayBuffer
 from genconv.bindings.sampler import SamplerDiagnostics, SamplerOutput, register_fast_chain, sample_langevin
-from genconv.bindings.update_rules import GCNStep, SGLDStep, TorchEBMStep
+from genconv.bindings.update_rules import GCNStep, SGLDStep, TorchEBMStep, UpdateRule
 from genconv.engine.config import TrainConfig
 from genconv.engine.data import load_images
 from genconv.engine.generate import Samples, model_from_checkpoint, sample_checkpoint
@@ -77,6 +77,7 @@ __all__ = [
     "TrainConfig",
     "TrainSummary",
     "Trainer",
+    "UpdateRule",
     "init_chains",
     "langevin",
     "load_images",
