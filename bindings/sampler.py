@@ -2,10 +2,11 @@
 
 ``sample_langevin`` runs K steps of one of three parameterisations (``update_rules``): the GCN
 convention, the decoupled SGLD form of IGEBM/JEM/short-run code, or TorchEBM's
-``LangevinDynamics``. The gradient comes from autograd (or a given ``gradient`` function); the
-update, its noise and the clamp run in one ``genconv::langevin_update`` (one fused kernel on
-CUDA, the reference twin on CPU). Options: temperature, state clamp, per-chain gradient-norm
-clipping, a Metropolis-adjusted (MALA) mode, callbacks, thinned trajectories, diagnostics.
+``LangevinDynamics``, fixed or scheduled per step (e.g. an annealed step size). The gradient
+comes from autograd (or a given ``gradient`` function); the update, its noise and the clamp run
+in one ``genconv::langevin_update`` (one fused kernel on CUDA, the reference twin on CPU).
+Options: temperature, state clamp, per-chain gradient-norm clipping, a Metropolis-adjusted
+(MALA) mode, callbacks, thinned trajectories, diagnostics.
 
 Noise is counter-based: step t of a run with ``seed`` draws element e at Philox counter
 (start_step + t) * x.numel() + e, the layout of ``genconv.langevin``, so the same seed gives the
@@ -19,7 +20,7 @@ repeat is recorded once in a CUDA graph and replayed (``GENCONV_CUDA_GRAPHS=0`` 
 import itertools
 import math
 import numbers
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,13 +32,14 @@ from genconv.bindings.backends import resolve_backend
 from genconv.bindings.errors import ConfigError
 from genconv.bindings.graphs import CHAIN_GRAPHS, graphs_enabled
 from genconv.bindings.seeding import derive_seed, seed_from
-from genconv.bindings.update_rules import STEP_FORMS, GCNStep, StepForm, UpdateRule
+from genconv.bindings.update_rules import STEP_FORMS, GCNStep, StepForm, UpdateRule, rule_of
 from genconv.kernels.reference import accumulation_dtype
 
 _MALA_STREAM = 1
 
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 NoiseSource = torch.Tensor | Callable[[int], torch.Tensor]
+Schedule = Sequence[StepForm | UpdateRule]
 
 
 @dataclass
@@ -98,7 +100,7 @@ def sample_langevin(
     x: torch.Tensor,
     *,
     steps: int,
-    update: StepForm,
+    update: StepForm | Schedule,
     temperature: float = 1.0,
     clamp: tuple[float, float] | None = None,
     max_grad_norm: float | None = None,
@@ -122,7 +124,10 @@ def sample_langevin(
         x: [B, ...] initial states (float); not modified, and the chain is not differentiated.
         steps: number of updates, >= 0.
         update: ``GCNStep(delta, sigma)``, ``SGLDStep(step_size, noise_std)`` or
-            ``TorchEBMStep(step_size, noise_scale)``; see ``genconv.bindings.update_rules``.
+            ``TorchEBMStep(step_size, noise_scale)`` for every step, or a schedule: a sequence of
+            ``steps`` of them (or of ``UpdateRule``), step t running entry t; see
+            ``genconv.bindings.update_rules``. A registered model's schedule takes GCNSteps only
+            or none.
         temperature: T >= 0; multiplies the noise std by sqrt(T) (calibrated forms sample exp(-E/T)).
         clamp: (low, high) bounds applied to the states after every step.
         max_grad_norm: clip each chain's dE/dx to this L2 norm (over all its elements) first.
@@ -133,7 +138,8 @@ def sample_langevin(
         noise: standard normals to use instead of the counter-based stream: [steps, B, ...], or a
             function step -> [B, ...] (e.g. to replay a torch.Generator's draws).
         gradient: a function x -> dE/dx to use instead of autograd (e.g. an analytic score).
-        callback: called as callback(step_index, states) after every step.
+        callback: called as callback(step_index, states) after every step, before the next step's
+            gradient (so a parameter of the energy it changes holds for that step).
         thin: keep the states after every ``thin``-th step in ``trajectory``.
         diagnostics: record U(x), ||dE/dx|| (and MALA decisions) per step and chain.
         cuda_graph: on CUDA, record the chain of an nn.Module energy in a CUDA graph the second
@@ -160,16 +166,16 @@ def sample_langevin(
             options = {"steps": steps, "seed": run_seed, "start_step": start_step, "noise": noise, "clamp": clamp}
             return _run_fast_chain(fast_chain, energy, x, update, options, callback, thin, diagnostics, cuda_graph)
         energy, update = _model_energy(energy, update)
-    rule = update.rule(temperature)
-    if mala and (clamp is not None or rule.noise_std == 0):
+    rules = _StepRules(update, temperature)
+    if mala and (clamp is not None or rules.least_noise_std() == 0):
         raise ConfigError(
             "mala needs a proposal with a density: no clamp (clamp the energy instead) and a noise std > 0 "
-            f"(got clamp={clamp}, noise std {rule.noise_std})"
+            f"(got clamp={clamp}, noise std {rules.least_noise_std()})"
         )
-    chain = _Chain(energy, gradient, rule, max_grad_norm, clamp)
+    chain = _Chain(energy, gradient, rules, max_grad_norm, clamp)
     plain = not (mala or diagnostics or callback is not None or thin is not None or noise is not None)
-    if plain and gradient is None and cuda_graph and _graph_eligible(energy, x, steps, rule):
-        key = _graph_key(energy, x, steps, rule, clamp, max_grad_norm)
+    if plain and gradient is None and cuda_graph and _graph_eligible(energy, x, steps, rules):
+        key = _graph_key(energy, x, steps, rules.key, clamp, max_grad_norm)
         replayed = CHAIN_GRAPHS.run(key, x, run_seed, start_step * x.numel(), chain.run_plain(steps))
         if replayed is not None:
             return SamplerOutput(x=replayed, seed=run_seed, next_step=start_step + steps)
@@ -181,14 +187,17 @@ def _check_arguments(energy, x, steps, update, temperature, clamp, max_grad_norm
         raise ConfigError(f"energy must be a callable or nn.Module mapping x [B, ...] to E [B]; got {type(energy)}")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 1 or x.shape[0] < 1:
         raise ConfigError(f"x must be a floating-point tensor [B, ...] with B >= 1; got {_describe(x)}")
-    if not isinstance(update, STEP_FORMS):
+    if not isinstance(update, STEP_FORMS) and not _is_schedule(update):
         raise ConfigError(
             "update must be GCNStep(delta, sigma), SGLDStep(step_size, noise_std) or "
-            f"TorchEBMStep(step_size, noise_scale); got {update!r}"
+            "TorchEBMStep(step_size, noise_scale), or a sequence of them (or of UpdateRule) with one per step; "
+            f"got {update!r}"
         )
     for name, value in (("steps", steps), ("start_step", start_step)):
         if not _is_integer(value) or value < 0:
             raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+    if not isinstance(update, STEP_FORMS) and len(update) != steps:
+        raise ConfigError(f"a schedule needs one update per step: got {len(update)} for steps={steps}")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
         raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}")
     check_clamp(clamp)
@@ -217,6 +226,10 @@ def check_clamp(clamp: object) -> tuple[float, float] | None:
     return float(clamp[0]), float(clamp[1])
 
 
+def _is_schedule(update: object) -> bool:
+    return isinstance(update, Sequence) and all(isinstance(form, (*STEP_FORMS, UpdateRule)) for form in update)
+
+
 def _is_integer(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -227,12 +240,16 @@ def _describe(value: object) -> str:
     return repr(value)
 
 
-def _model_energy(model: Any, update: StepForm) -> tuple[EnergyFn, StepForm]:
+def _model_energy(model: Any, update: StepForm | Schedule) -> tuple[EnergyFn, StepForm | Schedule]:
     """A registered GCN as an energy: -f with the reference folded into the GCN form, else its full energy."""
-    if isinstance(update, GCNStep):
-        sigma = model.sigma if update.sigma is None else update.sigma
-        return (lambda states: -model.f(states)), GCNStep(update.delta, sigma)
-    return model.energy, update
+    forms = [update] if isinstance(update, STEP_FORMS) else list(update)
+    gcn = [isinstance(form, GCNStep) for form in forms]
+    if not any(gcn):
+        return model.energy, update
+    if not all(gcn):
+        raise ConfigError(f"a schedule for a {type(model).__name__} takes GCNSteps only or none; got {update!r}")
+    folded = [GCNStep(form.delta, model.sigma if form.sigma is None else form.sigma) for form in forms]
+    return (lambda states: -model.f(states)), folded[0] if isinstance(update, STEP_FORMS) else folded
 
 
 def _run_fast_chain(
@@ -283,18 +300,41 @@ def _batch_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.view(-1, *([1] * (like.dim() - 1)))
 
 
+class _StepRules:
+    """The update rule of each step of a run: one for every step, or a schedule of ``steps`` rules."""
+
+    def __init__(self, update: StepForm | Schedule, temperature: float) -> None:
+        if isinstance(update, STEP_FORMS):
+            self.constant: UpdateRule | None = update.rule(temperature)
+            self.rules: tuple[UpdateRule, ...] = (self.constant,)
+        else:
+            self.rules = tuple(rule_of(form, temperature) for form in update)
+            self.constant = self.rules[0] if self.rules and all(r == self.rules[0] for r in self.rules) else None
+
+    def __getitem__(self, step: int) -> UpdateRule:
+        return self.constant if self.constant is not None else self.rules[step]
+
+    def least_noise_std(self) -> float:
+        return min((rule.noise_std for rule in self.rules), default=math.inf)
+
+    @property
+    def key(self) -> Hashable:
+        """What a recorded chain bakes in: the rule, or each step's when they differ."""
+        return self.constant if self.constant is not None else self.rules
+
+
 class _Chain:
-    """One run's energy, gradient, update rule, clipping and clamp; steps chains with them."""
+    """One run's energy, gradient, update rules, clipping and clamp; steps chains with them."""
 
     def __init__(
         self,
         energy: EnergyFn,
         gradient: Callable[[torch.Tensor], torch.Tensor] | None,
-        rule: UpdateRule,
+        rules: _StepRules,
         max_grad_norm: float | None,
         clamp: tuple[float, float] | None,
     ) -> None:
-        self.energy, self.gradient, self.rule = energy, gradient, rule
+        self.energy, self.gradient, self.rules = energy, gradient, rules
         self.max_grad_norm = max_grad_norm
         self.clamp = None if clamp is None else [float(clamp[0]), float(clamp[1])]
 
@@ -336,6 +376,7 @@ class _Chain:
 
     def step(
         self,
+        rule: UpdateRule,
         x: torch.Tensor,
         grad: torch.Tensor,
         counter: torch.Tensor,
@@ -343,8 +384,7 @@ class _Chain:
         noise: torch.Tensor | None,
         clamp: list[float] | None,
     ) -> torch.Tensor:
-        """One update of the rule from states x with (clipped) gradient grad."""
-        rule = self.rule
+        """One update of ``rule`` from states x with (clipped) gradient grad."""
         if rule.noise_std == 0:
             # The op ties its noise std to its step size; a noise-free step is plain torch.
             x_acc = x.to(accumulation_dtype(x.dtype))
@@ -363,7 +403,7 @@ class _Chain:
             for step in range(steps):
                 _, grad = self.energy_and_grad(states, need_energy=False)
                 clipped, _ = self.clip(grad, with_norms=False)
-                states = self.step(states, clipped, counter, step * numel, None, self.clamp)
+                states = self.step(self.rules[step], states, clipped, counter, step * numel, None, self.clamp)
             return states
 
         return runner
@@ -389,19 +429,20 @@ class _Chain:
         accepted_total = torch.zeros(batch, dtype=torch.float32, device=x.device) if mala else None
         state = x
         for step in range(steps):
+            rule = self.rules[step]
             clipped, norms = self.clip(grad, with_norms=diagnostics)
             step_noise = _noise_at(noise, step, state)
-            proposal = self.step(state, clipped, counter, step * numel, step_noise, None if mala else self.clamp)
+            proposal = self.step(rule, state, clipped, counter, step * numel, step_noise, None if mala else self.clamp)
             accept = None
             if mala:
                 log_u = _log_uniforms(seed, (start_step + step) * batch, batch, x.device)
                 new_value, new_grad = self.energy_and_grad(proposal, need_energy=True)
                 new_clipped, _ = self.clip(new_grad, with_norms=False)
-                log_alpha = self._log_acceptance(state, value, clipped, proposal, new_value, new_clipped)
+                log_alpha = self._log_acceptance(rule, state, value, clipped, proposal, new_value, new_clipped)
                 accept = log_u < log_alpha
                 accepted_total += accept.float()
             if diagnostics:
-                total = self.rule.target_energy(value, state).to(norms.dtype)
+                total = rule.target_energy(value, state).to(norms.dtype)
                 records.append((total, norms) if accept is None else (total, norms, accept))
             if mala:
                 gate = _batch_view(accept, state)
@@ -410,12 +451,13 @@ class _Chain:
                 grad = torch.where(gate, new_grad, grad)
             else:
                 state = proposal
-                if step + 1 < steps:
-                    value, grad = self.energy_and_grad(state, need_energy)
             if thin is not None and (step + 1) % thin == 0:
                 kept.append(state)
             if callback is not None:
                 callback(step, state)
+            # After the callback: what it changes (e.g. a scheduled parameter of the energy) holds for the next step.
+            if not mala and step + 1 < steps:
+                value, grad = self.energy_and_grad(state, need_energy)
         return SamplerOutput(
             x=state,
             seed=seed,
@@ -427,6 +469,7 @@ class _Chain:
 
     def _log_acceptance(
         self,
+        rule: UpdateRule,
         x: torch.Tensor,
         value: torch.Tensor,
         clipped: torch.Tensor,
@@ -437,9 +480,8 @@ class _Chain:
         """log of the MALA acceptance ratio, per chain (float64).
 
         pi(x') q(x | x') / (pi(x) q(x' | x)) with pi = exp(-U/T) and q(y | x) = N(y; mean(x),
-        noise_std^2 I), mean(x) = x - drift * clipped dE/dx - decay * x.
+        noise_std^2 I), mean(x) = x - drift * clipped dE/dx - decay * x, with this step's rule.
         """
-        rule = self.rule
         forward = (proposal.to(torch.float64) - rule.mean(x, clipped)).flatten(1).pow(2).sum(dim=1)
         backward = (x.to(torch.float64) - rule.mean(proposal, new_clipped)).flatten(1).pow(2).sum(dim=1)
         energy_drop = rule.target_energy(value, x) - rule.target_energy(new_value, proposal)
@@ -472,15 +514,16 @@ def _stack_diagnostics(
     return SamplerDiagnostics(columns[0], columns[1], columns[2] if mala else None)
 
 
-def _graph_eligible(energy: object, x: torch.Tensor, steps: int, rule: UpdateRule) -> bool:
+def _graph_eligible(energy: object, x: torch.Tensor, steps: int, rules: _StepRules) -> bool:
     return (
-        x.is_cuda and isinstance(energy, nn.Module) and steps > 0 and rule.noise_std > 0
+        x.is_cuda and isinstance(energy, nn.Module) and steps > 0 and rules.least_noise_std() > 0
         and graphs_enabled()
     )  # fmt: skip
 
 
-def _graph_key(energy: nn.Module, x, steps, rule, clamp, max_grad_norm) -> Hashable:
-    """Everything a recorded chain bakes in; tensors enter by address (in-place updates are fine)."""
+def _graph_key(energy: nn.Module, x, steps, rules, clamp, max_grad_norm) -> Hashable:
+    """Everything a recorded chain bakes in, each step's update rule included (a schedule's values are
+    arguments of the recorded launches); tensors enter by address (in-place updates are fine)."""
     tensors = tuple((t.data_ptr(), tuple(t.shape), t.dtype) for t in itertools.chain(energy.parameters(),
                                                                                       energy.buffers()))  # fmt: skip
-    return (id(energy), energy.training, tensors, tuple(x.shape), x.dtype, x.device, steps, rule, clamp, max_grad_norm)
+    return (id(energy), energy.training, tensors, tuple(x.shape), x.dtype, x.device, steps, rules, clamp, max_grad_norm)

@@ -20,6 +20,9 @@ noise std by sqrt(T), so the calibrated forms sample exp(-E/T).
 The rule's ``temperature`` (noise_std^2 / (2 drift)) and reference std (sqrt(drift / decay))
 define the density U it targets, exp(-U/T) with U = E + ||x||^2/(2 sigma_ref^2): what the
 Metropolis-adjusted mode makes exact. ``langevin_update`` runs the rule on the fused op.
+
+A chain takes one form for all its steps or a schedule, one form (or ``UpdateRule``) per step
+(e.g. an annealed step size); ``rule_of`` gives a step's rule.
 """
 
 import math
@@ -37,13 +40,36 @@ def _check_positive(name: str, value: float, *, zero_ok: bool = False) -> None:
         raise ConfigError(f"{name} must be {expected}, got {value}")
 
 
+def _finite_nonnegative(value: object) -> bool:
+    try:
+        return bool(math.isfinite(value) and value >= 0)
+    except TypeError:
+        return False
+
+
 @dataclass(frozen=True)
 class UpdateRule:
-    """x' = x - drift * dE/dx - decay * x + noise_std * z; every form reduces to this."""
+    """x' = x - drift * dE/dx - decay * x + noise_std * z; every form reduces to this.
+
+    All three are finite and >= 0; drift 0 only with decay and noise_std 0 (a step that leaves x
+    as it is, e.g. a step size scheduled to 0), since the rule's temperature divides by drift.
+    """
 
     drift: float
     decay: float
     noise_std: float
+
+    def __post_init__(self) -> None:
+        valid = all(_finite_nonnegative(v) for v in (self.drift, self.decay, self.noise_std))
+        if not valid or (self.drift == 0 and (self.decay > 0 or self.noise_std > 0)):
+            raise ConfigError(
+                "UpdateRule needs finite drift, decay, noise_std >= 0, with drift > 0 unless decay and "
+                f"noise_std are 0; got {self}"
+            )
+
+    def at_temperature(self, temperature: float) -> "UpdateRule":
+        """The rule with its noise std multiplied by sqrt(temperature)."""
+        return UpdateRule(self.drift, self.decay, self.noise_std * math.sqrt(temperature))
 
     @property
     def temperature(self) -> float:
@@ -144,3 +170,10 @@ class TorchEBMStep:
 
 StepForm = GCNStep | SGLDStep | TorchEBMStep
 STEP_FORMS: tuple[type, ...] = (GCNStep, SGLDStep, TorchEBMStep)
+
+
+def rule_of(form: StepForm | UpdateRule, temperature: float = 1.0) -> UpdateRule:
+    """The update rule of one step: a form's rule at ``temperature``, or a given rule's noise scaled by sqrt(T)."""
+    if isinstance(form, UpdateRule):
+        return form.at_temperature(temperature)
+    return form.rule(temperature)

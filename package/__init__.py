@@ -5,9 +5,9 @@ ConvNet; ``GenerativeConvNet`` gives f, the energy, the explicit top-down gradie
 reconstruction; ``langevin`` samples it; ``Trainer`` learns it by maximum likelihood.
 
 For other energy-based models: ``sample_langevin`` runs Langevin dynamics on any energy through
-genconv's fused update (``GCNStep``, ``SGLDStep`` or ``TorchEBMStep`` parameterisations, MALA,
-clipping, clamping), ``ReplayBuffer`` keeps persistent chains, ``ops`` holds the
-``torch.ops.genconv`` operators, and ``TorchEBMSampler`` (needs the optional torchebm package)
+genconv's fused update (``GCNStep``, ``SGLDStep`` or ``TorchEBMStep`` parameterisations, fixed
+or scheduled per step, MALA, clipping, clamping), ``ReplayBuffer`` keeps persistent chains, ``ops``
+holds the ``torch.ops.genconv`` operators, and ``TorchEBMSampler`` (needs the optional torchebm package)
 plugs the sampler into TorchEBM's losses.
 
 ``import genconv`` is light when torch is not imported yet (the ``genconv`` command answers
@@ -45,6 +45,7 @@ _API: dict[str, str] = {
     "GCNStep": "genconv.bindings.update_rules",
     "SGLDStep": "genconv.bindings.update_rules",
     "TorchEBMStep": "genconv.bindings.update_rules",
+    "UpdateRule": "genconv.bindings.update_rules",
     "TorchEBMSampler": "genconv.bindings.torchebm_adapter",
     "TrainConfig": "genconv.engine.config",
     "load_images": "genconv.engine.data",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import genconv
-from genconv import GCNStep, SGLDStep, TorchEBMStep, sample_langevin
+from genconv import GCNStep, SGLDStep, TorchEBMStep, UpdateRule, sample_langevin
 from genconv.bindings import backends, ops
 from genconv.bindings.errors import ConfigError
 from genconv.engine.model import GenerativeConvNet
@@ -90,6 +90,56 @@ def test_temperature_clamp_clipping_and_given_noise_follow_the_hand_loop() -> No
     torch.testing.assert_close(out.x, expected, rtol=1e-5, atol=1e-5)
     by_function = sample_langevin(_energy, x, steps=4, update=update, noise=lambda t: noise[t], **options)
     torch.testing.assert_close(by_function.x, out.x, rtol=0, atol=0)
+
+
+def test_a_schedule_runs_each_steps_rule() -> None:
+    """Step t runs entry t (a form or an UpdateRule, 0 leaving x as it is); a constant schedule is the form."""
+    x, noise = _states(10), _philox(SEED, SHAPE)
+    schedule = [TorchEBMStep(0.02, 0.7), SGLDStep(0.01, 0.05), UpdateRule(0.0, 0.0, 0.0), TorchEBMStep(0.005, 1.3)]
+    out = sample_langevin(_energy, x, steps=4, update=schedule, seed=SEED, temperature=1.5)
+    expected = x
+    for step, form in enumerate(schedule):
+        if isinstance(form, UpdateRule):
+            expected = expected - form.drift * _grad(expected)  # drift 0: a step that stays put
+        else:
+            expected = _hand_loop(expected, 1, form, lambda _t, step=step: noise(step), temperature=1.5)
+    torch.testing.assert_close(out.x, expected, rtol=1e-5, atol=1e-5)
+    constant = sample_langevin(_energy, x, steps=4, update=[FORMS[2]] * 4, seed=SEED)
+    assert torch.equal(constant.x, sample_langevin(_energy, x, steps=4, update=FORMS[2], seed=SEED).x)
+
+
+def test_mala_takes_each_steps_rule_of_a_schedule() -> None:
+    """Tiny first steps are all accepted, huge last ones mostly refused: each step's rule is its own."""
+    mean, var = torch.zeros(2), torch.ones(2)
+    x = torch.randn(400, 2, generator=torch.Generator().manual_seed(2))
+    schedule = [TorchEBMStep(1e-5)] * 3 + [TorchEBMStep(4.0)] * 3
+    out = sample_langevin(_gaussian_energy(mean, var), x, steps=6, update=schedule, mala=True, seed=SEED,
+                          diagnostics=True)  # fmt: skip
+    rates = out.diagnostics.accepted.float().mean(1)
+    assert bool((rates[:3] > 0.99).all()) and bool((rates[3:] < 0.3).all()), rates
+
+
+def test_a_recorded_chain_bakes_its_schedule_into_the_graph_key(monkeypatch) -> None:
+    """What a CUDA graph would record (the plain runner) runs each step's rule, and schedules that differ
+    get keys that differ; checked on the CPU by standing in for the graph cache."""
+    from genconv.bindings import sampler as sampler_module
+
+    keys: list[object] = []
+
+    def run(key, x, seed, base, runner):
+        keys.append(key)
+        return runner(x.clone(), ops.noise_counter(seed, base, x.device))
+
+    monkeypatch.setattr(sampler_module, "_graph_eligible", lambda *args: True)
+    monkeypatch.setattr(sampler_module, "CHAIN_GRAPHS", type("Graphs", (), {"run": staticmethod(run)})())
+    energy = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 1), torch.nn.Flatten(0))
+    x = _states(11)
+    slow, fast = [SGLDStep(0.01, 0.1), SGLDStep(0.02, 0.1)], [SGLDStep(0.01, 0.1), SGLDStep(0.5, 0.1)]
+    for schedule in (slow, fast, slow, [FORMS[1]] * 2, FORMS[1]):
+        recorded = sample_langevin(energy, x, steps=2, update=schedule, seed=SEED, start_step=3)
+        eager = sample_langevin(energy, x, steps=2, update=schedule, seed=SEED, start_step=3, cuda_graph=False)
+        assert torch.equal(recorded.x, eager.x)
+    assert keys[0] != keys[1] and keys[0] == keys[2] and keys[3] == keys[4]
 
 
 def test_clamp_bounds_every_state() -> None:
@@ -224,6 +274,8 @@ def test_a_gcn_takes_the_engines_fused_chain_and_matches_the_generic_path() -> N
     assert fast.trajectory.shape == (2, 3, 1, 9, 9) and torch.equal(fast.trajectory[1], fast.x)
     clipped = sample_langevin(model, x, steps=4, update=GCNStep(0.3), seed=SEED, max_grad_norm=1e6)
     torch.testing.assert_close(clipped.x, fast.x, rtol=1e-5, atol=1e-5)  # the generic path on the same density
+    scheduled = sample_langevin(model, x, steps=4, update=[GCNStep(0.3)] * 4, seed=SEED)  # sigma: the model's
+    torch.testing.assert_close(scheduled.x, fast.x, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.interpreter
@@ -240,10 +292,13 @@ def test_the_chain_runs_on_the_triton_update_kernel(monkeypatch) -> None:
 
 
 @pytest.mark.gpu
-def test_cuda_graph_replay_equals_the_eager_chain() -> None:
+@pytest.mark.parametrize(
+    "update", [SGLDStep(0.05, 0.1), [SGLDStep(0.05 / (1 + t), 0.1) for t in range(5)]], ids=["fixed", "scheduled"]
+)
+def test_cuda_graph_replay_equals_the_eager_chain(update) -> None:
     energy = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1),
                                  torch.nn.Flatten(0)).cuda()  # fmt: skip
-    x, update = _states(9).cuda(), SGLDStep(0.05, 0.1)
+    x = _states(9).cuda()
     eager = sample_langevin(energy, x, steps=5, update=update, seed=SEED, cuda_graph=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a failed capture warns and falls back
@@ -252,6 +307,11 @@ def test_cuda_graph_replay_equals_the_eager_chain() -> None:
             if seed == SEED:
                 assert_close(out.x, eager.x, torch.float32, "replayed chain")
     assert not torch.allclose(out.x, eager.x)
+
+
+def _mixed_gcn_schedule() -> dict[str, object]:
+    schedule = [GCNStep(0.1), SGLDStep(0.1, 0.1)]
+    return {"energy": _tiny_gcn(), "x": _states(0, (5, 1, 9, 9)), "steps": 2, "update": schedule}
 
 
 BAD_ARGUMENTS = [
@@ -273,6 +333,11 @@ BAD_ARGUMENTS = [
     (lambda: {"update": GCNStep(delta=-0.1)}, r"GCNStep.delta must be a finite number > 0"),
     (lambda: {"update": SGLDStep(0.1, -1.0)}, r"SGLDStep.noise_std must be a finite number >= 0"),
     (lambda: {"update": TorchEBMStep(0.0)}, r"TorchEBMStep.step_size must be a finite number > 0"),
+    ({"update": [SGLDStep(0.1, 0.1)] * 2}, r"a schedule needs one update per step: got 2 for steps=3"),
+    ({"update": [SGLDStep(0.1, 0.1), 0.2, SGLDStep(0.1, 0.1)]}, r"update must be GCNStep\(delta, sigma\)"),
+    ({"mala": True, "update": [SGLDStep(0.1, 0.1), SGLDStep(0.1, 0.0), SGLDStep(0.1, 0.1)]}, r"mala needs a"),
+    (lambda: {"update": [UpdateRule(0.0, 0.0, 0.1)] * 3}, r"UpdateRule needs finite drift, decay, noise_std >= 0"),
+    (_mixed_gcn_schedule, r"a schedule for a GenerativeConvNet takes GCNSteps only or none"),
 ]
 
 
