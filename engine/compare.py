@@ -63,11 +63,12 @@ def spike_ratio(metrics: list[dict[str, Any]]) -> float:
 
 def _samples(trainer: Trainer, checkpoint: Path, seed: int) -> torch.Tensor:
     """The model's own samples after training, in pixel units: the persistent chains, or GGCN's
-    generator + refinement."""
+    chains as it trains them (hidden-space steps, the generator, image-space refinement)."""
     if trainer.config.model == "ggcn":
         config = trainer.config
         samples = sample_checkpoint(checkpoint, num=config.num_chains, steps=config.langevin_steps, seed=seed,
-                                    device=trainer.device, backend=config.backend)  # fmt: skip
+                                    hidden_steps=config.hidden_steps, device=trainer.device,
+                                    backend=config.backend)  # fmt: skip
         return samples.image_space()
     return trainer.scale.to_pixel_values(trainer.chains).cpu()
 

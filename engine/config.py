@@ -49,7 +49,7 @@ class TrainConfig:
     slope: float | None = None
     pixel_range: str | None = None
     lambda_w: float | None = None
-    transport: str = "coupling"
+    transport: str = "expected"
     penalty: str = "transport"
     gp_target: float = 1.0
     latent_dim: int | None = None
@@ -92,7 +92,7 @@ class TrainConfig:
             langevin_steps=pick("langevin_steps", preset.langevin_steps, regime.langevin_steps),
             delta=pick("delta", preset.delta, regime.delta),
             sigma=pick("sigma", preset.sigma, regime.sigma),
-            num_chains=pick("num_chains", None, regime.num_chains),
+            num_chains=pick("num_chains", None, preset.num_chains or regime.num_chains),
             lr=pick("lr", preset.lr, regime.lr),
             beta1=pick("beta1", preset.beta1, regime.beta1),
             slope=self.slope if self.slope is not None else preset.slope,

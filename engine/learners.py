@@ -41,6 +41,8 @@ from genconv.engine.seeding import (
 )
 from genconv.engine.wasserstein import gradient_penalty, mean_squared_displacement, transport_penalty
 
+NORM_MEMORY = 0.95  # per-iteration decay of the running gradient norms that set the wGCN penalty's weight
+
 
 @dataclass
 class LastStep:
@@ -103,6 +105,7 @@ class EnergyLearner:
         self.config = config
         self.group = group
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
+        self.penalty_norms: tuple[float, float] | None = None  # running ||g_MLE||, ||g_penalty||
 
     def step(
         self, observed: torch.Tensor, synthesized: torch.Tensor, last: LastStep | None, iteration: int,
@@ -151,25 +154,41 @@ class EnergyLearner:
         }
 
     def _balance(self, loss: torch.Tensor, penalty: torch.Tensor, parameters: list[torch.nn.Parameter]) -> float:
-        """Set every parameter's gradient to g_MLE + w g_penalty with w = lambda_W ||g_MLE|| / ||g_penalty||
-        (norms over all ranks); returns w.
-
-        genconv's rule for the weight of the wGCN term: the penalty's raw size depends on the step
-        size, the image size and the scale f has grown to (at the GCN scales a fixed weight of 1
-        gives it a 500th of the MLE gradient), so lambda_W sets the share of its gradient instead.
-        """
+        """Set every parameter's gradient to g_MLE + w g_penalty and return w (see ``penalty_weight``)."""
         mle = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
         extra = torch.autograd.grad(penalty, parameters, allow_unused=True)
-        mle = sum_tensors([g if g is not None else torch.zeros_like(p) for g, p in zip(mle, parameters, strict=True)],
-                          self.group)  # fmt: skip
-        extra = sum_tensors([g if g is not None else torch.zeros_like(p) for g, p in zip(extra, parameters,
-                             strict=True)], self.group)  # fmt: skip
-        mle_norm = torch.sqrt(sum(g.double().pow(2).sum() for g in mle))
-        extra_norm = torch.sqrt(sum(g.double().pow(2).sum() for g in extra))
-        weight = float(self.config.lambda_w * mle_norm / extra_norm.clamp_min(1e-30))
+        mle = sum_tensors([_or_zeros(g, p) for g, p in zip(mle, parameters, strict=True)], self.group)
+        extra = sum_tensors([_or_zeros(g, p) for g, p in zip(extra, parameters, strict=True)], self.group)
+        weight = self.penalty_weight(_norm(mle), _norm(extra))
         for parameter, first, second in zip(parameters, mle, extra, strict=True):
             parameter.grad = first + weight * second
         return weight
+
+    def penalty_weight(self, mle_norm: float, penalty_norm: float) -> float:
+        """w = lambda_W * (running mean of ||g_MLE||) / (running mean of ||g_penalty||).
+
+        genconv's rule for the weight of the wGCN term: the raw penalty's size depends on the step
+        size, sigma, the image size and the scale f has grown to (at the GCN paper's scales a weight
+        of 1 gives it a 500th of the MLE gradient), so lambda_W sets the share of its gradient
+        instead: lambda_W = 1 makes the two gradients equally long on average. The norms are
+        averaged over the last ~20 iterations (exponential, ``NORM_MEMORY``) so that one
+        iteration's small or large MLE gradient does not swing the weight.
+        """
+        if self.penalty_norms is None:
+            self.penalty_norms = (mle_norm, penalty_norm)
+        else:
+            keep = NORM_MEMORY
+            self.penalty_norms = (keep * self.penalty_norms[0] + (1 - keep) * mle_norm,
+                                  keep * self.penalty_norms[1] + (1 - keep) * penalty_norm)  # fmt: skip
+        return self.config.lambda_w * self.penalty_norms[0] / max(self.penalty_norms[1], 1e-30)
+
+    def state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "penalty_norms": self.penalty_norms}
+
+    def load(self, record: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(record["optimizer"])
+        norms = record.get("penalty_norms")
+        self.penalty_norms = None if norms is None else (float(norms[0]), float(norms[1]))
 
     def _penalty(
         self, observed: torch.Tensor, synthesized: torch.Tensor, last: LastStep | None, iteration: int,
@@ -186,6 +205,14 @@ class EnergyLearner:
         ops = resolve_backend(config.backend, last.before.device)
         noise = ops.standard_normal(last.seed, last.offset, tuple(last.before.shape), last.before.device)
         return transport_penalty(self.model, last.before, noise, config.delta, config.sigma, config.transport)
+
+
+def _or_zeros(grad: torch.Tensor | None, parameter: torch.nn.Parameter) -> torch.Tensor:
+    return grad if grad is not None else torch.zeros_like(parameter)
+
+
+def _norm(tensors: list[torch.Tensor]) -> float:
+    return float(torch.sqrt(sum(t.double().pow(2).sum() for t in tensors)))
 
 
 def chain_std(chains: torch.Tensor, group: ProcessGroup) -> float:
@@ -242,13 +269,13 @@ class ChainLearner:
     def state(self) -> dict[str, Any]:
         """The checkpoint's part: every rank's chains in global order (all ranks must call this)."""
         return {
-            "optimizer": self.energy.optimizer.state_dict(),
+            **self.energy.state(),
             "chains": gather_rows(self.chains.detach(), self.group).cpu(),
             "rng": {"seed": self.config.seed, "langevin_seed": self.langevin_seed, "langevin_step": self.langevin_step},
         }
 
     def load(self, record: dict[str, Any]) -> None:
-        self.energy.optimizer.load_state_dict(record["optimizer"])
+        self.energy.load(record)
         chains = record["chains"]
         if chains.shape[0] != self.share.total:
             raise CheckpointError(f"the checkpoint holds {chains.shape[0]} chains, the run expects {self.share.total}")
@@ -329,7 +356,7 @@ class GGCNLearner:
 
     def state(self) -> dict[str, Any]:
         return {
-            "optimizer": self.energy.optimizer.state_dict(),
+            **self.energy.state(),
             "generator": self.generator.state_dict(),
             "generator_spec": self.generator.spec.to_dict(),
             "generator_optimizer": self.generator_optimizer.state_dict(),
@@ -337,6 +364,6 @@ class GGCNLearner:
         }
 
     def load(self, record: dict[str, Any]) -> None:
-        self.energy.optimizer.load_state_dict(record["optimizer"])
+        self.energy.load(record)
         self.generator.load_state_dict(record["generator"])
         self.generator_optimizer.load_state_dict(record["generator_optimizer"])

@@ -7,7 +7,8 @@ convs 128/256/512, leaky ReLU 0.2, a linear top) for 32 and 64 px image folders 
 CelebA); ``faces`` (the bundled LFW faces at their native 25 px) and ``patches`` (32 px natural
 image patches) are CPU-sized versions of it. Sampling and learning defaults depend on the model
 family: GCN and wGCN use the preset's values; GGCN uses the CoopNets-style regime of the spec
-(images in [-1, 1], sigma 0.016, delta 0.002, 10 image and 10 hidden steps of size 0.1).
+(images in [-1, 1], sigma 0.016, delta 0.002, 10 image and 10 hidden steps of size 0.1) with the
+preset's fixed chain count where it has one (64 chains otherwise).
 """
 
 from dataclasses import dataclass
@@ -96,15 +97,15 @@ PRESETS: dict[str, Preset] = {
     "faces": Preset(
         name="faces",
         summary="CPU-sized GGCN net for the bundled LFW faces at their native 25 px",
-        layers=_SMALL_LAYERS, top="fc", slope=0.2, paper_image_size=25, data="faces:lfw", sigma=1.0, delta=0.1,
-        langevin_steps=10, chains_per_image=None, num_chains=32, lr=1e-4, beta1=0.5, iterations=1000,
+        layers=_SMALL_LAYERS, top="fc", slope=0.2, paper_image_size=25, data="faces:lfw", sigma=8.0, delta=5.6,
+        langevin_steps=10, chains_per_image=None, num_chains=32, lr=1e-3, beta1=0.5, iterations=400,
         max_images=None, generator_width=128,
     ),
     "patches": Preset(
         name="patches",
         summary="CPU-sized GGCN net for 32 px natural image patches of the bundled photographs",
-        layers=_SMALL_LAYERS, top="fc", slope=0.2, paper_image_size=32, data="patches:photos", sigma=1.0,
-        delta=0.1, langevin_steps=10, chains_per_image=None, num_chains=32, lr=1e-4, beta1=0.5, iterations=1000,
+        layers=_SMALL_LAYERS, top="fc", slope=0.2, paper_image_size=32, data="patches:photos", sigma=8.0,
+        delta=5.6, langevin_steps=10, chains_per_image=None, num_chains=32, lr=1e-3, beta1=0.5, iterations=400,
         max_images=None, generator_width=128,
     ),
 }  # fmt: skip

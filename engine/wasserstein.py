@@ -8,10 +8,14 @@ coupling that persistent chains give (particle m at step k <-> particle m at ste
 
     (lambda_W / (2 tau)) mean_m || (delta^2/2)(df_theta/dx(x_m) - x_m/sigma^2) + delta eps_m ||^2
 
-with eps_m the step's noise, held fixed, and the gradient taken through df_theta/dx (double
-back-propagation, in PyTorch: the fused kernels have no second derivative). Optionally the
-coupling is replaced by the exact assignment between the two particle sets (mini-batches of up
-to 256 particles). The alternative ``penalty="gradient"`` adds a WGAN-GP-style penalty on
+with eps_m the step's noise, and the gradient taken through df_theta/dx (double
+back-propagation, in PyTorch: the fused kernels have no second derivative). By default
+(``transport="expected"``) the cost is averaged over eps_m, which it can be in closed form:
+||(delta^2/2)(df/dx - x/sigma^2)||^2 + delta^2 D. That is the same objective in expectation; with
+eps_m held fixed instead ("coupling"), the term delta eps_m . d(df/dx)/dtheta, zero on average,
+puts noise of several times the penalty's own size into its gradient. Optionally the coupling is
+replaced by the exact assignment between the two particle sets (mini-batches of up to 256
+particles). The alternative ``penalty="gradient"`` adds a WGAN-GP-style penalty on
 ||df/dx|| at interpolates between data and particles.
 """
 
@@ -23,7 +27,7 @@ from scipy.optimize import linear_sum_assignment
 from genconv.engine.model import GenerativeConvNet
 
 ASSIGNMENT_CHUNK = 256
-TRANSPORTS: tuple[str, ...] = ("coupling", "assignment")
+TRANSPORTS: tuple[str, ...] = ("expected", "coupling", "assignment")
 PENALTIES: tuple[str, ...] = ("transport", "gradient")
 
 
@@ -50,7 +54,7 @@ def transport_penalty(
     noise: torch.Tensor,
     delta: float,
     sigma: float,
-    transport: str = "coupling",
+    transport: str = "expected",
 ) -> torch.Tensor:
     """(1/(2 tau)) * W2^2 bound between the particles ``before`` and one Langevin step of them.
 
@@ -58,14 +62,19 @@ def transport_penalty(
         model: the energy whose parameters receive the gradient.
         before: [M, C, H, W] particles at step k; noise: the standard normals of their step.
         delta, sigma: the step size and the reference std; tau = delta^2 / 2.
-        transport: "coupling" (particle m to particle m) or "assignment" (exact, in chunks).
+        transport: "expected" (the coupling's cost averaged over the step's noise: the same
+            objective in expectation, without the noise's zero-mean part in its gradient),
+            "coupling" (particle m to particle m, the drawn noise) or "assignment" (exact, in chunks).
     Returns:
         a scalar differentiable in the model's parameters.
     """
     start = before.detach().float().requires_grad_(True)
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(model.f(start).sum(), start, create_graph=True)
-        after = start.detach() + (delta**2 / 2) * (grad - start.detach() / sigma**2) + delta * noise.float()
+        drift = (delta**2 / 2) * (grad - start.detach() / sigma**2)
+        if transport == "expected":  # E_eps ||drift + delta eps||^2 = ||drift||^2 + delta^2 D
+            return (drift.float().pow(2).flatten(1).sum(dim=1).mean() + delta**2 * drift[0].numel()) / delta**2
+        after = start.detach() + drift + delta * noise.float()
         target = start.detach()
         if transport == "assignment":
             target = target[exact_assignment(after, target)]

@@ -100,8 +100,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--transport",
-        default="coupling",
-        help="W2 bound: coupling (particle m to m) or assignment (exact, batches of 256)",
+        default="expected",
+        help="W2 bound: expected (particle m to m, averaged over the step's noise), coupling (particle m to m, "
+        "the drawn noise) or assignment (exact, batches of 256)",
     )
     group.add_argument("--penalty", default="transport", help="transport (JKO) or gradient (WGAN-GP style)")
     group.add_argument("--gp-target", type=float, default=1.0, help="target ||df/dx|| of the gradient penalty")

@@ -90,7 +90,7 @@ def test_transport_penalty_is_the_scaled_step_length_and_reaches_the_weights() -
     x = random_input(model, batch=4)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
     delta, sigma = 0.3, model.sigma
-    penalty = transport_penalty(model, x, noise, delta, sigma)
+    penalty = transport_penalty(model, x, noise, delta, sigma, transport="coupling")
     step = (delta**2 / 2) * (model.grad_f_autograd(x) - x / sigma**2) + delta * noise
     assert float(penalty.detach()) == pytest.approx(float(step.pow(2).flatten(1).sum(1).mean() / delta**2), rel=1e-5)
     penalty.backward()
@@ -99,6 +99,31 @@ def test_transport_penalty_is_the_scaled_step_length_and_reaches_the_weights() -
     model.zero_grad()
     assignment = transport_penalty(model, x, noise, delta, sigma, transport="assignment")
     assert float(assignment.detach()) <= float(penalty.detach()) + 1e-6
+
+
+def test_expected_transport_is_the_coupling_averaged_over_the_noise() -> None:
+    """The coupling cost is quadratic in eps, so the pair eps, -eps averages it exactly: the
+    expected cost's weight gradient equals the pair's mean gradient, its value the pair's mean
+    plus the known noise term."""
+    model = build(ARCHITECTURES[1], dtype=torch.float32)
+    x = random_input(model, batch=3)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
+    delta, sigma = 0.7, model.sigma
+    parameters = list(model.parameters())
+
+    def value_and_grads(penalty: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+        return float(penalty.detach()), list(torch.autograd.grad(penalty, parameters))
+
+    expected, expected_grads = value_and_grads(transport_penalty(model, x, noise, delta, sigma, "expected"))
+    plus, plus_grads = value_and_grads(transport_penalty(model, x, noise, delta, sigma, "coupling"))
+    minus, minus_grads = value_and_grads(transport_penalty(model, x, -noise, delta, sigma, "coupling"))
+    noise_term = float(noise.pow(2).flatten(1).sum(1).mean())
+    assert expected == pytest.approx((plus + minus) / 2 - noise_term + x[0].numel(), rel=1e-5)
+    for mine, first, second in zip(expected_grads, plus_grads, minus_grads, strict=True):
+        scale = float(first.abs().max() + second.abs().max())
+        torch.testing.assert_close(mine, (first + second) / 2, rtol=1e-4, atol=1e-5 * scale)
+    differences = [float((first - second).abs().max()) for first, second in zip(plus_grads, minus_grads, strict=True)]
+    assert max(differences) > 1e-6  # the drawn noise does move the coupling's gradient
 
 
 def test_gradient_penalty_by_hand() -> None:

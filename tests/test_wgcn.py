@@ -54,12 +54,32 @@ def test_transport_penalty_changes_learning_and_is_logged(tmp_path) -> None:
 
 
 def test_exact_assignment_never_costs_more_than_the_coupling(tmp_path) -> None:
-    first = dict(replace(TINY, model="wgcn", iterations=1).to_dict())
+    first = dict(replace(TINY, model="wgcn", iterations=1, transport="coupling").to_dict())
     coupling = Trainer(TrainConfig.from_dict(first), tmp_path / "a", progress=False).train_iteration()
     first["transport"] = "assignment"
     assignment = Trainer(TrainConfig.from_dict(first), tmp_path / "b", progress=False).train_iteration()
     assert assignment["penalty"] <= coupling["penalty"] + 1e-3
     assert assignment["f_syn"] == coupling["f_syn"]  # the same particles; only the parameter step differs
+
+
+def test_penalty_weight_sets_the_share_of_the_gradient(tmp_path) -> None:
+    """lambda_W is the ratio of the running norms of the penalty's and the MLE's weight gradients;
+    the first iteration has no history, so there the two gradients are exactly lambda_W apart."""
+    trainer = Trainer(replace(TINY, model="wgcn", lambda_w=0.5, iterations=1), tmp_path / "w", progress=False)
+    learner = trainer.learner.energy
+    recorded: list[tuple[float, float]] = []
+    original = learner.penalty_weight
+
+    def spy(mle_norm: float, penalty_norm: float) -> float:
+        recorded.append((mle_norm, penalty_norm))
+        return original(mle_norm, penalty_norm)
+
+    learner.penalty_weight = spy
+    metrics = trainer.train_iteration()
+    ((mle_norm, penalty_norm),) = recorded
+    assert metrics["penalty_weight"] == pytest.approx(0.5 * mle_norm / penalty_norm, rel=1e-6)
+    assert learner.penalty_norms == (mle_norm, penalty_norm)
+    assert learner.penalty_weight(3 * mle_norm, penalty_norm) == pytest.approx(0.5 * 1.1 * mle_norm / penalty_norm)
 
 
 def test_gradient_penalty_option(tmp_path) -> None:
