@@ -60,16 +60,7 @@ compile-table: setup
 bench: setup
 	$(BIN)/python -m bench --check $(BENCH_ARGS)
 
-bench-py# Every picture of README.md and docs/, made by the commands the text gives (about 20 CPU minutes).
-COMPARE_DIR ?= runs/compare
-docs-images: demo
-	cp $(DEMO_DIR)/latest.png docs/demo.png
-	cp $(DEMO_DIR)/samples.png docs/demo_samples.png
-	$(BIN)/genconv compare --preset faces --holdout 20 --out $(COMPARE_DIR)
-	cp $(COMPARE_DIR)/compare.png docs/compare.png
-	cp $(COMPARE_DIR)/compare.json docs/compare.json
-
-test: setup
+bench-pytest: setup
 	$(BIN)/python -m pytest bench --benchmark-only
 
 lint: setup

@@ -3,6 +3,7 @@ embed is made by a command of ``make docs-images``, and every relative link poin
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,15 @@ def test_relative_links_point_at_files() -> None:
             if "://" in target:
                 continue
             assert (page.parent / target).exists(), f"{page.name} links to a missing {target}"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_makefile_parses_and_make_test_runs_the_suite() -> None:
+    """The README's commands go through the Makefile: it must parse, and ``make test`` must run pytest
+    on the whole suite (not a subset)."""
+    done = subprocess.run(["make", "-n", "-W", ".venv/.installed", "test", "demo", "docs-images", "bench"],
+                          cwd=REPOSITORY, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    test_recipe = subprocess.run(["make", "-n", "-o", ".venv/.installed", "test"], cwd=REPOSITORY,
+                                 capture_output=True, text=True, timeout=60).stdout.splitlines()  # fmt: skip
+    assert test_recipe[-1].endswith("-m pytest"), test_recipe
