@@ -306,8 +306,7 @@ def _build_torchebm_adapter(setup: Setup) -> Sampler:
 
     energy = _energy(setup)
     sampler = TorchEBMSampler(_torchebm_model(energy, setup), step_size=_drift_coefficient(setup), noise_scale=1.0,
-                              seed=setup.seed,
-                              dtype=setup.dtype, device=setup.device)  # fmt: skip
+                              dtype=setup.dtype, device=setup.device).configure(seed=setup.seed)  # fmt: skip
     update = SGLDStep(step_size=_drift_coefficient(setup), noise_std=setup.delta)
 
     def chain(x: torch.Tensor) -> torch.Tensor:
@@ -392,8 +391,8 @@ def _build_torchebm_adapter_pcd(setup: Setup) -> Sampler:
 
     energy = _pcd_energy(setup)
     sampler = TorchEBMSampler(_torchebm_model(energy, setup), step_size=setup.step_size,
-                              noise_scale=setup.noise_scale, seed=setup.seed, dtype=setup.dtype,
-                              device=setup.device)  # fmt: skip
+                              noise_scale=setup.noise_scale, dtype=setup.dtype,
+                              device=setup.device).configure(seed=setup.seed)  # fmt: skip
     update = TorchEBMStep(setup.step_size, setup.noise_scale)
 
     def chain_with_noise(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,10 @@ class TorchEBMSampler(BaseSampler):
         clamp: optional (low, high) bounds applied after every step.
         dtype, device: as for TorchEBM samplers.
         integrator: None, a TorchEBM SDE integrator name or instance (see above).
+
+    The constructor is ``LangevinDynamics``' own, parameter for parameter; genconv's extras are set
+    with ``configure``, which returns the sampler:
+
         temperature: multiplies the noise std by sqrt(T).
         max_grad_norm: clip each chain's dE/dx to this L2 norm first.
         mala: Metropolis-adjusted steps; ``last_acceptance_rate`` holds the per-chain rates.
@@ -67,7 +71,7 @@ class TorchEBMSampler(BaseSampler):
             path, "torch" on TorchEBM's.
 
     Example:
-        >>> sampler = TorchEBMSampler(energy_model, step_size=0.01, noise_scale=0.1)
+        >>> sampler = TorchEBMSampler(energy_model, step_size=0.01, noise_scale=0.1).configure(seed=0)
         >>> loss = ContrastiveDivergence(model=energy_model, sampler=sampler, k_steps=10)
     """
 
@@ -81,12 +85,6 @@ class TorchEBMSampler(BaseSampler):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
         integrator: str | BaseSDERungeKuttaIntegrator | None = None,
-        *,
-        temperature: float = 1.0,
-        max_grad_norm: float | None = None,
-        mala: bool = False,
-        seed: int | None = None,
-        noise_source: str | None = None,
     ) -> None:
         super().__init__(model=model, dtype=dtype, device=device)
         for name, value in (("step_size", step_size), ("noise_scale", noise_scale)):
@@ -101,6 +99,22 @@ class TorchEBMSampler(BaseSampler):
             device=self.device,
             dtype=self.dtype,
         )
+        self.configure()
+        self.calls = 0
+        self.last_acceptance_rate: torch.Tensor | None = None
+        self.register_state_dict_post_hook(_save_calls)
+        self.register_load_state_dict_pre_hook(_load_calls)
+
+    def configure(
+        self,
+        *,
+        temperature: float = 1.0,
+        max_grad_norm: float | None = None,
+        mala: bool = False,
+        seed: int | None = None,
+        noise_source: str | None = None,
+    ) -> "TorchEBMSampler":
+        """Set genconv's extras (see the class docstring); those not named return to their defaults."""
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
             raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}")
         if noise_source is not None and noise_source not in NOISE_SOURCES:
@@ -111,10 +125,7 @@ class TorchEBMSampler(BaseSampler):
         self.seed = None if seed is None else seed_from(seed, None)
         self._noise_source = noise_source
         self._check_extras()
-        self.calls = 0
-        self.last_acceptance_rate: torch.Tensor | None = None
-        self.register_state_dict_post_hook(_save_calls)
-        self.register_load_state_dict_pre_hook(_load_calls)
+        return self
 
     @property
     def fused(self) -> bool:

@@ -62,7 +62,7 @@ def _gen(seed: int) -> torch.Generator:
 
 
 def _ours(model: torch.nn.Module, **options) -> "genconv.TorchEBMSampler":
-    return genconv.TorchEBMSampler(model, **{"noise_source": "torch", **options})
+    return genconv.TorchEBMSampler(model, **options).configure(noise_source="torch")
 
 
 @pytest.mark.parametrize("clamp", [None, (-1.0, 1.2)], ids=["free", "clamped"])
@@ -82,14 +82,14 @@ def test_sample_langevin_reproduces_langevin_dynamics(clamp) -> None:
 
 
 def test_constructor_and_sample_signatures_are_langevin_dynamics() -> None:
-    """LangevinDynamics' parameters in its order, kinds and defaults; genconv's extras keyword-only after."""
+    """LangevinDynamics' parameters exactly (order, kinds, defaults); genconv's extras keyword-only in configure."""
 
     def described(function) -> list[tuple[str, object, object]]:
         return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
 
     theirs, ours = described(LangevinDynamics.__init__), described(genconv.TorchEBMSampler.__init__)
-    assert ours[: len(theirs)] == theirs
-    extras = ours[len(theirs) :]
+    assert ours == theirs
+    extras = described(genconv.TorchEBMSampler.configure)[1:]
     assert [name for name, _, _ in extras] == ["temperature", "max_grad_norm", "mala", "seed", "noise_source"]
     assert all(kind is inspect.Parameter.KEYWORD_ONLY for _, kind, _ in extras)
     assert described(genconv.TorchEBMSampler.sample) == described(LangevinDynamics.sample)
@@ -133,18 +133,29 @@ def test_bad_arguments_raise_what_langevin_dynamics_raises(change) -> None:
             sampler.sample(dim=2, thin=0)
 
 
+def test_configure_sets_every_extra_and_returns_the_sampler() -> None:
+    sampler = genconv.TorchEBMSampler(DoubleWellModel(), 0.05)
+    assert (sampler.temperature, sampler.max_grad_norm, sampler.mala, sampler.seed) == (1.0, None, False, None)
+    assert sampler.configure(temperature=0.5, max_grad_norm=3.0, mala=True, seed=4, noise_source="torch") is sampler
+    assert (sampler.temperature, sampler.max_grad_norm, sampler.mala, sampler.seed) == (0.5, 3.0, True, 4)
+    assert sampler.noise_source == "torch"
+    sampler.configure(seed=5)  # the extras not named return to their defaults
+    assert (sampler.temperature, sampler.max_grad_norm, sampler.mala, sampler.seed) == (1.0, None, False, 5)
+    assert sampler.noise_source == "philox"
+
+
 def test_bad_genconv_extras_raise_config_errors() -> None:
     model = DoubleWellModel()
     with pytest.raises(ConfigError, match=r"noise_source must be one of philox, torch"):
-        genconv.TorchEBMSampler(model, noise_source="numpy")
+        genconv.TorchEBMSampler(model).configure(noise_source="numpy")
     with pytest.raises(ConfigError, match=r"temperature must be a finite number >= 0"):
-        genconv.TorchEBMSampler(model, temperature=-1.0)
+        genconv.TorchEBMSampler(model).configure(temperature=-1.0)
     with pytest.raises(ConfigError, match=r"seed must be an integer"):
-        genconv.TorchEBMSampler(model, seed=-3)
+        genconv.TorchEBMSampler(model).configure(seed=-3)
     with pytest.raises(ConfigError, match=r"step_size must be a finite number > 0 or a TorchEBM scheduler"):
         genconv.TorchEBMSampler(model, step_size="0.1")
     with pytest.raises(ConfigError, match=r"mala, seed need the Euler-Maruyama integrator"):
-        genconv.TorchEBMSampler(model, integrator="heun", mala=True, seed=1)
+        genconv.TorchEBMSampler(model, integrator="heun").configure(mala=True, seed=1)
 
 
 def test_the_default_integrator_is_euler_maruyama_on_the_fused_path() -> None:
@@ -166,7 +177,8 @@ def test_another_integrator_runs_torchebms_chain() -> None:
     ours, our_stats = sampler.sample(**kwargs, generator=_gen(2))
     assert not sampler.fused and sampler.noise_source == "torch" and ours.shape == (16, 3, 2)
     assert torch.equal(ours, theirs) and all(torch.equal(our_stats[k], their_stats[k]) for k in their_stats)
-    euler = genconv.TorchEBMSampler(model, STEP, NOISE, noise_source="torch").sample(x=x, n_steps=6, generator=_gen(2))
+    euler_sampler = genconv.TorchEBMSampler(model, STEP, NOISE).configure(noise_source="torch")
+    euler = euler_sampler.sample(x=x, n_steps=6, generator=_gen(2))
     assert not torch.allclose(euler, ours[:, -1], rtol=0, atol=1e-7)
 
 
@@ -258,13 +270,13 @@ def test_the_seeded_call_count_is_restored_from_a_saved_checkpoint() -> None:
     """Seeded Philox noise: call k draws from derive_seed(seed, k); the count rides in the state dict's
     metadata, so it survives torch.save / torch.load while the keys stay LangevinDynamics'."""
     model, x = DoubleWellModel(), _start(8)
-    first, second = (genconv.TorchEBMSampler(model, step_size=STEP, seed=7) for _ in range(2))
+    first, second = (genconv.TorchEBMSampler(model, step_size=STEP).configure(seed=7) for _ in range(2))
     a1, a2 = first.sample(x=x, n_steps=5), first.sample(x=x, n_steps=5)
     assert torch.equal(a1, second.sample(x=x, n_steps=5)) and not torch.equal(a1, a2)
     saved = io.BytesIO()
     torch.save(first.state_dict(), saved)
     saved.seek(0)
-    restored = genconv.TorchEBMSampler(model, step_size=STEP, seed=7)
+    restored = genconv.TorchEBMSampler(model, step_size=STEP).configure(seed=7)
     restored.load_state_dict(torch.load(saved), strict=True)
     assert restored.calls == 2 and torch.equal(restored.sample(x=x, n_steps=5), first.sample(x=x, n_steps=5))
     restored.load_state_dict(LangevinDynamics(model).state_dict(), strict=True)  # carries no count: kept
@@ -321,7 +333,7 @@ def test_states_drawn_from_a_shape_have_it() -> None:
 
 
 def test_mala_mode_reports_acceptance() -> None:
-    sampler = genconv.TorchEBMSampler(DoubleWellModel(), step_size=0.05, mala=True, seed=1)
+    sampler = genconv.TorchEBMSampler(DoubleWellModel(), step_size=0.05).configure(mala=True, seed=1)
     samples, stats = sampler.sample(dim=2, n_samples=200, n_steps=9, thin=3, return_diagnostics=True,
                                     generator=_gen(0))  # fmt: skip
     assert samples.shape == (200, 2) and stats["acceptance_rate"].shape == (3,)
