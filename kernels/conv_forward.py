@@ -22,6 +22,7 @@ from genconv.kernels.implicit_gemm import (
     heuristic_config,
     input_precision,
     is_dense_nhwc,
+    program_rows,
     prune_configs,
     reduction_per_step,
     spans_images,
@@ -82,16 +83,7 @@ def _conv_forward_kernel(
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     pixels = out_h * out_w
-    if SPAN:  # small images share a tile: one image index per row
-        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        row_ok = offs_m < n_rows
-        sample = (offs_m // pixels).to(tl.int64)
-        pixel = offs_m % pixels
-    else:  # (image, tile of its pixels): a program's rows lie in one image
-        tiles = tl.cdiv(pixels, BLOCK_M)
-        sample = (pid_m // tiles).to(tl.int64)
-        pixel = (pid_m % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
-        row_ok = pixel < pixels
+    sample, pixel, row_ok = program_rows(pid_m, n_rows, pixels, BLOCK_M, SPAN)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     column_ok = offs_n < n_columns
     oh = pixel // out_w

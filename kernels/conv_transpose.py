@@ -34,6 +34,7 @@ from genconv.kernels.implicit_gemm import (
     heuristic_config,
     input_precision,
     is_dense_nhwc,
+    program_rows,
     prune_configs,
     reduction_per_step,
     spans_images,
@@ -130,17 +131,7 @@ def _conv_transpose_kernel(
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
-    per_image = nq_h * nq_w
-    if SPAN:  # small images share a tile: one image index per row
-        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        row_ok = offs_m < n_rows
-        sample = (offs_m // per_image).to(tl.int64)
-        within = offs_m % per_image
-    else:  # (image, tile of its conv rows): a program's rows lie in one image
-        tiles = tl.cdiv(per_image, BLOCK_M)
-        sample = (pid_m // tiles).to(tl.int64)
-        within = (pid_m % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
-        row_ok = within < per_image
+    sample, within, row_ok = program_rows(pid_m, n_rows, nq_h * nq_w, BLOCK_M, SPAN)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     column_ok = offs_n < n_columns
     qh = q0_h + within // nq_w

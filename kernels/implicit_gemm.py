@@ -133,6 +133,25 @@ def input_precision(storage: torch.dtype) -> str:
 
 
 @triton.jit
+def program_rows(pid_m, n_rows, per_image, BLOCK_M: tl.constexpr, SPAN: tl.constexpr):
+    """The GEMM rows of program ``pid_m``: (image index, row within its image, in bounds).
+
+    SPAN: small images share a tile, so each row carries its own image index; otherwise a
+    program's rows are one tile of one image's ``per_image`` rows."""
+    if SPAN:
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = offs_m < n_rows
+        sample = (offs_m // per_image).to(tl.int64)
+        within = offs_m % per_image
+    else:
+        tiles = tl.cdiv(per_image, BLOCK_M)
+        sample = (pid_m // tiles).to(tl.int64)
+        within = (pid_m % tiles) * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = within < per_image
+    return sample, within, row_ok
+
+
+@triton.jit
 def conv_tile(
     a_ptr,
     a_s0,
