@@ -29,6 +29,7 @@ from torch import nn
 
 from genconv.bindings import ops
 from genconv.bindings.backends import resolve_backend
+from genconv.bindings.compiled_chain import COMPILED_CHAINS, ChainSpec, block_size
 from genconv.bindings.errors import ConfigError
 from genconv.bindings.graphs import CHAIN_GRAPHS, graphs_enabled
 from genconv.bindings.seeding import derive_seed, seed_from
@@ -114,6 +115,8 @@ def sample_langevin(
     thin: int | None = None,
     diagnostics: bool = False,
     cuda_graph: bool = True,
+    compile: bool | str = "auto",
+    clip_value: float | None = None,
 ) -> SamplerOutput:
     """Run ``steps`` Langevin steps on the energy ``energy`` from the chain states ``x``.
 
@@ -131,6 +134,7 @@ def sample_langevin(
         temperature: T >= 0; multiplies the noise std by sqrt(T) (calibrated forms sample exp(-E/T)).
         clamp: (low, high) bounds applied to the states after every step.
         max_grad_norm: clip each chain's dE/dx to this L2 norm (over all its elements) first.
+        clip_value: clamp each element of dE/dx to [-clip_value, clip_value] (before max_grad_norm).
         mala: accept or reject each proposal (Metropolis-adjusted Langevin); the chain then
             leaves exp(-U/T_rule) exactly invariant (see ``UpdateRule``). Not with ``clamp``.
         seed / generator: the noise stream (a generator only draws the seed); neither = torch's RNG.
@@ -145,6 +149,16 @@ def sample_langevin(
         cuda_graph: on CUDA, record the chain of an nn.Module energy in a CUDA graph the second
             time the same shapes come (no MALA, callback, thin, diagnostics, noise or gradient);
             the energy's forward must depend only on x and its parameters and buffers.
+        compile: capture the chain with torch.compile (CUDA graphs too on CUDA) and replay it; see
+            ``genconv.bindings.compiled_chain``. True: compile now (the first call of a shape pays
+            seconds of compile time); False: eager; "auto": compile once chains of the same
+            energy object, shape, dtype, device and options have run ``AUTO_STEPS`` (20,000) steps
+            eagerly in this process. Compiled: the unadjusted chain with temperature, schedules,
+            clamp, max_grad_norm and clip_value, the gradient by torch.func.grad; MALA, callback,
+            thin, diagnostics, noise and gradient run eagerly (compile ignored). The energy must be
+            the same object across calls to reuse its compiled chain, and traceable by torch.compile
+            (if not, one warning and the eager chain). Same noise stream: the result equals the
+            eager chain's to float rounding.
     Returns:
         SamplerOutput with the final states and whatever was asked for.
 
@@ -155,6 +169,11 @@ def sample_langevin(
         torch.Size([8, 2])
     """
     _check_arguments(energy, x, steps, update, temperature, clamp, max_grad_norm, start_step, noise, thin, gradient)
+    if not (isinstance(compile, bool) or compile == "auto"):
+        raise ConfigError(f"compile must be 'auto', True or False; got {compile!r}")
+    if clip_value is not None and not (isinstance(clip_value, (int, float)) and math.isfinite(clip_value)
+                                       and clip_value > 0):  # fmt: skip
+        raise ConfigError(f"clip_value must be a finite number > 0 or None, got {clip_value!r}")
     clamp = check_clamp(clamp)
     steps, start_step, thin = int(steps), int(start_step), None if thin is None else int(thin)
     x = x.detach()  # the chain is sampled, not differentiated: no autograd graph across steps
@@ -172,8 +191,16 @@ def sample_langevin(
             "mala needs a proposal with a density: no clamp (clamp the energy instead) and a noise std > 0 "
             f"(got clamp={clamp}, noise std {rules.least_noise_std()})"
         )
-    chain = _Chain(energy, gradient, rules, max_grad_norm, clamp)
+    chain = _Chain(energy, gradient, rules, max_grad_norm, clamp, clip_value)
     plain = not (mala or diagnostics or callback is not None or thin is not None or noise is not None)
+    if plain and gradient is None and steps > 0:
+        spec = ChainSpec(block_size(steps), clamp, max_grad_norm, clip_value)
+        key = (id(energy), tuple(x.shape), x.dtype, x.device, spec)
+        if COMPILED_CHAINS.wants(key, energy, steps, compile):
+            counter = ops.noise_counter(run_seed, start_step * x.numel(), x.device)
+            compiled = COMPILED_CHAINS.run(key, energy, spec, x, counter, _rule_table(rules, steps, spec, x.device))
+            if compiled is not None:
+                return SamplerOutput(x=compiled, seed=run_seed, next_step=start_step + steps)
     if plain and gradient is None and cuda_graph and _graph_eligible(energy, x, steps, rules):
         key = _graph_key(energy, x, steps, rules.key, clamp, max_grad_norm)
         replayed = CHAIN_GRAPHS.run(key, x, run_seed, start_step * x.numel(), chain.run_plain(steps))
@@ -333,9 +360,10 @@ class _Chain:
         rules: _StepRules,
         max_grad_norm: float | None,
         clamp: tuple[float, float] | None,
+        clip_value: float | None = None,
     ) -> None:
         self.energy, self.gradient, self.rules = energy, gradient, rules
-        self.max_grad_norm = max_grad_norm
+        self.max_grad_norm, self.clip_value = max_grad_norm, clip_value
         self.clamp = None if clamp is None else [float(clamp[0]), float(clamp[1])]
 
     def energy_and_grad(self, x: torch.Tensor, need_energy: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -365,14 +393,16 @@ class _Chain:
             raise ConfigError(f"energy must map x [B, ...] to E [B] = [{x.shape[0]}]; got {_describe(value)}")
 
     def clip(self, grad: torch.Tensor, with_norms: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """dE/dx with each chain's norm capped at max_grad_norm, and the norms before clipping."""
-        if self.max_grad_norm is None and not with_norms:
-            return grad, None
-        norms = grad.flatten(1).to(accumulation_dtype(grad.dtype)).norm(dim=1)
+        """dE/dx with each element clamped to clip_value and then each chain's norm capped at
+        max_grad_norm, and the norms before any clipping (when asked for)."""
+        raw_norms = grad.flatten(1).to(accumulation_dtype(grad.dtype)).norm(dim=1) if with_norms else None
+        if self.clip_value is not None:
+            grad = grad.clamp(-self.clip_value, self.clip_value)
         if self.max_grad_norm is None:
-            return grad, norms
+            return grad, raw_norms
+        norms = grad.flatten(1).to(accumulation_dtype(grad.dtype)).norm(dim=1)
         factor = (self.max_grad_norm / norms.clamp_min(torch.finfo(torch.float32).tiny)).clamp(max=1.0)
-        return grad * _batch_view(factor, grad).to(grad.dtype), norms
+        return grad * _batch_view(factor, grad).to(grad.dtype), raw_norms if with_norms else norms
 
     def step(
         self,
@@ -512,6 +542,13 @@ def _stack_diagnostics(
         return SamplerDiagnostics(empty, empty.clone(), empty.bool() if mala else None)
     columns = [torch.stack(column) for column in zip(*records, strict=True)]
     return SamplerDiagnostics(columns[0], columns[1], columns[2] if mala else None)
+
+
+def _rule_table(rules: _StepRules, steps: int, spec: ChainSpec, device: torch.device) -> list[torch.Tensor]:
+    """Each block's (drift, decay, noise_std) per step, as float64 [3, steps per block] tensors."""
+    rows = [(rule.drift, rule.decay, rule.noise_std) for rule in (rules[step] for step in range(steps))]
+    table = torch.tensor(rows, dtype=torch.float64).view(-1, spec.steps_per_block, 3).transpose(1, 2)
+    return [block.contiguous().to(device) for block in table]
 
 
 def _graph_eligible(energy: object, x: torch.Tensor, steps: int, rules: _StepRules) -> bool:

@@ -21,7 +21,7 @@ from genconv.bindings.seeding import derive_seed, seed_from
 from genconv.bindings.update_rules import TorchEBMStep, UpdateRule
 
 try:
-    from torchebm.core import BaseSampler, BaseScheduler, BaseSDERungeKuttaIntegrator, Schedulable
+    from torchebm.core import BaseModel, BaseSampler, BaseScheduler, BaseSDERungeKuttaIntegrator, Schedulable
     from torchebm.integrators import EulerMaruyamaIntegrator
     from torchebm.integrators.integrator_utils import resolve_integrator
     from torchebm.samplers.langevin_dynamics import LangevinDynamics
@@ -69,6 +69,10 @@ class TorchEBMSampler(BaseSampler):
         noise_source: "philox" (counter-based, in-kernel on CUDA) or "torch" (the generator's
             draws, step by step, as LangevinDynamics makes them); None: "philox" on the fused
             path, "torch" on TorchEBM's.
+        compile: ``sample_langevin``'s compile ("auto", True, False): the whole chain captured
+            with torch.compile. It applies to plain calls (no trajectory, diagnostics, MALA,
+            model_kwargs, model-side schedulers, torch noise) of a model that keeps BaseModel's
+            autograd ``gradient``; the model is then differentiated by torch.func.grad.
 
     Example:
         >>> sampler = TorchEBMSampler(energy_model, step_size=0.01, noise_scale=0.1).configure(seed=0)
@@ -113,6 +117,7 @@ class TorchEBMSampler(BaseSampler):
         mala: bool = False,
         seed: int | None = None,
         noise_source: str | None = None,
+        compile: bool | str = "auto",
     ) -> "TorchEBMSampler":
         """Set genconv's extras (see the class docstring); those not named return to their defaults."""
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
@@ -124,6 +129,9 @@ class TorchEBMSampler(BaseSampler):
         self.mala = mala
         self.seed = None if seed is None else seed_from(seed, None)
         self._noise_source = noise_source
+        if not (isinstance(compile, bool) or compile == "auto"):
+            raise ConfigError(f"compile must be 'auto', True or False; got {compile!r}")
+        self.compile = compile
         self._check_extras()
         return self
 
@@ -224,9 +232,11 @@ class TorchEBMSampler(BaseSampler):
             stats["var"].append(spread)
             stats["energy"].append(self._model_energy(states, kwargs).mean())
 
+        plain = not (return_diagnostics or return_trajectory or inner or self.mala or kwargs)
+        whole_model = plain and self.noise_source == "philox" and self._autograd_gradient()
         with self.autocast_context():
             out = sample_langevin(
-                lambda states: self._model_energy(states, kwargs),
+                self.model if whole_model else lambda states: self._model_energy(states, kwargs),
                 x,
                 steps=n_steps,
                 update=update,
@@ -236,16 +246,25 @@ class TorchEBMSampler(BaseSampler):
                 mala=self.mala,
                 seed=self._call_seed(generator),
                 noise=self._noise(x, generator),
-                gradient=lambda states: self._model_gradient(states, kwargs),
+                gradient=None if whole_model else lambda states: self._model_gradient(states, kwargs),
                 callback=after_step if (return_diagnostics or inner) else None,
                 thin=thin if return_trajectory else None,
                 diagnostics=self.mala and return_diagnostics,
+                compile=self.compile if whole_model else False,
             )
         self.last_acceptance_rate = out.acceptance_rate
         result = out.trajectory.transpose(0, 1) if return_trajectory else out.x
         if not return_diagnostics:
             return result
         return result, self._diagnostics(stats, out, x, n_steps // thin, thin)
+
+    def _autograd_gradient(self) -> bool:
+        """Whether the model keeps BaseModel's autograd gradient in the sampler's dtype (no analytic
+        override, no fp32 forcing): then the chain may differentiate the model itself."""
+        model = self.model
+        default = getattr(type(model), "gradient", None) is BaseModel.gradient
+        forced = getattr(model, "force_fp32_gradient", False) and self.dtype != torch.float32
+        return default and not forced and getattr(model, "device", None) in (None, self.device)
 
     def _scheduled_update(self, n_steps: int) -> TorchEBMStep | list[TorchEBMStep | UpdateRule]:
         """Each step's update from the schedulers, read and advanced as LangevinDynamics does per step.

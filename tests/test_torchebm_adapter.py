@@ -90,7 +90,8 @@ def test_constructor_and_sample_signatures_are_langevin_dynamics() -> None:
     theirs, ours = described(LangevinDynamics.__init__), described(genconv.TorchEBMSampler.__init__)
     assert ours == theirs
     extras = described(genconv.TorchEBMSampler.configure)[1:]
-    assert [name for name, _, _ in extras] == ["temperature", "max_grad_norm", "mala", "seed", "noise_source"]
+    names = ["temperature", "max_grad_norm", "mala", "seed", "noise_source", "compile"]
+    assert [name for name, _, _ in extras] == names
     assert all(kind is inspect.Parameter.KEYWORD_ONLY for _, kind, _ in extras)
     assert described(genconv.TorchEBMSampler.sample) == described(LangevinDynamics.sample)
 
@@ -339,3 +340,15 @@ def test_mala_mode_reports_acceptance() -> None:
     assert samples.shape == (200, 2) and stats["acceptance_rate"].shape == (3,)
     assert sampler.last_acceptance_rate.shape == (200,)
     assert 0.0 < float(stats["acceptance_rate"].min()) and float(stats["acceptance_rate"].max()) < 1.0
+
+
+def test_a_compiled_chain_gives_the_eager_chains_samples() -> None:
+    """compile=True captures the whole chain of the model; same seeds, same samples to float rounding."""
+    model = MLPEnergy()
+    eager = genconv.TorchEBMSampler(model, STEP, NOISE, clamp=(-2.0, 2.0)).configure(seed=9, compile=False)
+    compiled = genconv.TorchEBMSampler(model, STEP, NOISE, clamp=(-2.0, 2.0)).configure(seed=9, compile=True)
+    for _ in range(2):  # the second call replays the chain compiled by the first
+        expected = eager.sample(_start(), n_steps=12)
+        torch.testing.assert_close(compiled.sample(_start(), n_steps=12), expected, **CLOSE)
+    with pytest.raises(ConfigError, match="compile must be 'auto', True or False"):
+        compiled.configure(compile="always")
