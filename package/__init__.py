@@ -7,8 +7,9 @@ reconstruction; ``langevin`` samples it; ``Trainer`` learns it by maximum likeli
 For other energy-based models: ``sample_langevin`` runs Langevin dynamics on any energy through
 genconv's fused update (``GCNStep``, ``SGLDStep`` or ``TorchEBMStep`` parameterisations, fixed
 or scheduled per step, MALA, clipping, clamping), ``ReplayBuffer`` keeps persistent chains, ``ops``
-holds the ``torch.ops.genconv`` operators, and ``TorchEBMSampler`` (needs the optional torchebm package)
-plugs the sampler into TorchEBM's losses.
+holds the ``torch.ops.genconv`` operators, ``TorchEBMSampler`` (needs the optional torchebm package)
+plugs the sampler into TorchEBM's losses, and ``EbmkitLangevin`` / ``EbmkitMALA`` (need the optional
+ebmkit package) into ebmkit's.
 
 ``import genconv`` is light when torch is not imported yet (the ``genconv`` command answers
 ``--help`` at once): the API loads, and registers the ``torch.ops.genconv`` operators, on the
@@ -47,6 +48,8 @@ _API: dict[str, str] = {
     "TorchEBMStep": "genconv.bindings.update_rules",
     "UpdateRule": "genconv.bindings.update_rules",
     "TorchEBMSampler": "genconv.bindings.torchebm_adapter",
+    "EbmkitLangevin": "genconv.bindings.ebmkit_adapter",
+    "EbmkitMALA": "genconv.bindings.ebmkit_adapter",
     "TrainConfig": "genconv.engine.config",
     "load_images": "genconv.engine.data",
     "Samples": "genconv.engine.generate",

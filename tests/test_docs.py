@@ -36,6 +36,8 @@ def test_the_pages_have_snippets() -> None:
 def test_every_python_snippet_runs(name: str, code: str, tmp_path: Path) -> None:
     if "torchebm" in code:
         pytest.importorskip("torchebm")
+    if "import ebm" in code:
+        pytest.importorskip("ebm")
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
