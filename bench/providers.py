@@ -34,10 +34,11 @@ import torch
 import torch._inductor.config as inductor_config
 
 from bench.energy import ConvEnergy
-from bench.workloads import Setup
+from bench.workloads import ENERGY_KINDS, Setup
+from genconv.bindings.compiled_chain import COMPILED_CHAINS
 from genconv.bindings.graphs import CHAIN_GRAPHS
 from genconv.bindings.sampler import sample_langevin
-from genconv.bindings.update_rules import SGLDStep, TorchEBMStep
+from genconv.bindings.update_rules import GCNStep, SGLDStep, TorchEBMStep
 from genconv.engine.langevin import langevin
 
 Chain = Callable[[torch.Tensor], torch.Tensor]
@@ -70,17 +71,52 @@ class Provider:
 
     name: str
     summary: str
-    build: Callable[[Setup], Sampler]
+    build: Callable[[Setup], Sampler] | None
     unavailable: Callable[[torch.device], str | None] = lambda device: None
     baseline: bool = False
     build_pcd: Callable[[Setup], Sampler] | None = None
 
     def builder(self, kind: str) -> Callable[[Setup], Sampler] | None:
         """The builder for a workload kind, None where this provider does not run it."""
-        return self.build_pcd if kind == "pcd" else self.build
+        return self.build_pcd if kind in ENERGY_KINDS else self.build
 
 
 PROVIDERS: dict[str, Provider] = {}
+
+# ``compile`` of genconv's drop-ins on the energy workloads (pcd, conv); the runner's --dropin-compile
+# overrides it (--quick: "auto", which a seconds-long run leaves eager).
+_dropin: dict[str, bool | str] = {"compile": True}
+
+
+def set_dropin_compile(choice: bool | str) -> None:
+    """Run genconv's drop-ins on the energy workloads with ``compile=choice``."""
+    _dropin["compile"] = choice
+
+
+def _compile_notes(notes: dict[str, Any], before: int) -> None:
+    """Record the first-call time of the chains the drop-in compiled since ``before`` records."""
+    new = COMPILED_CHAINS.records[before:]
+    if new:
+        notes["compile_first_call_s"] = sum(record.seconds for record in new)
+        notes["compiled_blocks"] = [f"{list(r.shape)} x{r.steps_per_block} steps" for r in new]
+
+
+def _noting_compile(chain: Chain, notes: dict[str, Any]) -> Chain:
+    """``chain`` whose first call notes what it compiled (the first call holds the compile time)."""
+    notes["compile"] = _dropin["compile"]
+    state = {"first": True}
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if not state["first"]:
+            return chain(x)
+        state["first"] = False
+        before = len(COMPILED_CHAINS.records)
+        out = chain(x)
+        _compile_notes(notes, before)
+        return out
+
+    return run
+
 
 # torch.compile mode per device type; the runner's --compile-mode overrides it.
 COMPILE_MODES = {"cuda": "max-autotune-no-cudagraphs", "cpu": "default"}
@@ -376,14 +412,17 @@ def _build_dropin_pcd(setup: Setup) -> Sampler:
     counter = {"step": 0}
 
     def chain(x: torch.Tensor) -> torch.Tensor:
-        out = sample_langevin(energy, x, steps=setup.steps, update=update, seed=setup.seed, start_step=counter["step"])
+        out = sample_langevin(energy, x, steps=setup.steps, update=update, seed=setup.seed, start_step=counter["step"],
+                              compile=_dropin["compile"])  # fmt: skip
         counter["step"] = out.next_step
         return out.x
 
     def chain_with_noise(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return sample_langevin(energy, x, steps=setup.steps, update=update, noise=noise).x
 
-    return Sampler(chain, chain_with_noise, energy, list(energy.parameters()), {}, CHAIN_GRAPHS.clear)
+    notes: dict[str, Any] = {}
+    return Sampler(_noting_compile(chain, notes), chain_with_noise, energy, list(energy.parameters()), notes,
+                   CHAIN_GRAPHS.clear)  # fmt: skip
 
 
 def _build_torchebm_adapter_pcd(setup: Setup) -> Sampler:
@@ -392,20 +431,114 @@ def _build_torchebm_adapter_pcd(setup: Setup) -> Sampler:
     energy = _pcd_energy(setup)
     sampler = TorchEBMSampler(_torchebm_model(energy, setup), step_size=setup.step_size,
                               noise_scale=setup.noise_scale, dtype=setup.dtype,
-                              device=setup.device).configure(seed=setup.seed)  # fmt: skip
+                              device=setup.device).configure(seed=setup.seed, compile=_dropin["compile"])  # fmt: skip
     update = TorchEBMStep(setup.step_size, setup.noise_scale)
 
     def chain_with_noise(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return sample_langevin(energy, x, steps=setup.steps, update=update, noise=noise).x
 
-    return Sampler(lambda x: sampler.sample(x=x, n_steps=setup.steps), chain_with_noise, energy,
-                   list(energy.parameters()), {}, CHAIN_GRAPHS.clear)  # fmt: skip
+    notes: dict[str, Any] = {}
+    chain = _noting_compile(lambda x: sampler.sample(x=x, n_steps=setup.steps), notes)
+    return Sampler(chain, chain_with_noise, energy, list(energy.parameters()), notes, CHAIN_GRAPHS.clear)
+
+
+def _build_compiled_pcd(setup: Setup) -> Sampler:
+    """The hand loop's step under torch.compile (torch.func.grad, the noise drawn inside), as a user
+    would write it; compiled inside build, so setup_s holds the compile time."""
+    torch._dynamo.reset()
+    energy = _pcd_energy(setup)
+    step_size, noise_std = setup.step_size, _pcd_noise_std(setup)
+    grad_energy = torch.func.grad(lambda x: energy(x).sum())
+
+    def step(x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        if z is None:
+            z = torch.randn_like(x)
+        return x - step_size * grad_energy(x) + noise_std * z
+
+    mode = _compile_mode.get(setup.device.type, "default")
+    compiled = torch.compile(step, mode=mode, fullgraph=True, dynamic=False)
+
+    def run(x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        with torch.no_grad():
+            for index in range(setup.steps):
+                x = compiled(x, None if noise is None else noise[index])
+        return x
+
+    run(setup.x0, None)
+    return Sampler(lambda x: run(x, None), run, energy, list(energy.parameters()), {"compile_mode": mode})
+
+
+def _ebmkit_missing(device: torch.device) -> str | None:
+    try:
+        import ebm  # noqa: F401
+    except ImportError as error:
+        return f"ebmkit is not importable ({error}); pip install ebmkit"
+    return None
+
+
+def _ebmkit_chain_with_noise(energy: torch.nn.Module, setup: Setup) -> NoisyChain:
+    """ebmkit's LangevinDynamics step (its gradient, its update) with the given normals."""
+    from ebm.samplers.base import Sampler as EbmkitSampler
+
+    def run(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            for index in range(setup.steps):
+                _, grad = EbmkitSampler._energy_grad(energy, x)
+                x = x.detach() - setup.step_size * grad + _pcd_noise_std(setup) * noise[index]
+        return x
+
+    return run
+
+
+def _build_ebmkit_pcd(setup: Setup) -> Sampler:
+    import ebm
+
+    energy = _pcd_energy(setup)
+    sampler = ebm.LangevinDynamics(step_size=setup.step_size, steps=setup.steps, noise_scale=_pcd_noise_std(setup))
+    return Sampler(lambda x: sampler.sample(energy, x), _ebmkit_chain_with_noise(energy, setup), energy,
+                   list(energy.parameters()), {"version": ebm.__version__})  # fmt: skip
+
+
+def _build_ebmkit_adapter_pcd(setup: Setup) -> Sampler:
+    """ebmkit's interface with genconv's sampler behind it (genconv.EbmkitLangevin)."""
+    from genconv.bindings.ebmkit_adapter import EbmkitLangevin
+
+    energy = _pcd_energy(setup)
+    sampler = EbmkitLangevin(step_size=setup.step_size, steps=setup.steps, noise_scale=_pcd_noise_std(setup))
+    sampler.configure(seed=setup.seed, compile=_dropin["compile"])
+    update = TorchEBMStep(setup.step_size, setup.noise_scale)
+
+    def chain_with_noise(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return sample_langevin(energy, x, steps=setup.steps, update=update, noise=noise).x
+
+    notes: dict[str, Any] = {}
+    chain = _noting_compile(lambda x: sampler.sample(energy, x), notes)
+    return Sampler(chain, chain_with_noise, energy, list(energy.parameters()), notes, CHAIN_GRAPHS.clear)
+
+
+def _build_gcn_sample(setup: Setup) -> Sampler:
+    """genconv.sample_langevin on the GenerativeConvNet itself (GCNStep): the model's fused chain."""
+    model = copy.deepcopy(setup.model)
+    counter = {"step": 0}
+
+    def chain(x: torch.Tensor) -> torch.Tensor:
+        out = sample_langevin(model, x, steps=setup.steps, update=GCNStep(setup.delta), seed=setup.seed,
+                              start_step=counter["step"])  # fmt: skip
+        counter["step"] = out.next_step
+        return out.x
+
+    def chain_with_noise(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return sample_langevin(model, x, steps=setup.steps, update=GCNStep(setup.delta), noise=noise).x
+
+    return Sampler(
+        chain, chain_with_noise, model.f, list(model.parameters()), {"weights": "float32"}, CHAIN_GRAPHS.clear
+    )
 
 
 register(Provider("eager", "autograd.grad per step, separate torch.randn, tensor-op update", _build_eager,
                   baseline=True, build_pcd=_build_eager_pcd))  # fmt: skip
 register(Provider("compiled", "torch.func.grad step under torch.compile; CUDA: channels_last + whole-chain CUDA graph",
-                  _build_compiled, baseline=True))  # fmt: skip
+                  _build_compiled, baseline=True, build_pcd=_build_compiled_pcd))  # fmt: skip
 register(Provider("torchebm", "TorchEBM LangevinDynamics on the same energy", _build_torchebm, _torchebm_missing,
                   baseline=True, build_pcd=_build_torchebm_pcd))  # fmt: skip
 register(Provider("genconv-torch", "genconv.langevin, backend torch (explicit passes, Philox noise)",
@@ -416,3 +549,9 @@ register(Provider("genconv-dropin", "genconv.sample_langevin on the plain energy
                   _build_dropin, build_pcd=_build_dropin_pcd))  # fmt: skip
 register(Provider("genconv-torchebm", "genconv.TorchEBMSampler: TorchEBM's interface, genconv's sampler",
                   _build_torchebm_adapter, _torchebm_missing, build_pcd=_build_torchebm_adapter_pcd))  # fmt: skip
+register(Provider("ebmkit", "ebmkit LangevinDynamics on the same energy", None, _ebmkit_missing,
+                  baseline=True, build_pcd=_build_ebmkit_pcd))  # fmt: skip
+register(Provider("genconv-ebmkit", "genconv.EbmkitLangevin: ebmkit's interface, genconv's sampler",
+                  None, _ebmkit_missing, build_pcd=_build_ebmkit_adapter_pcd))  # fmt: skip
+register(Provider("genconv-sample", "genconv.sample_langevin on the GenerativeConvNet (GCNStep: its fused chain)",
+                  _build_gcn_sample))  # fmt: skip

@@ -52,6 +52,8 @@ def workload_cost(workload: Workload) -> Cost:
     """FLOPs and bytes of ``workload`` under the model of the module docstring."""
     if workload.kind == "pcd":
         return _small_energy_cost(workload)
+    if workload.kind == "conv":
+        return _conv_energy_cost(workload)
     spec = network_for(workload.preset, workload.channels, workload.image_size)
     element = torch.empty((), dtype=DTYPES[workload.dtype]).element_size()
     size = (workload.image_size, workload.image_size)
@@ -93,6 +95,27 @@ def _small_energy_cost(workload: Workload) -> Cost:
     state_bytes = (weights + 2 * workload.batch * workload.channels) * element
     flops = workload.steps * workload.batch * per_chain_step
     return Cost(flops, workload.steps * step_bytes, workload.steps * state_bytes, per_chain_step)
+
+
+def _conv_energy_cost(workload: Workload) -> Cost:
+    """ebmkit's ConvEnergy (3x3 stride-2 convolutions 3 -> 64 -> 128 -> 256 -> 256, a mean, a
+    linear head): each convolution's forward and input gradient, 2 x 2 x H_out W_out C_out C_in 9
+    per image; bytes as the GCN model counts them, without masks (SiLU keeps its input)."""
+    size, channels, macs, hidden = workload.image_size, workload.channels, 0.0, 0.0
+    weights = 0.0
+    for out_channels in (64, 128, 256, 256):
+        size = (size + 1) // 2
+        macs += size * size * out_channels * channels * 9
+        hidden += size * size * out_channels
+        weights += out_channels * channels * 9 + out_channels
+        channels = out_channels
+    per_image_step = 4.0 * macs
+    element = torch.empty((), dtype=DTYPES[workload.dtype]).element_size()
+    state = workload.image_size**2 * workload.channels
+    step_bytes = (3 * state * workload.batch + 4 * hidden * workload.batch + 2 * weights) * element
+    state_bytes = (2 * state * workload.batch + weights) * element
+    return Cost(workload.steps * workload.batch * per_image_step, workload.steps * step_bytes,
+                workload.steps * state_bytes, per_image_step)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,12 @@ import torch._inductor.config as inductor_config
 
 from bench import report
 from bench.check import check_providers, check_setup, check_setup_pcd
-from bench.providers import PROVIDERS, Provider, Sampler, set_compile_mode
+from bench.providers import PROVIDERS, Provider, Sampler, set_compile_mode, set_dropin_compile
 from bench.roofline import Ceilings, floor, measure_ceilings, workload_cost
 from bench.timing import allocated, measure, peak_memory, synchronize
 from bench.workloads import (
     DTYPES,
+    ENERGY_KINDS,
     KINDS,
     Setup,
     Workload,
@@ -81,6 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", help="cuda or cpu (default cuda when available)")
     parser.add_argument("--compile-mode", help="torch.compile mode of 'compiled' (default CUDA "
                         "max-autotune-no-cudagraphs + a whole-chain CUDA graph, CPU default)")  # fmt: skip
+    parser.add_argument(
+        "--dropin-compile",
+        choices=("true", "false", "auto"),
+        help="compile of genconv's "
+        "drop-ins on the pcd and conv workloads (default true; --quick: auto, which stays eager)",
+    )
     parser.add_argument("--cold-compile", action="store_true",
                         help="disable torch.compile's caches: setup_s of 'compiled' is then a cold compile "
                         "(default: caches on, as in a user's second run)")  # fmt: skip
@@ -128,7 +135,7 @@ def _split(text: str) -> list[str]:
 
 def timed_call(setup: Setup, sampler: Sampler) -> Any:
     """What one timed call runs: the chain from x0 (pcd: the sampler's steps), or one learning iteration."""
-    if setup.workload.kind in ("chain", "pcd"):
+    if setup.workload.kind in ("chain", *ENERGY_KINDS):
         return lambda: sampler.chain(setup.x0)
     assert setup.observed is not None
     return learning_iteration(sampler.chain, sampler.score, sampler.parameters, setup.x0, setup.observed)
@@ -226,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         set_compile_mode(device.type, args.compile_mode)
     if args.cold_compile:
         inductor_config.force_disable_caches = True
+    choice = args.dropin_compile or ("auto" if args.quick else "true")
+    set_dropin_compile({"true": True, "false": False}.get(choice, "auto"))
     stem = args.name or f"{report.device_slug(device)}-{date.today().isoformat()}"
     json_path, png_path = args.out / f"{stem}.json", args.out / f"{stem}.png"
     config = {key: str(value) if isinstance(value, Path | torch.device) else value for key, value in vars(args).items()}
@@ -261,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                                       "provider": name, "status": "ok"}  # fmt: skip
             reason = PROVIDERS[name].unavailable(device)
             if reason is None and PROVIDERS[name].builder(workload.kind) is None:
-                reason = f"runs GCN workloads only, not {workload.kind}"
+                only = "energy (pcd, conv)" if PROVIDERS[name].build is None else "GCN"
+                reason = f"runs {only} workloads only, not {workload.kind}"
             if reason is None:
                 reason = too_slow.get((workload.group, name))
             budget = args.budget_seconds

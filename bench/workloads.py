@@ -18,13 +18,19 @@ from bench.energy import MLPEnergy, gaussian_mixture
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.presets import get_preset, network_for
 
-Kind = Literal["chain", "train", "pcd"]
-KINDS: tuple[str, ...] = ("chain", "train", "pcd")
+Kind = Literal["chain", "train", "pcd", "conv"]
+KINDS: tuple[str, ...] = ("chain", "train", "pcd", "conv")
+# The kinds that sample a plain energy module (``Setup.energy``) with TorchEBM's parameters.
+ENERGY_KINDS: tuple[str, ...] = ("pcd", "conv")
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # The small-energy workload: TorchEBM's LangevinDynamics parameters of a persistent-CD run.
 SMALL_ENERGY = "mlp-gmm"
 SMALL_STEP_SIZE = 0.01
 SMALL_NOISE_SCALE = 1.0
+# The image-energy workload: ebmkit's ConvEnergy (spectral norm, eval mode) on 32x32 RGB images.
+CONV_ENERGY = "ebmkit-conv"
+CONV_SIZE = 32
+CONV_CHAINS = 64
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,9 @@ class Workload:
     mean f(synthesized) - mean f(observed) over ``batch`` observed images); "pcd": ``steps`` steps
     of TorchEBM's Langevin dynamics (step size 0.01, noise scale 1) on ``batch`` chains of the
     small MLP energy over 2-D points (``preset`` "mlp-gmm", ``channels`` the dimension 2,
-    ``image_size`` 1): what a persistent-CD iteration samples, dominated by per-step overhead.
+    ``image_size`` 1): what a persistent-CD iteration samples, dominated by per-step overhead;
+    "conv": the same dynamics on ebmkit's ``ConvEnergy`` over ``batch`` 32x32 RGB images
+    (``preset`` "ebmkit-conv"), a small image EBM as ebmkit users train them.
     """
 
     kind: Kind
@@ -52,6 +60,8 @@ class Workload:
         """The panel a workload is plotted in: everything but the batch."""
         if self.kind == "pcd":
             return f"pcd {self.preset} {self.channels}-D {self.dtype} K={self.steps}"
+        if self.kind == "conv":
+            return f"conv {self.preset} {self.image_size}px {self.dtype} K={self.steps}"
         return f"{self.kind} {self.preset} {self.image_size}px {self.dtype} K={self.steps}"
 
     @property
@@ -94,6 +104,9 @@ def matrix(
     for kind in kinds:
         if kind == "pcd":
             yield Workload("pcd", SMALL_ENERGY, 1, 2, pcd_chains, "float32", steps)
+            continue
+        if kind == "conv":
+            yield Workload("conv", CONV_ENERGY, CONV_SIZE, 3, CONV_CHAINS, "float32", steps)
             continue
         for preset in presets:
             for size in sizes:
@@ -144,6 +157,15 @@ def build_setup(workload: Workload, device: torch.device, delta: float | None = 
         generator = torch.Generator(device="cpu").manual_seed(1)
         energy = MLPEnergy(workload.channels).to(device)
         x0 = gaussian_mixture(workload.batch, generator).to(device)
+        return Setup(workload, device, torch.float32, None, x0, None, 0.0, 1.0, energy=energy)
+    if workload.kind == "conv":
+        from ebm.nets import ConvEnergy as EbmkitConvEnergy
+
+        torch.manual_seed(0)
+        energy = EbmkitConvEnergy(workload.channels).to(device).eval()
+        generator = torch.Generator(device="cpu").manual_seed(1)
+        shape = (workload.batch, workload.channels, workload.image_size, workload.image_size)
+        x0 = (2 * torch.rand(shape, generator=generator) - 1).to(device)
         return Setup(workload, device, torch.float32, None, x0, None, 0.0, 1.0, energy=energy)
     preset = get_preset(workload.preset)
     spec = network_for(workload.preset, workload.channels, workload.image_size)

@@ -18,8 +18,9 @@ import pytest
 import torch
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-PROVIDERS = ["eager", "torchebm", "genconv-torch", "genconv-triton", "genconv-dropin", "genconv-torchebm"]
-PCD_PROVIDERS = {"eager", "torchebm", "genconv-dropin", "genconv-torchebm"}
+PROVIDERS = ["eager", "torchebm", "ebmkit", "genconv-torch", "genconv-triton", "genconv-dropin", "genconv-torchebm",
+             "genconv-ebmkit", "genconv-sample"]  # fmt: skip
+PCD_PROVIDERS = {"eager", "torchebm", "ebmkit", "genconv-dropin", "genconv-torchebm", "genconv-ebmkit"}
 META_KEYS = {"device", "device_type", "python", "torch", "triton", "date", "git_sha", "command"}
 RESULT_KEYS = {"timing", "image_steps_per_s", "image_steps_per_s_q10", "image_steps_per_s_q90", "setup_s",
                "peak_memory_bytes", "cost", "floor", "time_over_floor", "fraction_of_matrix_rate",
@@ -51,13 +52,17 @@ def test_json_has_the_run_and_every_provider(quick_run: dict) -> None:
     ceilings = run["ceilings"]["float32"]
     assert _positive(ceilings["matrix_flops_per_s"]) and _positive(ceilings["bandwidth_bytes_per_s"])
     labels = {result["label"] for result in run["results"]}
-    assert len(labels) == 5  # chain and train, texture and object; the small-energy pcd workload
+    assert len(labels) == 6  # chain and train, texture and object; the energy workloads pcd and conv
     for label in labels:
         assert sorted(r["provider"] for r in run["results"] if r["label"] == label) == sorted(PROVIDERS)
     pcd = [r for r in run["results"] if r["workload"]["kind"] == "pcd"]
     assert {r["provider"] for r in pcd if r["status"] == "ok"} == PCD_PROVIDERS
     assert all(r["status"] == "skipped" for r in pcd if r["provider"] not in PCD_PROVIDERS)
     assert any("GCN workloads only" in r["note"] for r in pcd if r["provider"] == "genconv-torch")
+    conv = [r for r in run["results"] if r["workload"]["kind"] == "conv"]
+    assert {r["provider"] for r in conv if r["status"] == "ok"} == PCD_PROVIDERS
+    gcn = [r for r in run["results"] if r["workload"]["kind"] in ("chain", "train")]
+    assert all(r["status"] == "skipped" for r in gcn if r["provider"] in ("ebmkit", "genconv-ebmkit"))
 
 
 def test_figures_are_positive_and_finite(quick_run: dict) -> None:
