@@ -17,3 +17,10 @@ if SWAP == "genconv":
     for module in (ebm, ebm.samplers):
         module.LangevinDynamics = genconv.EbmkitLangevin
         module.MALA = genconv.EbmkitMALA
+
+
+def pytest_report_header() -> str:
+    return (
+        f"ebmkit samplers in use: {ebm.LangevinDynamics.__module__}.{ebm.LangevinDynamics.__name__}, "
+        f"{ebm.MALA.__module__}.{ebm.MALA.__name__}"
+    )

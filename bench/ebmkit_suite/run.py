@@ -37,6 +37,8 @@ def run_once(root: Path, swap: str) -> tuple[str, dict[str, str]]:
                             capture_output=True, text=True, env={**os.environ, "SWAP": swap})  # fmt: skip
     lines = result.stdout.strip().splitlines()
     summary = lines[-1] if lines else result.stderr.strip()
+    in_use = next((line for line in lines if line.startswith("ebmkit samplers in use")), "")
+    summary = f"{summary}\n         {in_use}" if in_use else summary
     outcomes = {}
     for line in lines:
         found = OUTCOME.match(line)
