@@ -13,9 +13,15 @@
 - ``genconv-dropin`` / ``genconv-torchebm``: ``genconv.sample_langevin`` on the plain energy module,
   and ``genconv.TorchEBMSampler`` behind TorchEBM's interface.
 
-The small-energy workload ("pcd": TorchEBM's x - eta dE/dx + noise_scale sqrt(2 eta) z on an MLP
-energy) has its own builders (``build_pcd``): eager (the hand loop), torchebm, genconv-dropin
-and genconv-torchebm run it; the GCN-only providers are skipped there.
+- ``genconv-sample``: ``genconv.sample_langevin`` on the GenerativeConvNet itself (GCNStep), which
+  hands the chain to the model's fused chain (GCN workloads only).
+
+The energy workloads ("pcd": TorchEBM's x - eta dE/dx + noise_scale sqrt(2 eta) z on an MLP
+energy; "conv": the same on ebmkit's ConvEnergy over 32x32 images) have their own builders
+(``build_pcd``): eager (the hand loop), compiled (the hand loop's step under torch.compile),
+torchebm, ebmkit (its LangevinDynamics), and genconv's drop-ins genconv-dropin, genconv-torchebm
+and genconv-ebmkit, which run with ``compile=True`` (``--dropin-compile``) and note the first
+call's compile time; the GCN-only providers are skipped there, and ebmkit's runs only there.
 
 Adding a provider (for example a drop-in sampler API that takes any energy module) is one
 ``register(Provider(...))`` call at the end of this file: write ``build(setup) -> Sampler``, where
