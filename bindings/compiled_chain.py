@@ -9,8 +9,9 @@ fuses it into a few loops; on CUDA the compiled block is also recorded in a CUDA
 Philox counter (start_step + t) * x.numel() + e with the run seed, so a compiled chain equals the
 eager one to float rounding (log and cos of the inductor's vector code against the C++ kernel's).
 
-A chain of ``steps`` steps runs as blocks of ``block_size(steps)`` steps (the largest divisor
-of ``steps`` up to ``MAX_BLOCK``): one compiled function per (energy, shape, dtype, device,
+A chain of ``steps`` steps runs as blocks of ``block_size(steps, x.numel())`` steps (the largest
+divisor of ``steps`` up to ``MAX_BLOCK``; one step for states of ``LARGE_STATE`` elements or more,
+where the step's compute outweighs its overhead): one compiled function per (energy, shape, dtype, device,
 block size, clamp, clipping), whatever the step sizes (they enter as tensors, so a schedule or a
 new step size does not recompile). Compiled chains are kept for ``CAPACITY`` energies, least
 recently used dropped. When capture fails the chain runs eagerly, with one warning, and that key
@@ -40,6 +41,7 @@ COMPILE_ENV = "GENCONV_COMPILE"
 COMPILE_CHOICES: tuple[object, ...] = ("auto", True, False)
 AUTO_STEPS = 20_000
 MAX_BLOCK = 5
+LARGE_STATE = 65_536
 CAPACITY = 8
 
 _MASK32 = 0xFFFFFFFF
@@ -57,8 +59,12 @@ def compile_enabled() -> bool:
     return os.environ.get(COMPILE_ENV, "1") != "0"
 
 
-def block_size(steps: int) -> int:
-    """Steps per compiled block: the largest divisor of ``steps`` up to MAX_BLOCK (one compile per chain length)."""
+def block_size(steps: int, numel: int = 1) -> int:
+    """Steps per compiled block: the largest divisor of ``steps`` up to MAX_BLOCK (one compile per
+    chain length); one step for states of LARGE_STATE elements or more, whose steps are compute, not
+    overhead, and whose unrolled blocks would multiply the compile time."""
+    if numel >= LARGE_STATE:
+        return 1
     return max(d for d in range(1, min(steps, MAX_BLOCK) + 1) if steps % d == 0)
 
 

@@ -194,7 +194,7 @@ def sample_langevin(
     chain = _Chain(energy, gradient, rules, max_grad_norm, clamp, clip_value)
     plain = not (mala or diagnostics or callback is not None or thin is not None or noise is not None)
     if plain and gradient is None and steps > 0:
-        spec = ChainSpec(block_size(steps), clamp, max_grad_norm, clip_value)
+        spec = ChainSpec(block_size(steps, x.numel()), clamp, max_grad_norm, clip_value)
         key = (id(energy), tuple(x.shape), x.dtype, x.device, spec)
         if COMPILED_CHAINS.wants(key, energy, steps, compile):
             counter = ops.noise_counter(run_seed, start_step * x.numel(), x.device)

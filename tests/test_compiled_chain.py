@@ -38,6 +38,7 @@ def test_traced_normal_is_the_reference_stream() -> None:
 
 def test_block_size_divides_the_chain() -> None:
     assert [block_size(n) for n in (1, 4, 6, 7, 10, 100, 97)] == [1, 4, 3, 1, 5, 5, 1]
+    assert block_size(30, numel=64 * 3 * 32 * 32) == 1  # an image batch: one step per compiled call
 
 
 def test_compiled_chain_equals_eager_with_a_schedule_clipping_and_clamp() -> None:
