@@ -17,7 +17,7 @@ Importing this module needs the optional ``ebmkit`` package (``pip install 'genc
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from genconv.bindings.errors import ConfigError
 from genconv.bindings.sampler import EnergyFn, sample_langevin
@@ -26,7 +26,6 @@ from genconv.bindings.update_rules import SGLDStep
 
 try:
     from ebm.samplers.langevin import MALA, LangevinDynamics
-    from ebm.utils import frozen_params
 except ImportError as error:  # pragma: no cover - exercised only without ebmkit
     raise ImportError("genconv.EbmkitLangevin and EbmkitMALA need ebmkit: pip install 'genconv[ebmkit]'") from error
 
@@ -125,9 +124,9 @@ class EbmkitLangevin(_Configurable, LangevinDynamics):
         """
         n_steps = _steps_of(self.steps if steps is None else steps)
         x = x_init.detach().clone()
-        module = energy if isinstance(energy, nn.Module) else None
-        with frozen_params(module):
-            out = self._run(energy, x, n_steps, 1 if return_trajectory else None, self.compile)
+        # No frozen_params: the chain differentiates in x only (no parameter .grad is touched), and
+        # flipping requires_grad on every call would make torch.compile's guards recompile the chain.
+        out = self._run(energy, x, n_steps, 1 if return_trajectory else None, self.compile)
         if return_trajectory:
             return torch.cat([x.unsqueeze(0), out.trajectory])
         return out.x
@@ -172,9 +171,7 @@ class EbmkitMALA(_Configurable, MALA):
         """Run ``steps`` (default ``self.steps``) transitions; ebmkit's ``Sampler.sample`` contract."""
         n_steps = _steps_of(self.steps if steps is None else steps)
         x = x_init.detach().clone()
-        module = energy if isinstance(energy, nn.Module) else None
-        with frozen_params(module):
-            out = self._run(energy, x, n_steps, 1 if return_trajectory else None)
+        out = self._run(energy, x, n_steps, 1 if return_trajectory else None)
         if return_trajectory:
             return torch.cat([x.unsqueeze(0), out.trajectory])
         return out.x
