@@ -85,8 +85,8 @@ class TrainConfig:
 
         filled = replace(
             self,
-            data=self.data or preset.data,
-            image_size=self.image_size or preset.paper_image_size,
+            data=self.data if self.data is not None else preset.data,
+            image_size=self.image_size if self.image_size is not None else preset.paper_image_size,
             max_images=self.max_images if self.max_images is not None else preset.max_images,
             iterations=self.iterations if self.iterations is not None else preset.iterations,
             langevin_steps=pick("langevin_steps", preset.langevin_steps, regime.langevin_steps),

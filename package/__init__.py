@@ -37,6 +37,8 @@ _API: dict[str, str] = {
     "ConfigError": "genconv.bindings.errors",
     "DataError": "genconv.bindings.errors",
     "GenconvError": "genconv.bindings.errors",
+    "InputTypeError": "genconv.bindings.errors",
+    "OutputBusyError": "genconv.bindings.errors",
     "ReplayBuffer": "genconv.bindings.replay",
     "SamplerDiagnostics": "genconv.bindings.sampler",
     "SamplerOutput": "genconv.bindings.sampler",
