@@ -12,10 +12,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from genconv.bindings.choices import MAX_IMAGE_SIZE
 from genconv.bindings.errors import ConfigError
 
 MIN_IMAGE_SIZE = 1  # the network's own check names the smallest size it can read
-MAX_IMAGE_SIZE = 4096
 MAX_COUNT = 10**9  # chains, samples, images, iterations: more is a typo, not a plan
 
 
