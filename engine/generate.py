@@ -199,17 +199,19 @@ def sample_range(
         size = min(batch_size, first + count - start_index)
         start = _start(run, init, start_index, size, total, seed, hidden_steps, backend, device)
         chain_size = math.prod(start.shape[1:])
-        result = langevin(
-            run.model, start, steps=steps, delta=delta, seed=derive_seed(seed, LANGEVIN_STREAM),
-            stream_offset=start_index * chain_size, stream_stride=total * chain_size, backend=backend,
-        )  # fmt: skip
-        states = result.x.float().cpu()
-        if not bool(torch.isfinite(states).all()):
+        try:
+            result = langevin(
+                run.model, start, steps=steps, delta=delta, seed=derive_seed(seed, LANGEVIN_STREAM),
+                stream_offset=start_index * chain_size, stream_stride=total * chain_size, backend=backend,
+            )  # fmt: skip
+        except ChainDivergedError as error:
+            where = f"at step {error.step} of {steps}" if error.step else f"within {steps} steps"
             raise ChainDivergedError(
-                f"samples became NaN/Inf within {steps} Langevin steps at step size {delta:g}; try a smaller --delta "
-                f"(the run trained with {run.config.delta:g})"
-            )
-        batches.append(states)
+                f"samples became NaN/Inf {where} at step size {delta:g}; try a smaller --delta (the run trained "
+                f"with {run.config.delta:g})",
+                error.step,
+            ) from None
+        batches.append(result.x.float().cpu())
         if on_batch is not None:
             on_batch(size)
     return torch.cat(batches)
