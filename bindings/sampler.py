@@ -266,9 +266,14 @@ def _is_integer(value: object) -> bool:
 
 
 def _describe(value: object) -> str:
+    """A short, one-line account of a value for an error message."""
     if isinstance(value, torch.Tensor):
         return f"{value.dtype} tensor of shape {list(value.shape)}"
-    return repr(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)[:80]
+    shape = getattr(value, "shape", None)
+    of_shape = f" of shape {list(shape)}" if isinstance(shape, tuple) else ""
+    return f"{type(value).__module__}.{type(value).__name__}{of_shape}"
 
 
 def _model_energy(model: Any, update: StepForm | Schedule) -> tuple[EnergyFn, StepForm | Schedule]:

@@ -20,7 +20,7 @@ import torch
 from genconv.bindings.errors import ChainDivergedError, CheckpointError, ConfigError
 from genconv.engine import data as datasets
 from genconv.engine.checkpoint import check_run_record, load_checkpoint, save_checkpoint
-from genconv.engine.config import TrainConfig, resolve_device
+from genconv.engine.config import TrainConfig, flag_of, resolve_device
 from genconv.engine.distributed import SINGLE, ProcessGroup, barrier, check_divisible
 from genconv.engine.generator import GeneratorSpec, UpsamplingGenerator
 from genconv.engine.images import grid_array, save_png, side_by_side
@@ -296,14 +296,6 @@ class Trainer:
 
 
 _RESUME_MAY_CHANGE = ("iterations", "backend", "device", "image_every", "checkpoint_every")
-# The command-line flag of each TrainConfig field whose name differs.
-FIELD_FLAGS = {"langevin_steps": "--steps", "num_chains": "--chains", "persistent": "--no-persistent",
-               "amortize": "--no-amortize"}  # fmt: skip
-
-
-def flag_of(name: str) -> str:
-    """The command-line flag that sets the TrainConfig field ``name``."""
-    return FIELD_FLAGS.get(name, f"--{name.replace('_', '-')}")
 
 
 def _resumed_config(stored: TrainConfig, requested: TrainConfig, explicit: set[str] | None = None) -> TrainConfig:
