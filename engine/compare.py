@@ -23,6 +23,7 @@ from genconv.engine.config import GGCN_ONLY, TrainConfig
 from genconv.engine.evaluate import reference_images
 from genconv.engine.generate import sample_checkpoint
 from genconv.engine.metrics import sliced_wasserstein_distance
+from genconv.engine.outputs import write_text_atomic
 from genconv.engine.trainer import CHECKPOINT_NAME, METRICS_NAME, Trainer, read_metrics
 
 COMPARED = ("gcn", "wgcn", "ggcn")
@@ -138,8 +139,8 @@ def compare_models(
         "iterations": first["runs"][0]["iterations"], "seeds": list(seeds), "reference": first["runs"][0]["reference"],
         "spread": "sample standard deviation over the seeds", "models": rows,
     }  # fmt: skip
-    (out_dir / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / "compare.md").write_text(markdown_table(report))
+    write_text_atomic(out_dir / "compare.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(out_dir / "compare.md", markdown_table(report))
     save_compare_figure(curves, pictures, report, out_dir / "compare.png")
     return report
 

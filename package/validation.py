@@ -76,9 +76,15 @@ def _creatable_folder(flag: str, folder: Path) -> None:
         raise ConfigError(f"{flag} {str(folder)!r}: cannot write in {str(probe)!r} (permission denied)")
 
 
+def _not_empty(flag: str, path: str | Path) -> Path:
+    if not str(path).strip():
+        raise ConfigError(f"{flag} is empty; give a path")
+    return Path(path)
+
+
 def output_folder(flag: str, path: str | Path) -> Path:
     """An output folder: a writable directory, or one that can be created."""
-    path = Path(path)
+    path = _not_empty(flag, path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {str(path)!r} is a file; {flag} names a folder")
     _creatable_folder(flag, path)
@@ -87,7 +93,7 @@ def output_folder(flag: str, path: str | Path) -> Path:
 
 def output_file(flag: str, path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
     """An output file: not a folder, with one of ``suffixes`` (if given), in a writable or creatable folder."""
-    path = Path(path)
+    path = _not_empty(flag, path)
     if path.is_dir():
         raise ConfigError(f"{flag} {str(path)!r} is a folder; {flag} names a file")
     if suffixes and path.suffix.lower() not in suffixes:
@@ -100,7 +106,7 @@ def output_file(flag: str, path: str | Path, suffixes: tuple[str, ...] = ()) -> 
 
 def input_file(flag: str, path: str | Path) -> Path:
     """An input file that exists and can be read."""
-    path = Path(path)
+    path = _not_empty(flag, path)
     if path.is_dir():
         return path  # the reader names what the folder holds
     if path.exists() and not os.access(path, os.R_OK):
