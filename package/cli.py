@@ -365,6 +365,29 @@ def _checkpoint_exists(out: str) -> bool:
     return (Path(out) / CHECKPOINT_NAME).is_file()
 
 
+# What each command may find in a folder it writes: its own earlier files (and a lock).
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "latest.png", "curves.png", "images")
+SHARD_FILES = ("manifest.json", "shard-*.pt", "shard-*.png")
+COMPARE_FILES = ("gcn", "wgcn", "ggcn", "compare.json", "compare.md", "compare.png")
+
+
+def _check_folder_holds_only(folder: str, patterns: tuple[str, ...], what: str) -> None:
+    """ConfigError if ``folder`` holds files that are not ``what``'s own (matching ``patterns``)."""
+    import fnmatch
+
+    path = Path(folder)
+    if not path.is_dir():
+        return
+    foreign = sorted(
+        entry.name
+        for entry in path.iterdir()
+        if not entry.name.startswith(".") and not any(fnmatch.fnmatch(entry.name, p) for p in patterns)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ConfigError(f"--out {folder!r} holds files that are not {what}'s ({shown}); choose a new or empty folder")
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from genconv.engine import distributed
     from genconv.engine.checkpoint import load_checkpoint
@@ -373,6 +396,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from genconv.engine.trainer import CHECKPOINT_NAME, Trainer
 
     check.output_folder("--out", args.out)
+    _check_folder_holds_only(args.out, RUN_FILES, "a training run")
     if args.resume and not _checkpoint_exists(args.out):
         load_checkpoint(Path(args.out) / CHECKPOINT_NAME)  # says what is wrong with it
     args.device = check.device("--device", distributed.local_device(args.device))
@@ -449,6 +473,7 @@ def _run_sharded_sample(args: argparse.Namespace) -> int:
     if args.raw:
         raise ConfigError("--raw does not apply with --shard-size: the shards hold the raw samples")
     check.output_folder("--out", args.out)
+    _check_folder_holds_only(args.out, SHARD_FILES, "a sharded sampling run")
     device = resolve_device(check.device("--device", distributed.local_device(args.device)))
     group = distributed.init_from_environment(device)
     try:
@@ -500,6 +525,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     if len(set(models)) != len(models):
         raise ConfigError(f"--models lists a model twice: {args.models!r}")
     check.output_folder("--out", args.out)
+    _check_folder_holds_only(args.out, COMPARE_FILES, "a comparison")
     args.device = check.device("--device", args.device)
     base = _config_from(args, models[0])
     seeds = tuple(base.seed + index for index in range(args.seeds))
@@ -550,12 +576,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"genconv {args.command}: error: {_one_line(_os_error_line(error))}", file=sys.stderr)
         return EXIT_ERROR
     except MemoryError:
-        print(f"genconv {args.command}: error: out of memory; try a smaller --batch-size, --num or --image-size",
-              file=sys.stderr)  # fmt: skip
+        print(f"genconv {args.command}: error: {_OUT_OF_MEMORY}", file=sys.stderr)
+        return EXIT_ERROR
+    except RuntimeError as error:  # torch reports a failed allocation (CPU or CUDA) as a RuntimeError
+        if not any(sign in str(error) for sign in ("out of memory", "can't allocate memory", "Cannot allocate")):
+            raise
+        print(f"genconv {args.command}: error: {_OUT_OF_MEMORY}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"genconv {args.command}: {_interrupted_line(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+_OUT_OF_MEMORY = "out of memory; try a smaller --chains, --batch-size, --num or --image-size"
 
 
 def _one_line(text: str) -> str:

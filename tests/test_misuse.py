@@ -95,6 +95,27 @@ def test_output_paths_of_the_wrong_kind_are_refused_first(run, tmp_path, capsys)
     assert snapshot(run) == before
 
 
+def test_a_folder_holding_another_commands_files_is_refused(run, tmp_path, capsys) -> None:
+    before = snapshot(run)
+    checkpoint = str(run / "checkpoint.pt")
+    argv = ["sample", "--checkpoint", checkpoint, "--out", str(run), "--shard-size", "2", "--num", "2"]
+    status, _, err = run_cli(argv, capsys)
+    one_line_error(status, err, "holds files that are not a sharded sampling run's")
+    status, _, err = run_cli(["compare", "--out", str(run), "--iterations", "1"], capsys)
+    one_line_error(status, err, "holds files that are not a comparison's")
+    assert snapshot(run) == before
+    shards = tmp_path / "shards"
+    assert main([*argv[:4], str(shards), *argv[5:], "--steps", "1", "--no-progress"]) == 0
+    status, _, err = run_cli([*TRAIN, "--iterations", "1", "--out", str(shards)], capsys)
+    one_line_error(status, err, "holds files that are not a training run's (manifest.json")
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, capsys) -> None:
+    status, _, err = run_cli([*TRAIN, "--iterations", "1", "--chains", "1000000000", "--out", str(tmp_path / "m")],
+                             capsys)  # fmt: skip
+    one_line_error(status, err, "out of memory; try a smaller --chains")
+
+
 def test_an_os_error_at_the_boundary_is_one_line_naming_the_path(tmp_path, capsys, monkeypatch) -> None:
     def disk_full(payload, handle):
         handle.write(b"partial")
