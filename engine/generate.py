@@ -199,6 +199,11 @@ def sample_range(
         size = min(batch_size, first + count - start_index)
         start = _start(run, init, start_index, size, total, seed, hidden_steps, backend, device)
         chain_size = math.prod(start.shape[1:])
+        if not bool(torch.isfinite(start).all()):
+            raise ChainDivergedError(
+                f"the chains' starting states (--init {init}) hold NaN/Inf"
+                + (": the hidden-space steps diverged; try fewer --hidden-steps" if hidden_steps else "")
+            )
         try:
             result = langevin(
                 run.model, start, steps=steps, delta=delta, seed=derive_seed(seed, LANGEVIN_STREAM),

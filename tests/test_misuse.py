@@ -95,6 +95,20 @@ def test_output_paths_of_the_wrong_kind_are_refused_first(run, tmp_path, capsys)
     assert snapshot(run) == before
 
 
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write into read-only folders")
+def test_a_read_only_folder_is_refused_before_work(tmp_path, capsys) -> None:
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        status, _, err = run_cli([*TRAIN, "--iterations", "1", "--out", str(locked / "run")], capsys)
+        one_line_error(status, err, "--out", "permission denied")
+        status, _, err = run_cli(["sample", "--checkpoint", "x.pt", "--out", str(locked / "s.png")], capsys)
+        one_line_error(status, err, "--out", "permission denied")
+    finally:
+        locked.chmod(0o755)
+
+
 def test_a_folder_holding_another_commands_files_is_refused(run, tmp_path, capsys) -> None:
     before = snapshot(run)
     checkpoint = str(run / "checkpoint.pt")
