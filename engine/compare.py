@@ -105,17 +105,17 @@ def _samples(trainer: Trainer, checkpoint: Path, seed: int) -> torch.Tensor:
 RunResult = tuple[dict[str, Any], list[dict[str, Any]], torch.Tensor]
 
 
-def _likelihood(trainer: Trainer, reference: torch.Tensor) -> dict[str, Any]:
-    """Held-out bits/dim of a gcn or wgcn run by forward AIS (``COMPARE_AIS``); None for ggcn."""
+def _likelihood(trainer: Trainer, reference: torch.Tensor, ais: dict[str, Any]) -> dict[str, Any]:
+    """Held-out bits/dim of a gcn or wgcn run by forward AIS (options ``ais``); None for ggcn."""
     if trainer.config.model == "ggcn":
         return {"bits_per_dim": None, "bits_per_dim_se": None, "ais_ess": None, "ais_seconds": None}
     found = log_likelihood(trainer.model, reference, scale=trainer.scale, seed=trainer.config.seed,
-                           backend=trainer.config.backend, device=trainer.device, **COMPARE_AIS)  # fmt: skip
+                           backend=trainer.config.backend, device=trainer.device, **ais)  # fmt: skip
     return {"bits_per_dim": found.bits_per_dim, "bits_per_dim_se": found.bits_per_dim_se,
             "ais_ess": found.forward["ess"], "ais_seconds": found.forward["seconds"]}  # fmt: skip
 
 
-def _run(config: TrainConfig, run_dir: Path, progress: bool) -> RunResult:
+def _run(config: TrainConfig, run_dir: Path, progress: bool, ais: dict[str, Any]) -> RunResult:
     """Train (or finish) one run; its report row, metric lines and samples (pixel units, clipped)."""
     trainer = Trainer(config, run_dir, resume=(run_dir / CHECKPOINT_NAME).exists(), progress=progress)
     summary = trainer.fit()
@@ -137,7 +137,7 @@ def _run(config: TrainConfig, run_dir: Path, progress: bool) -> RunResult:
         "samples": int(samples.shape[0]),
         "reference": which,
         "reference_images": int(reference.shape[0]),
-        **_likelihood(trainer, reference),
+        **_likelihood(trainer, reference, ais),
     }
     return row, metrics, samples
 
@@ -150,12 +150,14 @@ def _mean_and_spread(values: list[float | None]) -> dict[str, float | None]:
 
 def compare_models(
     base: TrainConfig, out_dir: str | Path, models: tuple[str, ...] = COMPARED,
-    seeds: tuple[int, ...] | None = None, progress: bool = True,
+    seeds: tuple[int, ...] | None = None, progress: bool = True, ais: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train every model of ``models`` from ``base`` (see ``config_for``) once per seed and report.
 
-    ``seeds`` defaults to ``DEFAULT_SEED_COUNT`` consecutive seeds from ``base.seed``.
+    ``seeds`` defaults to ``DEFAULT_SEED_COUNT`` consecutive seeds from ``base.seed``; ``ais``
+    updates ``COMPARE_AIS``, the options of the likelihood's AIS run (chains, steps, transition).
     """
+    ais = {**COMPARE_AIS, **(ais or {})}
     out_dir = Path(out_dir)
     seeds = seeds or tuple(base.seed + index for index in range(DEFAULT_SEED_COUNT))
     rows: dict[str, Any] = {}
@@ -165,7 +167,7 @@ def compare_models(
         runs, curves[kind] = [], []
         for seed in seeds:
             config = replace(config_for(kind, base), seed=seed)
-            row, metrics, samples = _run(config, out_dir / kind / f"seed-{seed}", progress)
+            row, metrics, samples = _run(config, out_dir / kind / f"seed-{seed}", progress, ais)
             runs.append(row)
             curves[kind].append(metrics)
             pictures.setdefault(kind, samples)
@@ -179,7 +181,7 @@ def compare_models(
     report = {
         "data": first["config"]["data"], "preset": base.preset, "image_size": first["config"]["image_size"],
         "iterations": first["runs"][0]["iterations"], "seeds": list(seeds), "reference": first["runs"][0]["reference"],
-        "spread": "sample standard deviation over the seeds", "models": rows,
+        "spread": "sample standard deviation over the seeds", "ais": ais, "models": rows,
     }  # fmt: skip
     (out_dir / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "compare.md").write_text(markdown_table(report))

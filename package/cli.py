@@ -271,6 +271,10 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="report directory")
     parser.add_argument("--models", default="gcn,wgcn,ggcn", help="comma-separated model families to compare")
     parser.add_argument("--seeds", type=int, default=3, help="runs per model, at seeds --seed, --seed + 1, ...")
+    parser.add_argument(
+        "--ais-chains", type=int, default=8, help="chains of the AIS run for the held-out likelihood (gcn, wgcn)"
+    )
+    parser.add_argument("--ais-steps", type=int, default=500, help="steps of that AIS run")
     _add_training_options(parser)
     _add_compute_options(parser)
     parser.set_defaults(run=_run_compare, image_every=1000000, checkpoint_every=1000000)
@@ -463,9 +467,14 @@ def _run_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--models must list {MODELS}, comma-separated; got {args.models!r}")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be a positive number of runs per model, got {args.seeds}")
+    if args.ais_chains < 2:
+        raise ConfigError(f"--ais-chains must be an integer >= 2, got {args.ais_chains}")
+    if args.ais_steps < 1:
+        raise ConfigError(f"--ais-steps must be a positive integer, got {args.ais_steps}")
     base = _config_from(args, models[0])
     seeds = tuple(base.seed + index for index in range(args.seeds))
-    report = compare_models(base, args.out, models, seeds, progress=not args.no_progress)
+    ais = {"chains": args.ais_chains, "steps": args.ais_steps}
+    report = compare_models(base, args.out, models, seeds, progress=not args.no_progress, ais=ais)
     from genconv.engine.compare import markdown_table
 
     print(markdown_table(report), end="")

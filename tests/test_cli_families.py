@@ -66,7 +66,7 @@ def test_compare_writes_a_report_over_seeds(tmp_path, capsys) -> None:
     args = ["compare", "--out", str(out), "--preset", "faces", "--image-size", "16", "--max-images", "10",
             "--holdout", "3", "--iterations", "2", "--chains", "4", "--steps", "1", "--hidden-steps", "1",
             "--latent-dim", "8", "--generator-width", "32", "--backend", "torch", "--no-progress", "--seed", "4",
-            "--seeds", "2"]  # fmt: skip
+            "--seeds", "2", "--ais-chains", "4", "--ais-steps", "5"]  # fmt: skip
     assert main(args) == 0
     table = capsys.readouterr().out
     report = json.loads((out / "compare.json").read_text())
@@ -93,7 +93,13 @@ def test_compare_writes_a_report_over_seeds(tmp_path, capsys) -> None:
     mtime = (out / "gcn" / "seed-4" / "checkpoint.pt").stat().st_mtime_ns
     assert main(args) == 0  # a finished comparison is read back, not retrained
     assert (out / "gcn" / "seed-4" / "checkpoint.pt").stat().st_mtime_ns == mtime
-    assert json.loads((out / "compare.json").read_text())["models"]["gcn"]["runs"] == report["models"]["gcn"]["runs"]
+
+    def untimed(runs: list[dict]) -> list[dict]:
+        return [{key: value for key, value in run.items() if key != "ais_seconds"} for run in runs]
+
+    again = json.loads((out / "compare.json").read_text())["models"]["gcn"]["runs"]
+    assert untimed(again) == untimed(report["models"]["gcn"]["runs"])
+    assert report["ais"] == {"chains": 4, "steps": 5, "transition": "mala"}
 
 
 def test_stability_measures_of_compare() -> None:
@@ -134,6 +140,7 @@ def test_dip_ratio_catches_downward_collapses_that_spike_ratio_misses() -> None:
         (["train", "--pixel-range", "01", "--out", "X"], "pixel_range must be one of"),
         (["compare", "--models", "gcn,vae", "--out", "X"], "--models must list"),
         (["compare", "--seeds", "0", "--out", "X"], "--seeds must be a positive number"),
+        (["compare", "--ais-steps", "0", "--out", "X"], "--ais-steps must be a positive integer"),
     ],
 )
 def test_bad_family_options(argv, message: str, tmp_path, capsys) -> None:
