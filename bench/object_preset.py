@@ -10,7 +10,8 @@ Each run trains ``genconv train --preset object --max-images 36 --holdout 20`` (
 training faces, the next 20 held out) at the preset's defaults, or with ``--paper`` at the GCN
 paper's settings (sigma 1, delta 0.1, lr 1e-4), and prints one JSON line: the patch SWD x1e3 of
 the 16 persistent chains (clipped to [0, 255]) against the held-out faces (projection seed 0), the
-largest upward and downward energy excursions and the median seconds per iteration.
+largest upward and downward energy excursions and the median seconds per iteration. A run folder
+that holds a checkpoint is resumed (exactly), so an interrupted check finishes where it stopped.
 """
 
 import argparse
@@ -22,7 +23,7 @@ from genconv.engine.compare import dip_ratio, gap_relative_std, spike_ratio
 from genconv.engine.config import TrainConfig
 from genconv.engine.evaluate import reference_images
 from genconv.engine.metrics import sliced_wasserstein_distance
-from genconv.engine.trainer import METRICS_NAME, Trainer, read_metrics
+from genconv.engine.trainer import CHECKPOINT_NAME, METRICS_NAME, Trainer, read_metrics
 
 PAPER = {"sigma": 1.0, "delta": 0.1, "lr": 1e-4}
 
@@ -41,7 +42,8 @@ def main() -> None:
             model="gcn", preset="object", image_size=args.image_size, max_images=36, holdout=20,
             iterations=args.iterations, seed=seed, **(PAPER if args.paper else {}),
         )  # fmt: skip
-        trainer = Trainer(config, Path(args.out) / name, progress=False)
+        run_dir = Path(args.out) / name
+        trainer = Trainer(config, run_dir, resume=(run_dir / CHECKPOINT_NAME).exists(), progress=False)
         trainer.fit()
         metrics = read_metrics(trainer.out_dir / METRICS_NAME)
         reference, which = reference_images(trainer.config)
