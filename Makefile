@@ -29,11 +29,16 @@ demo: setup
 	$(BIN)/genconv sample --checkpoint $(DEMO_DIR)/checkpoint.pt --num 4 --out $(DEMO_DIR)/samples.png
 	@echo "demo images: $(DEMO_DIR)/latest.png (observed | synthesized) and $(DEMO_DIR)/samples.png"
 
-# Every picture of README.md and docs/, made by the commands the text gives (about 20 CPU minutes).
+# Every picture of README.md and docs/, made by the commands the text gives (about 30 CPU minutes).
 COMPARE_DIR ?= runs/compare
+OBJECT_DIR ?= runs/object
 docs-images: demo
 	cp $(DEMO_DIR)/latest.png docs/demo.png
 	cp $(DEMO_DIR)/samples.png docs/demo_samples.png
+	rm -rf $(OBJECT_DIR)
+	$(BIN)/genconv train --preset object --image-size 64 --iterations 700 --max-images 36 --holdout 20 \
+		--no-progress --out $(OBJECT_DIR)
+	cp $(OBJECT_DIR)/latest.png docs/object.png
 	$(BIN)/genconv compare --preset faces --holdout 20 --out $(COMPARE_DIR)
 	cp $(COMPARE_DIR)/compare.png docs/compare.png
 	cp $(COMPARE_DIR)/compare.json docs/compare.json

@@ -6,8 +6,8 @@
 No GPU is needed: each launcher runs on CPU tensors of representative preset shapes under
 ``kernels.launch.recording_launches()``, which records the launch instead of running it; every
 config the autotuner could pick (and the one the shape heuristic picks with autotuning off) is then
-compiled with triton 3.6's own compiler for ``GPUTarget("cuda", 90, 32)`` and
-``GPUTarget("cuda", 80, 32)``, and the bundled ptxas reports registers and spills. The argument
+compiled with the installed Triton's own compiler for ``GPUTarget("cuda", 90, 32)`` and
+``GPUTarget("cuda", 80, 32)``, and the ptxas Triton runs for that target reports registers and spills. The argument
 types and specialisations (16-byte alignment, divisibility, ints equal to 1) are Triton's own, via
 the JIT's binder, so the compiled variant is the one a launch on a GPU would compile.
 
@@ -55,7 +55,15 @@ from genconv.kernels.launch import Launch, recording_launches
 TARGETS = {"sm_90": GPUTarget("cuda", 90, 32), "sm_80": GPUTarget("cuda", 80, 32)}
 # Per SM: registers, shared memory a block may use, resident warps, resident blocks.
 SM_LIMITS = {"sm_90": (65536, 227 * 1024, 64, 32), "sm_80": (65536, 163 * 1024, 64, 32)}
-PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+
+
+def ptxas_path(arch: str) -> str:
+    """The ptxas Triton itself runs for ``arch`` ("sm_90"): newer Triton releases pick a newer ptxas
+    (``ptxas-blackwell``) for sm_90 than for sm_80, and honour ``TRITON_PTXAS_PATH``; the tool that
+    compiled the PTX must be the one that reads it, or it rejects the PTX version."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    return str(get_ptxas(int(arch.removeprefix("sm_"))).path)
 
 
 @dataclass(frozen=True)
@@ -127,12 +135,17 @@ def _ptxas_report(ptx: str, arch: str) -> tuple[int, int, int]:
         source = Path(folder) / "kernel.ptx"
         source.write_text(ptx)
         gpu = "sm_90a" if arch == "sm_90" else arch
-        done = subprocess.run([str(PTXAS), "-v", f"--gpu-name={gpu}", str(source), "-o", str(Path(folder) / "k.o")],
-                              capture_output=True, text=True, check=True)  # fmt: skip
+        command = [ptxas_path(arch), "-v", f"--gpu-name={gpu}", str(source), "-o", str(Path(folder) / "k.o")]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
     text = done.stderr
     registers = int(re.search(r"Used (\d+) registers", text).group(1))
     spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
     return registers, int(spills.group(1)), int(spills.group(2))
+
+
+def _tool_version(path: str) -> str:
+    """The last line of ``<tool> --version`` (the CUDA build it comes from)."""
+    return subprocess.run([path, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
 
 
 def _warps_per_sm(target: str, registers: int, shared: int, warps: int) -> int:
@@ -233,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows = run(args.quick, args.workers, args.targets.split(","))
     meta = report.environment(torch.device("cpu"))
-    meta.update(seconds=time.perf_counter() - start, ptxas=subprocess.run([str(PTXAS), "--version"],
-                capture_output=True, text=True).stdout.strip().splitlines()[-1])  # fmt: skip
+    ptxas = {target: _tool_version(ptxas_path(target)) for target in args.targets.split(",")}
+    meta.update(seconds=time.perf_counter() - start, triton=triton.__version__, ptxas=ptxas)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"schema": "genconv-compile/1", "meta": meta, "rows": [r.to_dict() for r in rows]},
                               indent=1) + "\n")  # fmt: skip

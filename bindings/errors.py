@@ -9,6 +9,11 @@ class ConfigError(GenconvError, ValueError):
     """An argument or option has a value genconv cannot use; the message names it."""
 
 
+class InputTypeError(ConfigError, TypeError):
+    """An argument has a type genconv cannot use (a NumPy array, an integer or complex tensor); the message
+    names it and the type expected."""
+
+
 class DataError(GenconvError):
     """A dataset cannot be found, read or used."""
 
@@ -18,7 +23,16 @@ class CheckpointError(GenconvError):
 
 
 class ChainDivergedError(GenconvError):
-    """Langevin chains became NaN or infinite."""
+    """Langevin chains became NaN or infinite; ``step`` is the first step (counted from 1) whose
+    states were not finite, when known."""
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class OutputBusyError(GenconvError):
+    """An output folder is being written by another genconv command (its lock names the holder)."""
 
 
 class BackendUnavailableError(GenconvError, RuntimeError):

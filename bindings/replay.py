@@ -9,12 +9,14 @@ draw is a pure function of (seed, draw number), so a buffer restored from a stat
 exactly as the original would have.
 """
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from genconv.bindings.errors import ConfigError
+from genconv.bindings.errors import ConfigError, InputTypeError
 from genconv.bindings.seeding import MAX_SEED, derive_seed
 
 InitFn = Callable[[int, torch.Generator], torch.Tensor]
@@ -55,9 +57,11 @@ class ReplayBuffer(nn.Module):
         super().__init__()
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ConfigError(f"capacity must be an integer >= 1, got {capacity!r}")
-        if not all(isinstance(size, int) and size >= 1 for size in shape):
+        sizes_ok = isinstance(shape, Sequence) and not isinstance(shape, str) and len(shape) >= 1
+        if not (sizes_ok and all(_is_integer(size) and size >= 1 for size in shape)):
             raise ConfigError(f"shape must be a sequence of integers >= 1 (one state's shape), got {shape!r}")
-        if not 0.0 <= reinit_prob <= 1.0:
+        probability = isinstance(reinit_prob, numbers.Real) and not isinstance(reinit_prob, bool)
+        if not (probability and math.isfinite(reinit_prob) and 0.0 <= reinit_prob <= 1.0):
             raise ConfigError(f"reinit_prob must be a probability in [0, 1], got {reinit_prob!r}")
         if not (callable(init) or init in INIT_KINDS):
             raise ConfigError(
@@ -65,7 +69,13 @@ class ReplayBuffer(nn.Module):
             )
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
             raise ConfigError(f"seed must be an integer in [0, 2**63 - 1], got {seed!r}")
-        self.shape = tuple(shape)
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise InputTypeError(f"dtype must be a floating-point torch.dtype (states are real numbers), got {dtype!r}")
+        try:
+            device = None if device is None else torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            raise ConfigError(f"device must be a torch.device or a name such as 'cpu', got {device!r}") from None
+        self.shape = tuple(int(size) for size in shape)
         self.reinit_prob = float(reinit_prob)
         self.init = init
         self.seed = seed
@@ -128,9 +138,29 @@ class ReplayBuffer(nn.Module):
         Args:
             slots: int64 [batch] from ``sample``; states: [batch, *shape].
         """
+        if not isinstance(slots, torch.Tensor) or slots.dtype.is_floating_point or slots.dtype.is_complex \
+                or slots.dtype == torch.bool:  # fmt: skip
+            raise InputTypeError(f"slots must be the integer tensor sample() returned, got {_describe(slots)}")
+        if not isinstance(states, torch.Tensor) or not states.is_floating_point():
+            raise InputTypeError(f"states must be a floating-point tensor, got {_describe(states)}")
         if slots.dim() != 1 or tuple(states.shape) != (slots.shape[0], *self.shape):
             raise ConfigError(
                 f"update needs slots [batch] and states [batch, {', '.join(map(str, self.shape))}]; got "
                 f"{list(slots.shape)} and {list(states.shape)}"
             )
+        if slots.numel() and (int(slots.min()) < 0 or int(slots.max()) >= self.capacity):
+            raise ConfigError(
+                f"slots must lie in [0, {self.capacity - 1}] (the buffer's capacity is {self.capacity}); got "
+                f"{int(slots.min())} to {int(slots.max())}"
+            )
         self.states[slots.to(self.states.device)] = states.detach().to(self.states.device, self.states.dtype)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {list(value.shape)}"
+    return f"{type(value).__module__}.{type(value).__name__}"

@@ -30,7 +30,7 @@ from torch import nn
 from genconv.bindings import ops
 from genconv.bindings.backends import resolve_backend
 from genconv.bindings.compiled_chain import COMPILED_CHAINS, ChainSpec, block_size
-from genconv.bindings.errors import ConfigError
+from genconv.bindings.errors import ChainDivergedError, ConfigError, InputTypeError
 from genconv.bindings.graphs import CHAIN_GRAPHS, graphs_enabled
 from genconv.bindings.seeding import derive_seed, seed_from
 from genconv.bindings.update_rules import STEP_FORMS, GCNStep, StepForm, UpdateRule, rule_of
@@ -80,7 +80,7 @@ def register_fast_chain(model_type: type, chain: Callable[..., Any]) -> None:
     """Let ``sample_langevin`` run models of ``model_type`` in the GCN form through ``chain``.
 
     ``chain`` has the signature of ``genconv.langevin`` (model, x, steps, delta, sigma, seed,
-    start_step, noise, clamp, diagnostics, callback, cuda_graph) and returns an object with ``x``,
+    start_step, noise, clamp, diagnostics, callback, cuda_graph, check_finite) and returns an object with ``x``,
     ``seed``, ``next_step`` and ``diagnostics`` (``energy``, ``grad_norm``). The models expose
     ``f(x)`` [B], ``energy(x)`` [B] and ``sigma``: a GCN's energy is -f plus the Gaussian
     reference term, which the GCN form folds into the update. ``import genconv`` registers
@@ -117,6 +117,7 @@ def sample_langevin(
     cuda_graph: bool = True,
     compile: bool | str = "auto",
     clip_value: float | None = None,
+    check_finite: bool = True,
 ) -> SamplerOutput:
     """Run ``steps`` Langevin steps on the energy ``energy`` from the chain states ``x``.
 
@@ -124,8 +125,9 @@ def sample_langevin(
         energy: callable or nn.Module mapping x [B, ...] to E [B]; chains must not interact
             (e.g. BatchNorm in eval mode). A registered model (``GenerativeConvNet``) samples
             its own density exp(f) N(0, sigma^2).
-        x: [B, ...] initial states (float); not modified, and the chain is not differentiated.
-        steps: number of updates, >= 0.
+        x: [B, ...] initial states (a floating-point tensor); not modified, and the chain is not
+            differentiated.
+        steps: number of updates, >= 0 (0 returns a copy of x).
         update: ``GCNStep(delta, sigma)``, ``SGLDStep(step_size, noise_std)`` or
             ``TorchEBMStep(step_size, noise_scale)`` for every step, or a schedule: a sequence of
             ``steps`` of them (or of ``UpdateRule``), step t running entry t; see
@@ -159,8 +161,15 @@ def sample_langevin(
             the same object across calls to reuse its compiled chain, and traceable by torch.compile
             (if not, one warning and the eager chain). Same noise stream: the result equals the
             eager chain's to float rounding.
+        check_finite: refuse non-finite starting states, and raise ``ChainDivergedError`` naming the
+            first step whose states became NaN/Inf (e.g. an energy or gradient returning NaN);
+            checked with one device sync at the end (a compiled or recorded chain names no
+            step). False lets such chains continue.
     Returns:
-        SamplerOutput with the final states and whatever was asked for.
+        SamplerOutput with the final states (a new tensor) and whatever was asked for.
+    Raises:
+        InputTypeError: x is not a floating-point torch tensor (a NumPy array, an integer or
+        complex tensor); ConfigError: other bad arguments; ChainDivergedError: see check_finite.
 
     Example:
         >>> out = sample_langevin(lambda x: 0.5 * x.pow(2).sum(1), torch.zeros(8, 2), steps=50,
@@ -177,12 +186,15 @@ def sample_langevin(
     clamp = check_clamp(clamp)
     steps, start_step, thin = int(steps), int(start_step), None if thin is None else int(thin)
     x = x.detach()  # the chain is sampled, not differentiated: no autograd graph across steps
+    if check_finite and not bool(torch.isfinite(x).all()):
+        raise ConfigError("x holds NaN or infinite values: chains must start from finite states")
     run_seed = seed_from(seed, generator)
     fast_chain = _fast_chain_for(energy)
     if fast_chain is not None:
         plain_gcn = isinstance(update, GCNStep) and temperature == 1.0 and max_grad_norm is None
         if plain_gcn and not mala and gradient is None and not callable(noise):
-            options = {"steps": steps, "seed": run_seed, "start_step": start_step, "noise": noise, "clamp": clamp}
+            options = {"steps": steps, "seed": run_seed, "start_step": start_step, "noise": noise, "clamp": clamp,
+                       "check_finite": check_finite}  # fmt: skip
             return _run_fast_chain(fast_chain, energy, x, update, options, callback, thin, diagnostics, cuda_graph)
         energy, update = _model_energy(energy, update)
     rules = _StepRules(update, temperature)
@@ -200,19 +212,39 @@ def sample_langevin(
             counter = ops.noise_counter(run_seed, start_step * x.numel(), x.device)
             compiled = COMPILED_CHAINS.run(key, energy, spec, x, counter, _rule_table(rules, steps, spec, x.device))
             if compiled is not None:
+                if check_finite and not bool(torch.isfinite(compiled).all()):
+                    raise _diverged(None, steps, start_step)
                 return SamplerOutput(x=compiled, seed=run_seed, next_step=start_step + steps)
     if plain and gradient is None and cuda_graph and _graph_eligible(energy, x, steps, rules):
         key = _graph_key(energy, x, steps, rules.key, clamp, max_grad_norm)
         replayed = CHAIN_GRAPHS.run(key, x, run_seed, start_step * x.numel(), chain.run_plain(steps))
         if replayed is not None:
+            if check_finite and not bool(torch.isfinite(replayed).all()):
+                raise _diverged(None, steps, start_step)
             return SamplerOutput(x=replayed, seed=run_seed, next_step=start_step + steps)
-    return chain.run(x, steps, run_seed, start_step, mala, noise, callback, thin, diagnostics)
+    return chain.run(x, steps, run_seed, start_step, mala, noise, callback, thin, diagnostics, check_finite)
+
+
+def _diverged(step: int | None, steps: int, start_step: int) -> ChainDivergedError:
+    where = f"at step {step} of {steps}" if step is not None else f"within {steps} steps"
+    counter = start_step + (step or steps) - 1
+    return ChainDivergedError(
+        f"Langevin chains became NaN/Inf {where} (noise counter step {counter}); lower the step size, clip the "
+        "gradient (max_grad_norm) or check the energy and its gradient for NaN",
+        step,
+    )
 
 
 def _check_arguments(energy, x, steps, update, temperature, clamp, max_grad_norm, start_step, noise, thin, gradient):
     if not callable(energy):
         raise ConfigError(f"energy must be a callable or nn.Module mapping x [B, ...] to E [B]; got {type(energy)}")
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 1 or x.shape[0] < 1:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        hint = " (torch.from_numpy(array).float() makes one)" if type(x).__module__ == "numpy" else ""
+        raise InputTypeError(
+            f"x must be a floating-point tensor [B, ...] (integer or complex states would be truncated); "
+            f"got {_describe(x)}{hint}"
+        )
+    if x.dim() < 1 or x.shape[0] < 1:
         raise ConfigError(f"x must be a floating-point tensor [B, ...] with B >= 1; got {_describe(x)}")
     if not isinstance(update, STEP_FORMS) and not _is_schedule(update):
         raise ConfigError(
@@ -234,6 +266,8 @@ def _check_arguments(energy, x, steps, update, temperature, clamp, max_grad_norm
         raise ConfigError(f"thin must be an integer >= 1 or None, got {thin!r}")
     expected_noise = ", ".join(map(str, (steps, *x.shape)))
     if isinstance(noise, torch.Tensor):
+        if not noise.is_floating_point():
+            raise InputTypeError(f"noise must be a floating-point tensor of standard normals; got {_describe(noise)}")
         if noise.dim() != x.dim() + 1 or noise.shape[0] < steps or noise.shape[1:] != x.shape:
             raise ConfigError(f"noise must be a tensor [{expected_noise}] or a function step -> [B, ...]; got "
                               f"{_describe(noise)}")  # fmt: skip
@@ -262,9 +296,14 @@ def _is_integer(value: object) -> bool:
 
 
 def _describe(value: object) -> str:
+    """A short, one-line account of a value for an error message."""
     if isinstance(value, torch.Tensor):
         return f"{value.dtype} tensor of shape {list(value.shape)}"
-    return repr(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)[:80]
+    shape = getattr(value, "shape", None)
+    of_shape = f" of shape {list(shape)}" if isinstance(shape, tuple) else ""
+    return f"{type(value).__module__}.{type(value).__name__}{of_shape}"
 
 
 def _model_energy(model: Any, update: StepForm | Schedule) -> tuple[EnergyFn, StepForm | Schedule]:
@@ -449,8 +488,10 @@ class _Chain:
         callback: Callable[[int, torch.Tensor], None] | None,
         thin: int | None,
         diagnostics: bool,
+        check_finite: bool = True,
     ) -> SamplerOutput:
         numel, batch = x.numel(), x.shape[0]
+        flags: list[torch.Tensor] = []  # per step: were any states non-finite (checked once, at the end)
         counter = ops.noise_counter(seed, start_step * numel, x.device)
         need_energy = mala or diagnostics
         value, grad = self.energy_and_grad(x, need_energy) if steps else (None, None)
@@ -481,6 +522,8 @@ class _Chain:
                 grad = torch.where(gate, new_grad, grad)
             else:
                 state = proposal
+            if check_finite:
+                flags.append(~torch.isfinite(state).all())
             if thin is not None and (step + 1) % thin == 0:
                 kept.append(state)
             if callback is not None:
@@ -488,8 +531,12 @@ class _Chain:
             # After the callback: what it changes (e.g. a scheduled parameter of the energy) holds for the next step.
             if not mala and step + 1 < steps:
                 value, grad = self.energy_and_grad(state, need_energy)
+        if flags:
+            bad = torch.stack(flags)
+            if bool(bad.any()):
+                raise _diverged(int(bad.nonzero()[0, 0]) + 1, steps, start_step)
         return SamplerOutput(
-            x=state,
+            x=state if steps else state.clone(),
             seed=seed,
             next_step=start_step + steps,
             acceptance_rate=None if accepted_total is None else accepted_total / max(steps, 1),

@@ -26,14 +26,17 @@ A chain takes one form for all its steps or a schedule, one form (or ``UpdateRul
 """
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 
-from genconv.bindings.errors import ConfigError
+from genconv.bindings.errors import ConfigError, InputTypeError
 
 
 def _check_positive(name: str, value: float, *, zero_ok: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputTypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     ok = math.isfinite(value) and (value >= 0 if zero_ok else value > 0)
     if not ok:
         expected = "a finite number >= 0" if zero_ok else "a finite number > 0"

@@ -3,8 +3,11 @@
 Each family trains with its own defaults into OUT/<model>/seed-<s>, once per seed. Per run the
 report holds the energy curves' stability (the std of mean f(data) - mean f(syn) over the second
 half of training relative to the mean |f| there), the largest energy spike (max |f(syn)| over the
-median |f(syn)| of the last 50 iterations), the median wall time per iteration and the patch SWD
-of the model's samples against held-out images; per model, the mean and the spread (sample
+median |f(syn)| of the last 50 iterations), the deepest dip (the largest fall of |f(data)| or
+|f(syn)| below the median of the 25 iterations before), the median wall time per iteration, the
+patch SWD of the model's samples against held-out images and, for gcn and wgcn, the held-out
+bits per dimension by a short forward AIS run (``COMPARE_AIS``; a lower bound on bits/dim in
+expectation, see ``genconv.engine.likelihood``); per model, the mean and the spread (sample
 standard deviation) of each over the seeds. It is written as OUT/compare.json, OUT/compare.md and
 OUT/compare.png. A run directory that already holds a checkpoint is resumed, so rerunning an
 interrupted comparison finishes it.
@@ -22,13 +25,21 @@ from genconv.engine.compare_figure import save_compare_figure
 from genconv.engine.config import GGCN_ONLY, TrainConfig
 from genconv.engine.evaluate import reference_images
 from genconv.engine.generate import sample_checkpoint
+from genconv.engine.likelihood import log_likelihood
 from genconv.engine.metrics import sliced_wasserstein_distance
+from genconv.engine.outputs import write_text_atomic
 from genconv.engine.trainer import CHECKPOINT_NAME, METRICS_NAME, Trainer, read_metrics
 
 COMPARED = ("gcn", "wgcn", "ggcn")
 DEFAULT_SEED_COUNT = 3
 SPIKE_WINDOW = 50  # iterations whose median |f(syn)| a spike is measured against
-SUMMARISED = ("swd_x1e3", "gap_rel_std", "spike_ratio", "seconds_per_iteration")
+DIP_WINDOW = 25  # iterations before each one whose median |f| a dip is measured against
+SUMMARISED = (
+    "swd_x1e3", "gap_rel_std", "spike_ratio", "dip_ratio", "seconds_per_iteration", "bits_per_dim", "ais_seconds",
+)  # fmt: skip
+# A cheap AIS schedule for the held-out likelihood of gcn and wgcn: few chains, a longer annealing
+# (the estimate's bias shrinks with the steps, its standard error with the chains).
+COMPARE_AIS = {"chains": 8, "steps": 500, "transition": "mala"}
 
 
 def config_for(kind: str, base: TrainConfig) -> TrainConfig:
@@ -61,6 +72,25 @@ def spike_ratio(metrics: list[dict[str, Any]]) -> float:
     return max(sizes) / typical if typical > 0 else float("inf")
 
 
+def dip_ratio(metrics: list[dict[str, Any]], window: int = DIP_WINDOW) -> float:
+    """The deepest downward collapse of the energies: max over iterations t of the median |mean f| of
+    the ``window`` iterations before t over |mean f| at t, for f(data) and f(syn).
+
+    1 when an energy never falls below its recent level; 2 when it halves (e.g. f(syn) 1.2e5 ->
+    6e4 within a few iterations). ``spike_ratio`` looks at maxima only and misses such dips; the
+    energies' growth at the start of training raises neither. Runs shorter than ``window`` + 1
+    iterations give 1.
+    """
+    worst = 1.0
+    for key in ("f_data", "f_syn"):
+        sizes = [abs(entry[key]) for entry in metrics]
+        for index in range(window, len(sizes)):
+            typical = statistics.median(sizes[index - window : index])
+            if typical > 0:
+                worst = max(worst, typical / sizes[index] if sizes[index] > 0 else float("inf"))
+    return worst
+
+
 def _samples(trainer: Trainer, checkpoint: Path, seed: int) -> torch.Tensor:
     """The model's own samples after training, in pixel units: the persistent chains, or GGCN's
     chains as it trains them (hidden-space steps, the generator, image-space refinement)."""
@@ -76,7 +106,17 @@ def _samples(trainer: Trainer, checkpoint: Path, seed: int) -> torch.Tensor:
 RunResult = tuple[dict[str, Any], list[dict[str, Any]], torch.Tensor]
 
 
-def _run(config: TrainConfig, run_dir: Path, progress: bool) -> RunResult:
+def _likelihood(trainer: Trainer, reference: torch.Tensor, ais: dict[str, Any]) -> dict[str, Any]:
+    """Held-out bits/dim of a gcn or wgcn run by forward AIS (options ``ais``); None for ggcn."""
+    if trainer.config.model == "ggcn":
+        return {"bits_per_dim": None, "bits_per_dim_se": None, "ais_ess": None, "ais_seconds": None}
+    found = log_likelihood(trainer.model, reference, scale=trainer.scale, seed=trainer.config.seed,
+                           backend=trainer.config.backend, device=trainer.device, **ais)  # fmt: skip
+    return {"bits_per_dim": found.bits_per_dim, "bits_per_dim_se": found.bits_per_dim_se,
+            "ais_ess": found.forward["ess"], "ais_seconds": found.forward["seconds"]}  # fmt: skip
+
+
+def _run(config: TrainConfig, run_dir: Path, progress: bool, ais: dict[str, Any]) -> RunResult:
     """Train (or finish) one run; its report row, metric lines and samples (pixel units, clipped)."""
     trainer = Trainer(config, run_dir, resume=(run_dir / CHECKPOINT_NAME).exists(), progress=progress)
     summary = trainer.fit()
@@ -92,27 +132,33 @@ def _run(config: TrainConfig, run_dir: Path, progress: bool) -> RunResult:
         "final_f_syn": metrics[-1]["f_syn"],
         "gap_rel_std": gap_relative_std(metrics),
         "spike_ratio": spike_ratio(metrics),
+        "dip_ratio": dip_ratio(metrics),
         "swd_x1e3": swd.mean,
         "swd_x1e3_per_level": {str(size): value for size, value in swd.per_level.items()},
         "samples": int(samples.shape[0]),
         "reference": which,
         "reference_images": int(reference.shape[0]),
+        **_likelihood(trainer, reference, ais),
     }
     return row, metrics, samples
 
 
-def _mean_and_spread(values: list[float]) -> dict[str, float]:
+def _mean_and_spread(values: list[float | None]) -> dict[str, float | None]:
+    if any(value is None for value in values):
+        return {"mean": None, "spread": None}
     return {"mean": statistics.fmean(values), "spread": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def compare_models(
     base: TrainConfig, out_dir: str | Path, models: tuple[str, ...] = COMPARED,
-    seeds: tuple[int, ...] | None = None, progress: bool = True,
+    seeds: tuple[int, ...] | None = None, progress: bool = True, ais: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train every model of ``models`` from ``base`` (see ``config_for``) once per seed and report.
 
-    ``seeds`` defaults to ``DEFAULT_SEED_COUNT`` consecutive seeds from ``base.seed``.
+    ``seeds`` defaults to ``DEFAULT_SEED_COUNT`` consecutive seeds from ``base.seed``; ``ais``
+    updates ``COMPARE_AIS``, the options of the likelihood's AIS run (chains, steps, transition).
     """
+    ais = {**COMPARE_AIS, **(ais or {})}
     out_dir = Path(out_dir)
     seeds = seeds or tuple(base.seed + index for index in range(DEFAULT_SEED_COUNT))
     rows: dict[str, Any] = {}
@@ -122,7 +168,7 @@ def compare_models(
         runs, curves[kind] = [], []
         for seed in seeds:
             config = replace(config_for(kind, base), seed=seed)
-            row, metrics, samples = _run(config, out_dir / kind / f"seed-{seed}", progress)
+            row, metrics, samples = _run(config, out_dir / kind / f"seed-{seed}", progress, ais)
             runs.append(row)
             curves[kind].append(metrics)
             pictures.setdefault(kind, samples)
@@ -136,10 +182,10 @@ def compare_models(
     report = {
         "data": first["config"]["data"], "preset": base.preset, "image_size": first["config"]["image_size"],
         "iterations": first["runs"][0]["iterations"], "seeds": list(seeds), "reference": first["runs"][0]["reference"],
-        "spread": "sample standard deviation over the seeds", "models": rows,
+        "spread": "sample standard deviation over the seeds", "ais": ais, "models": rows,
     }  # fmt: skip
-    (out_dir / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / "compare.md").write_text(markdown_table(report))
+    write_text_atomic(out_dir / "compare.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(out_dir / "compare.md", markdown_table(report))
     save_compare_figure(curves, pictures, report, out_dir / "compare.png")
     return report
 
@@ -151,16 +197,19 @@ def markdown_table(report: dict[str, Any]) -> str:
         f"data `{report['data']}`, preset `{report['preset']}`, {report['image_size']} px, "
         f"{report['iterations']} iterations, seeds {seeds} (mean ± std over the seeds)",
         "",
-        "| model | s / iteration | std of f(data) - f(syn) / mean abs f, 2nd half | largest spike "
-        f"| patch SWD x1e3 (vs {report['reference']} images) |",
-        "|---|---|---|---|---|",
+        "| model | s / iteration | std of f(data) - f(syn) / mean abs f, 2nd half | largest spike | deepest dip "
+        f"| patch SWD x1e3 (vs {report['reference']} images) | held-out bits/dim (forward AIS) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for kind, row in report["models"].items():
         cells = [_cell(row["seconds_per_iteration"], ".3f"), _cell(row["gap_rel_std"], ".3g"),
-                 _cell(row["spike_ratio"], ".2f", suffix=" x"), _cell(row["swd_x1e3"], ".1f")]  # fmt: skip
+                 _cell(row["spike_ratio"], ".2f", suffix=" x"), _cell(row["dip_ratio"], ".2f", suffix=" x"),
+                 _cell(row["swd_x1e3"], ".1f"), _cell(row["bits_per_dim"], ".3f")]  # fmt: skip
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _cell(summary: dict[str, float], spec: str, suffix: str = "") -> str:
+def _cell(summary: dict[str, float | None], spec: str, suffix: str = "") -> str:
+    if summary["mean"] is None:
+        return "n/a"
     return f"{summary['mean']:{spec}} ± {summary['spread']:{spec}}{suffix}"

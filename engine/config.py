@@ -16,6 +16,16 @@ from genconv.engine.seeding import MAX_SEED
 from genconv.engine.wasserstein import PENALTIES, TRANSPORTS
 
 MODEL_KINDS: tuple[str, ...] = ("gcn", "wgcn", "ggcn")
+# The command-line flag of each field whose name differs from ``--field-name``; messages name flags.
+FIELD_FLAGS = {"langevin_steps": "--steps", "num_chains": "--chains", "persistent": "--no-persistent",
+               "amortize": "--no-amortize"}  # fmt: skip
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag that sets the TrainConfig field ``name`` (what error messages call it)."""
+    return FIELD_FLAGS.get(name, f"--{name.replace('_', '-')}")
+
+
 GGCN_ONLY = ("latent_dim", "hidden_steps", "hidden_step_size", "hidden_grad_clip", "generator_lr", "generator_width")
 
 
@@ -74,9 +84,9 @@ class TrainConfig:
         if not ggcn:
             for name in GGCN_ONLY:
                 if getattr(self, name) is not None:
-                    raise ConfigError(f"{name} applies to --model ggcn only")
+                    raise ConfigError(f"{flag_of(name)} applies to --model ggcn only")
         if self.model == "gcn" and self.lambda_w:
-            raise ConfigError("lambda_w applies to wgcn and ggcn; use --model wgcn for the Wasserstein flow")
+            raise ConfigError("--lambda-w applies to wgcn and ggcn; use --model wgcn for the Wasserstein flow")
         regime = GGCN_REGIME
 
         def pick(name: str, gcn_default: Any, ggcn_default: Any) -> Any:
@@ -85,8 +95,8 @@ class TrainConfig:
 
         filled = replace(
             self,
-            data=self.data or preset.data,
-            image_size=self.image_size or preset.paper_image_size,
+            data=self.data if self.data is not None else preset.data,
+            image_size=self.image_size if self.image_size is not None else preset.paper_image_size,
             max_images=self.max_images if self.max_images is not None else preset.max_images,
             iterations=self.iterations if self.iterations is not None else preset.iterations,
             langevin_steps=pick("langevin_steps", preset.langevin_steps, regime.langevin_steps),
@@ -121,7 +131,7 @@ class TrainConfig:
             try:
                 torch.device(self.device)
             except RuntimeError:
-                raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from None
+                raise ConfigError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from None
         for name in ("image_size", "iterations", "image_every", "checkpoint_every"):
             _positive_int(name, getattr(self, name))
         for name in ("max_images", "num_chains", "batch_size", "latent_dim", "generator_width"):
@@ -130,23 +140,23 @@ class TrainConfig:
         for name in ("langevin_steps", "hidden_steps", "holdout"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+                raise ConfigError(f"{flag_of(name)} must be a non-negative integer, got {value!r}")
         if self.model != "ggcn" and self.langevin_steps == 0:
-            raise ConfigError("langevin_steps must be a positive integer for gcn and wgcn")
+            raise ConfigError("--steps must be a positive integer for gcn and wgcn")
         for name in ("delta", "sigma", "lr", "hidden_step_size", "hidden_grad_clip", "generator_lr"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"{name} must be a positive number, got {value}")
+                raise ConfigError(f"{flag_of(name)} must be a positive number, got {value}")
         for name in ("lambda_w", "gp_target"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{name} must be a non-negative number, got {value}")
+                raise ConfigError(f"{flag_of(name)} must be a non-negative number, got {value}")
         if not 0.0 <= self.beta1 < 1.0:
-            raise ConfigError(f"beta1 must be in [0, 1), got {self.beta1}")
+            raise ConfigError(f"--beta1 must be in [0, 1), got {self.beta1}")
         if not 0.0 <= self.slope < 1.0:
-            raise ConfigError(f"slope must be in [0, 1), got {self.slope}")
+            raise ConfigError(f"--slope must be in [0, 1), got {self.slope}")
         if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed}")
+            raise ConfigError(f"--seed must be an integer in [0, 2**63 - 1], got {self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,12 +169,12 @@ class TrainConfig:
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        raise ConfigError(f"{flag_of(name)} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def _positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        raise ConfigError(f"{flag_of(name)} must be a positive integer, got {value!r}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -173,5 +183,5 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but no CUDA device is available")
+        raise ConfigError(f"--device {name!r} was asked for but no CUDA device is available")
     return device

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from genconv.bindings.choices import MAX_IMAGE_SIZE
 from genconv.bindings.errors import ConfigError, DataError
 from genconv.engine.catalog import (
     DEFAULT_PATCH_COUNT,
@@ -104,20 +105,51 @@ def _load_folder(path: str, size: int) -> torch.Tensor:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"image folder {path!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-    images = []
+    arrays = []
     for file in files:
         try:
             with Image.open(file) as opened:
-                images.append(opened.convert("RGB") if opened.mode not in ("L", "RGB") else opened.copy())
-        except (UnidentifiedImageError, OSError) as error:
-            raise DataError(f"cannot read image {str(file)!r}: {error}") from None
-    mode = "L" if all(image.mode == "L" for image in images) else "RGB"
-    return _to_chw([_resize(np.asarray(image.convert(mode)), size, crop=True) for image in images])
+                arrays.append(_image_to_uint8(opened, file))
+        except (UnidentifiedImageError, OSError, SyntaxError) as error:
+            raise DataError(f"cannot read image {str(file)!r}: {' '.join(str(error).split())}") from None
+    if any(array.ndim == 3 for array in arrays):  # any colour image: all RGB, grey ones repeated
+        arrays = [array if array.ndim == 3 else np.repeat(array[:, :, None], 3, axis=2) for array in arrays]
+    return _to_chw([_resize(array, size, crop=True) for array in arrays])
+
+
+_GREY_MODES = ("1", "L", "LA", "La")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _image_to_uint8(image: Image.Image, file: Path) -> np.ndarray:
+    """An opened image as uint8 [H, W] (grey) or [H, W, 3]: 16-bit and 32-bit images are scaled from
+    their full range to [0, 255] (not clipped), grey images stay grey, alpha is dropped."""
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES or mode == "I":
+        values = np.asarray(image, dtype=np.float64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(f"image {str(file)!r} has 32-bit values outside [0, 65535]; save it as 8 or 16 bits")
+        return np.rint(values / 257.0).astype(np.uint8)  # 65535 -> 255, as 16-bit PNG viewers show it
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all() or (values.size and (values.min() < 0 or values.max() > 255)):
+            raise DataError(f"image {str(file)!r} has float values outside [0, 1] or [0, 255]")
+        scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
+        return np.rint(values * scale).astype(np.uint8)
+    if mode in _GREY_MODES:
+        return np.asarray(image.convert("L"))
+    if mode in ("P", "PA"):
+        colours = np.asarray(image.convert("RGB"))
+        grey = bool((colours[:, :, 0] == colours[:, :, 1]).all() and (colours[:, :, 1] == colours[:, :, 2]).all())
+        return colours[:, :, 0].copy() if grey else colours
+    return np.asarray(image.convert("RGB"))
 
 
 def _array_to_uint8(array: np.ndarray, path: str) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(f"array {path!r} holds complex numbers; genconv reads real pixel values (uint8 or floats)")
     if not np.issubdtype(array.dtype, np.number):
         raise DataError(f"array {path!r} has dtype {array.dtype}; expected uint8 or floats")
     values = array.astype(np.float64)
@@ -200,8 +232,8 @@ def load_images(spec: str, image_size: int, max_images: int | None = None) -> to
         >>> load_images("texture:brick", 32).shape
         torch.Size([1, 1, 32, 32])
     """
-    if image_size < 1:
-        raise ConfigError(f"image size must be a positive number of pixels, got {image_size}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 1 <= image_size <= MAX_IMAGE_SIZE:
+        raise ConfigError(f"image size must be a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, got {image_size!r}")
     if max_images is not None and max_images < 1:
         raise ConfigError(f"the number of images must be >= 1, got {max_images}")
     kind, name = parse_dataset_spec(spec)

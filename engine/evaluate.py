@@ -7,6 +7,7 @@ import torch
 
 from genconv.engine.data import load_images
 from genconv.engine.generate import load_run, sample_checkpoint
+from genconv.engine.likelihood import log_likelihood
 from genconv.engine.metrics import (
     frechet_distance,
     inception_outputs,
@@ -68,3 +69,28 @@ def evaluate_checkpoint(
         report["fid"] = frechet_distance(features, reference_features)
         report["inception_score"] = inception_score(inception_outputs(network, pixels, no_output_bias=True))
     return report
+
+
+def likelihood_of_checkpoint(
+    path: str | Path,
+    *,
+    data: str | None = None,
+    chains: int = 128,
+    steps: int = 200,
+    transition: str = "mala",
+    schedule: str = "sigmoid",
+    delta: float | None = None,
+    reverse: bool = False,
+    dequantize: bool = False,
+    seed: int = 0,
+    backend: str = "auto",
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """The held-out log-likelihood of a GCN or wGCN checkpoint by AIS (``genconv.log_likelihood``), as a report."""
+    run = load_run(path, device="cpu")
+    reference, which = reference_images(run.config, data)
+    found = log_likelihood(path, reference, chains=chains, steps=steps, transition=transition, delta=delta,
+                           schedule=schedule, reverse=reverse, dequantize=dequantize, seed=seed, backend=backend,
+                           device=device)  # fmt: skip
+    return {"checkpoint": str(path), "model": run.record["model_kind"], "reference": which,
+            "reference_images": int(reference.shape[0]), **found.to_dict()}  # fmt: skip

@@ -1,7 +1,6 @@
 """Draw samples from a trained checkpoint (GCN, wGCN or GGCN), in batches of one noise stream."""
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +10,8 @@ import numpy as np
 import torch
 
 from genconv.bindings.backends import resolve_backend
-from genconv.bindings.errors import ConfigError
-from genconv.engine.checkpoint import load_checkpoint
+from genconv.bindings.errors import ChainDivergedError, CheckpointError, ConfigError, GenconvError
+from genconv.engine.checkpoint import check_run_record, load_checkpoint
 from genconv.engine.config import TrainConfig
 from genconv.engine.data import PixelScale
 from genconv.engine.generator import GeneratorSpec, UpsamplingGenerator
@@ -20,6 +19,7 @@ from genconv.engine.hidden import hidden_langevin
 from genconv.engine.langevin import check_step_sizes, init_chains, langevin
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.network import NetworkSpec
+from genconv.engine.outputs import write_atomic
 from genconv.engine.progress import progress_reporter
 from genconv.engine.seeding import CHAIN_INIT_STREAM, HIDDEN_STREAM, LANGEVIN_STREAM, LATENT_STREAM, derive_seed
 
@@ -56,15 +56,26 @@ class LoadedRun:
 def load_run(path: str | Path, expected_model: str | None = None, device: torch.device | str = "cpu") -> LoadedRun:
     """Rebuild the model (and GGCN generator) a checkpoint holds, in eval mode on ``device``."""
     record = load_checkpoint(path, expected_model=expected_model, map_location="cpu")
-    model = GenerativeConvNet(NetworkSpec.from_dict(record["network"]), sigma=float(record["sigma"]))
-    model.load_state_dict(record["model"])
-    generator = None
-    if "generator" in record:
-        generator = UpsamplingGenerator(GeneratorSpec.from_dict(record["generator_spec"]))
-        generator.load_state_dict(record["generator"])
+    check_run_record(record, path)
+    try:
+        model = GenerativeConvNet(NetworkSpec.from_dict(record["network"]), sigma=float(record["sigma"]))
+        model.load_state_dict(record["model"])
+        generator = None
+        if "generator" in record:
+            generator = UpsamplingGenerator(GeneratorSpec.from_dict(record["generator_spec"]))
+            generator.load_state_dict(record["generator"])
+        config = TrainConfig.from_dict(record["config"])
+        scale = PixelScale.from_dict(record["pixels"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as error:
+        if isinstance(error, GenconvError):
+            raise
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is inconsistent: its model cannot be rebuilt ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:200]})"
+        ) from None
+    if generator is not None:
         generator = generator.to(device).eval()
-    config = TrainConfig.from_dict(record["config"])
-    return LoadedRun(model.to(device).eval(), generator, PixelScale.from_dict(record["pixels"]), config, record)
+    return LoadedRun(model.to(device).eval(), generator, scale, config, record)
 
 
 def model_from_checkpoint(
@@ -188,10 +199,23 @@ def sample_range(
         size = min(batch_size, first + count - start_index)
         start = _start(run, init, start_index, size, total, seed, hidden_steps, backend, device)
         chain_size = math.prod(start.shape[1:])
-        result = langevin(
-            run.model, start, steps=steps, delta=delta, seed=derive_seed(seed, LANGEVIN_STREAM),
-            stream_offset=start_index * chain_size, stream_stride=total * chain_size, backend=backend,
-        )  # fmt: skip
+        if not bool(torch.isfinite(start).all()):
+            raise ChainDivergedError(
+                f"the chains' starting states (--init {init}) hold NaN/Inf"
+                + (": the hidden-space steps diverged; try fewer --hidden-steps" if hidden_steps else "")
+            )
+        try:
+            result = langevin(
+                run.model, start, steps=steps, delta=delta, seed=derive_seed(seed, LANGEVIN_STREAM),
+                stream_offset=start_index * chain_size, stream_stride=total * chain_size, backend=backend,
+            )  # fmt: skip
+        except ChainDivergedError as error:
+            where = f"at step {error.step} of {steps}" if error.step else f"within {steps} steps"
+            raise ChainDivergedError(
+                f"samples became NaN/Inf {where} at step size {delta:g}; try a smaller --delta (the run trained "
+                f"with {run.config.delta:g})",
+                error.step,
+            ) from None
         batches.append(result.x.float().cpu())
         if on_batch is not None:
             on_batch(size)
@@ -210,12 +234,12 @@ def save_raw(values: torch.Tensor, path: str | Path) -> Path:
     """Write samples as .npy or .pt through a temporary file, so a crash leaves no torn file."""
     path = check_raw_path(path)
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
+    data = values.detach().cpu().contiguous()
+
+    def write(handle: Any) -> None:
         if suffix == ".npy":
-            np.save(handle, values.detach().cpu().contiguous().numpy())
+            np.save(handle, data.numpy())
         else:
-            torch.save(values.detach().cpu().contiguous(), handle)
-    os.replace(temporary, path)
-    return path
+            torch.save(data, handle)
+
+    return write_atomic(path, write)

@@ -1,12 +1,13 @@
 """PNG grids of images (Pillow), written atomically."""
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from genconv.engine.outputs import write_atomic
 
 _GAP = 2
 _SEPARATOR = 6
@@ -44,10 +45,5 @@ def side_by_side(left: np.ndarray, right: np.ndarray, background: int = 255) -> 
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:
     """Write an [H, W, C] uint8 array as PNG through a temporary file, so no torn file is left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    temporary = path.with_name(f".{path.name}.tmp")
-    image.save(temporary, format="PNG")
-    os.replace(temporary, path)
-    return path
+    return write_atomic(path, lambda handle: image.save(handle, format="PNG"))

@@ -134,6 +134,8 @@ def load_inception(path: str | Path, device: torch.device | str = "cpu") -> torc
             return torch.jit.load(str(path), map_location=device).eval()
     except (RuntimeError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "zip archive" in first_line or "PytorchStreamReader" in first_line:  # torch's advice is about checkpoints
+            first_line = "not a TorchScript or torch.export archive"
         raise ConfigError(f"cannot load {str(path)!r} as a network: {first_line}") from None
 
 

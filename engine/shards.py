@@ -14,7 +14,6 @@ rank i mod world size.
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from genconv.bindings.errors import ConfigError
 from genconv.engine.distributed import SINGLE, ProcessGroup, barrier
 from genconv.engine.generate import default_init, load_run, sample_range
 from genconv.engine.images import grid_array, save_png
+from genconv.engine.outputs import write_atomic
 from genconv.engine.progress import progress_reporter
 
 MANIFEST_NAME = "manifest.json"
@@ -73,12 +73,7 @@ class ShardPlan:
 
 
 def _write_atomic(path: Path, write: Any) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_atomic(path, write)
 
 
 def shard_is_finished(path: Path, plan: ShardPlan, index: int) -> bool:

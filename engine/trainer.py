@@ -11,7 +11,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,15 @@ import torch
 
 from genconv.bindings.errors import ChainDivergedError, CheckpointError, ConfigError
 from genconv.engine import data as datasets
-from genconv.engine.checkpoint import load_checkpoint, save_checkpoint
-from genconv.engine.config import TrainConfig, resolve_device
+from genconv.engine.checkpoint import check_run_record, load_checkpoint, save_checkpoint
+from genconv.engine.config import TrainConfig, flag_of, resolve_device
 from genconv.engine.distributed import SINGLE, ProcessGroup, barrier, check_divisible
 from genconv.engine.generator import GeneratorSpec, UpsamplingGenerator
 from genconv.engine.images import grid_array, save_png, side_by_side
 from genconv.engine.learners import ChainLearner, GGCNLearner
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.network import NetworkSpec
+from genconv.engine.outputs import write_text_atomic
 from genconv.engine.plots import save_curves
 from genconv.engine.presets import get_preset, network_for
 from genconv.engine.progress import progress_reporter
@@ -50,23 +51,28 @@ class TrainSummary:
 
 
 def _write_json_atomic(payload: dict[str, Any], path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The metric lines of a run; a line torn by a kill (the last one, half written) is skipped."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("iteration"), int):
+            entries.append(entry)
+    return entries
 
 
 def _keep_metrics_up_to(path: Path, iteration: int) -> None:
     """Drop metric lines past ``iteration`` (written after the checkpoint a run resumes from)."""
     kept = [entry for entry in read_metrics(path) if entry["iteration"] <= iteration]
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(json.dumps(entry) + "\n" for entry in kept))
-    os.replace(temporary, path)
+    write_text_atomic(path, "".join(json.dumps(entry) + "\n" for entry in kept))
 
 
 def default_num_chains(config: TrainConfig, num_images: int) -> int:
@@ -105,6 +111,9 @@ class Trainer:
         out_dir: the run directory; it must not already hold a run unless ``resume``.
         resume: continue the run in ``out_dir`` from its checkpoint.
         progress: show a progress bar.
+        explicit: on resume, the options the user set (TrainConfig field names): each must equal
+            the run's unless it is one a resumed run may change. None: the options that differ
+            from TrainConfig's defaults.
         group: this process's place under torchrun (default: a single process). Each rank holds
             its share of the chains and of every data batch; rank 0 writes every file.
 
@@ -115,7 +124,7 @@ class Trainer:
 
     def __init__(
         self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-        group: ProcessGroup = SINGLE,
+        group: ProcessGroup = SINGLE, explicit: set[str] | None = None,
     ) -> None:  # fmt: skip
         self.out_dir = Path(out_dir)
         self.group = group
@@ -124,7 +133,11 @@ class Trainer:
         record = None
         if resume:
             record = load_checkpoint(checkpoint_path, expected_model=config.model)
-            config = _resumed_config(TrainConfig.from_dict(record["config"]), config)
+            check_run_record(record, checkpoint_path)
+            stored = TrainConfig.from_dict(record["config"])
+            if stored.num_chains is None and "chains" in record:  # the count the run resolved to
+                stored = replace(stored, num_chains=int(record["chains"].shape[0]))
+            config = _resumed_config(stored, config, explicit)
         elif checkpoint_path.exists():
             raise ConfigError(
                 f"--out {str(self.out_dir)!r} already holds a run ({CHECKPOINT_NAME}); pass --resume to "
@@ -167,8 +180,14 @@ class Trainer:
             self.learner = ChainLearner(self.model, config, self.observed, chains, self.group)
         self.iteration = 0
         if record is not None:
-            self.model.load_state_dict(record["model"])
-            self.learner.load(record)
+            try:
+                self.model.load_state_dict(record["model"])
+                self.learner.load(record)
+            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as error:
+                raise CheckpointError(
+                    f"checkpoint {str(self.out_dir / CHECKPOINT_NAME)!r} does not fit its own run "
+                    f"({type(error).__name__}: {' '.join(str(error).split())[:200]})"
+                ) from None
             self.iteration = int(record["iteration"])
 
     @property
@@ -193,8 +212,17 @@ class Trainer:
         batch = self._data_batch()
         try:
             metrics = self.learner.iteration(batch, self.iteration + 1)
-        except ChainDivergedError as error:
-            raise ChainDivergedError(f"{error}; the last good checkpoint is kept in {str(self.out_dir)!r}") from None
+        except ChainDivergedError:
+            checkpoint = self.out_dir / CHECKPOINT_NAME
+            kept = (
+                f"the last good checkpoint is kept in {str(checkpoint)!r}"
+                if checkpoint.is_file()
+                else "no checkpoint was written before it"
+            )
+            raise ChainDivergedError(
+                f"Langevin chains became NaN/Inf at iteration {self.iteration + 1}; try a smaller --delta (now "
+                f"{self.config.delta}); {kept}"
+            ) from None
         self.iteration += 1
         return {"iteration": self.iteration, **metrics}
 
@@ -233,6 +261,8 @@ class Trainer:
         assert config.iterations is not None
         main = self.group.is_main
         metrics_path = self.out_dir / METRICS_NAME
+        if self.iteration >= config.iterations:  # nothing to train: the run's files stay as they are
+            return TrainSummary(self.iteration, self.out_dir / CHECKPOINT_NAME, {}, self.iteration)
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             _write_json_atomic({**config.to_dict(), "world_size": self.group.world_size}, self.out_dir / CONFIG_NAME)
@@ -268,24 +298,26 @@ class Trainer:
 _RESUME_MAY_CHANGE = ("iterations", "backend", "device", "image_every", "checkpoint_every")
 
 
-def _resumed_config(stored: TrainConfig, requested: TrainConfig) -> TrainConfig:
+def _resumed_config(stored: TrainConfig, requested: TrainConfig, explicit: set[str] | None = None) -> TrainConfig:
     """The stored config with the options a resumed run may change taken from ``requested``.
 
-    ``requested`` fields left at their defaults keep the stored values.
+    ``explicit`` names the options the user set; None takes those that differ from TrainConfig's
+    defaults (an API caller's config cannot say more). Every other option set must equal the run's.
     """
     defaults = TrainConfig()
-    changes = {}
-    for name in _RESUME_MAY_CHANGE:
-        value = getattr(requested, name)
-        if value != getattr(defaults, name):
-            changes[name] = value
+    if explicit is None:
+        explicit = {name for name, value in requested.to_dict().items() if value != getattr(defaults, name)}
     stored_dict = stored.to_dict()
+    changes = {name: getattr(requested, name) for name in _RESUME_MAY_CHANGE if name in explicit}
     for name, value in requested.to_dict().items():
-        if name in _RESUME_MAY_CHANGE or name == "model" or value == getattr(defaults, name):
+        if name in _RESUME_MAY_CHANGE or name == "model" or name not in explicit or name not in stored_dict:
             continue
         if value != stored_dict[name]:
+            flag = flag_of(name)
+            shown = "" if isinstance(value, bool) else f" {value}"
+            kept = stored_dict[name]
             raise ConfigError(
-                f"--{name.replace('_', '-')} {value} differs from the resumed run's {stored_dict[name]}; a resumed "
-                f"run keeps its settings except {', '.join(_RESUME_MAY_CHANGE)}"
+                f"{flag}{shown} differs from the resumed run's {'unset' if kept is None else kept}; a resumed run "
+                f"keeps its settings except {', '.join(flag_of(n) for n in _RESUME_MAY_CHANGE)}"
             )
     return TrainConfig.from_dict({**stored_dict, **changes})

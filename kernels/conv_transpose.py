@@ -27,7 +27,6 @@ from genconv.kernels.implicit_gemm import (
     A_PLAIN,
     A_UNIT,
     N_ALIGN,
-    WIDEST_TOP_DOWN_TILE,
     conv_configs,
     conv_grid,
     conv_tile,
@@ -54,7 +53,7 @@ from genconv.kernels.packing import packed_gemm_transpose
 
 
 @triton.autotune(
-    configs=conv_configs(WIDEST_TOP_DOWN_TILE),
+    configs=conv_configs(top_down=True),
     key=["n_columns", "nq_h", "nq_w", "g_h", "g_w"],
     prune_configs_by={"early_config_prune": prune_configs},
 )
@@ -259,8 +258,8 @@ def _launch_transpose(
         heuristic = configs[0]
     else:
         named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
-        configs = prune_configs(conv_configs(WIDEST_TOP_DOWN_TILE), named, SPAN=span)
-        heuristic = heuristic_config(columns, tile_rows(named, span), WIDEST_TOP_DOWN_TILE)
+        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span)
+        heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True)
     if rows and out.numel():
         launch(
             _conv_transpose_kernel,

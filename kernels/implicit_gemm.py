@@ -47,30 +47,50 @@ N_ALIGN = 16
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages): tiles for wide N (64-128 output channels) and narrow
 # N (the image layer's top-down, N = s^2 C_in = 4-27), each with 8 warps for tall tiles. Every one
-# compiles without spills for every preset layer it can be picked for, on sm_90 and sm_80 (the
-# compile tier, ``bench/compile_tier.py``, checks this in the test suite).
+# compiles without spills for every preset layer it can be picked for, on sm_90 and sm_80, with the
+# oldest and the newest supported Triton (the compile tier, ``bench/compile_tier.py``, checks this
+# in the test suite).
 _TILES = (
     (128, 64, 32, 8, 3),
-    (64, 64, 32, 4, 3),
+    (64, 64, 16, 4, 4),
     (128, 128, 16, 8, 3),
-    (128, 32, 32, 4, 2),
+    (128, 32, 32, 8, 2),
     (64, 32, 32, 4, 3),
     (256, 16, 32, 8, 2),
     (64, 16, 32, 4, 3),
 )
 # The top-down kernel's epilogue (sub-pixel scatter, gate or Langevin update) holds more per
-# element: its tiles stop at 64 columns.
-WIDEST_TOP_DOWN_TILE = 64
+# element: its tiles stop at 64 columns and give a thread at most 16 accumulators (32 spill on
+# sm_90 with newer ptxas on the gated sub-pixel layers).
+_TOP_DOWN_TILES = (
+    (64, 64, 32, 8, 3),
+    (128, 32, 32, 8, 2),
+    (64, 32, 32, 4, 3),
+    (256, 16, 32, 8, 2),
+    (64, 16, 32, 4, 3),
+)
+# The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise).
+_HEURISTIC = {
+    128: ((128, 128, 16, 8, 3), (64, 64, 16, 4, 4)),
+    64: ((128, 64, 32, 8, 3), (64, 64, 16, 4, 4)),
+    32: ((128, 32, 32, 8, 2), (64, 32, 32, 4, 3)),
+    16: ((256, 16, 32, 8, 2), (64, 16, 32, 4, 3)),
+}
+_TOP_DOWN_HEURISTIC = {
+    64: ((64, 64, 32, 8, 3), (64, 64, 32, 8, 3)),
+    32: ((128, 32, 32, 8, 2), (64, 32, 32, 4, 3)),
+    16: ((256, 16, 32, 8, 2), (64, 16, 32, 4, 3)),
+}
 
 
-def conv_configs(widest: int = 128) -> list[triton.Config]:
-    """Every tile the autotuner may try (up to ``widest`` columns); ``prune_configs`` keeps those
-    that fit a layer."""
-    return [
-        triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
-        for m, n, k, warps, stages in _TILES
-        if n <= widest
-    ]
+def _config(m: int, n: int, k: int, warps: int, stages: int) -> triton.Config:
+    return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
+
+
+def conv_configs(top_down: bool = False) -> list[triton.Config]:
+    """Every tile the autotuner may try for the bottom-up or the top-down kernel; ``prune_configs``
+    keeps those that fit a layer."""
+    return [_config(*tile) for tile in (_TOP_DOWN_TILES if top_down else _TILES)]
 
 
 def _narrow_n(columns: int, widest: int = 128) -> int:
@@ -98,19 +118,12 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     return fitting or kept
 
 
-def heuristic_config(columns: int, rows: int, widest: int = 128) -> triton.Config:
+def heuristic_config(columns: int, rows: int, top_down: bool = False) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
-    >= N (16..``widest``); 8 warps on tall tiles when the tiles cover many rows, 64-row tiles otherwise."""
-    block_n = _narrow_n(columns, widest)
-    many = rows >= 256
-    shape = {
-        128: (128, 128, 16, 8, 3) if many else (64, 64, 32, 4, 3),
-        64: (128, 64, 32, 8, 3) if many else (64, 64, 32, 4, 3),
-        32: (128, 32, 32, 4, 2) if many else (64, 32, 32, 4, 3),
-        16: (256, 16, 32, 8, 2) if many else (64, 16, 32, 4, 3),
-    }[block_n]
-    m, n, k, warps, stages = shape
-    return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
+    >= N (16..the widest tile); tall tiles when the tiles cover many rows, 64-row tiles otherwise."""
+    table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
+    tall, short = table[_narrow_n(columns, max(table))]
+    return _config(*(tall if rows >= 256 else short))
 
 
 def conv_grid(batch: int, per_image: int, columns: int, span: bool):

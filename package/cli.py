@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from genconv import validation as check
 from genconv.bindings.choices import BACKEND_NAMES
 from genconv.bindings.errors import ConfigError, GenconvError
 
@@ -20,6 +21,19 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 MODELS = "gcn, wgcn or ggcn"
+MAX_SEED = 2**63 - 1
+
+_COUNT = check.integer(1, check.MAX_COUNT, "an integer >= 1")
+_COUNT0 = check.integer(0, check.MAX_COUNT, "an integer >= 0")
+_SIZE = check.integer(check.MIN_IMAGE_SIZE, check.MAX_IMAGE_SIZE,
+                      f"a side in pixels, {check.MIN_IMAGE_SIZE} to {check.MAX_IMAGE_SIZE}")  # fmt: skip
+_WIDTH = check.integer(1, 1 << 16, "an integer from 1 to 65536")
+_SEED = check.integer(0, MAX_SEED, "an integer from 0 to 2**63 - 1")
+_SEEDS = check.integer(1, 1000, "a number of runs from 1 to 1000")
+_AIS_CHAINS = check.integer(2, check.MAX_COUNT, "an integer >= 2")
+_POSITIVE = check.number(positive=True)
+_NON_NEGATIVE = check.number(non_negative=True)
+_FRACTION = check.number(non_negative=True, below=1.0)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,33 +67,39 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data and network")
     group.add_argument("--preset", default="texture", help="network and defaults (see the list above)")
     group.add_argument("--data", default=None, help="dataset spec, e.g. texture:brick, faces:lfw, folder:PATH")
-    group.add_argument("--image-size", type=int, default=None, help="side of the square training images, pixels")
-    group.add_argument("--max-images", type=int, default=None, help="use at most this many images")
-    group.add_argument("--holdout", type=int, default=0, help="images kept out of training for evaluation (the last)")
+    group.add_argument("--image-size", type=_SIZE, default=None, help="side of the square training images, pixels")
+    group.add_argument("--max-images", type=_COUNT, default=None, help="use at most this many images")
+    group.add_argument(
+        "--holdout", type=_COUNT0, default=0, help="images kept out of training for evaluation (the last)"
+    )
     group.add_argument(
         "--pixel-range",
         default=None,
         help="model space: centred ([0, 255] minus channel mean; gcn, wgcn) or unit ([-1, 1]; ggcn)",
     )
-    group.add_argument("--slope", type=float, default=None, help="leaky-ReLU slope (0 = ReLU; default: the preset's)")
+    group.add_argument(
+        "--slope", type=_FRACTION, default=None, help="leaky-ReLU slope (0 = ReLU; default: the preset's)"
+    )
     group = parser.add_argument_group("sampling and learning")
-    group.add_argument("--iterations", type=int, default=None, help="learning iterations (total, also on resume)")
+    group.add_argument("--iterations", type=_COUNT, default=None, help="learning iterations (total, also on resume)")
     group.add_argument(
         "--steps",
-        type=int,
+        type=_COUNT0,
         default=None,
         help="image-space Langevin steps per iteration (ggcn: refinement steps, may be 0)",
     )
     group.add_argument(
         "--delta",
-        type=float,
+        type=_POSITIVE,
         default=None,
         help="Langevin step size = noise std, in model-space units (see --pixel-range)",
     )
-    group.add_argument("--sigma", type=float, default=None, help="std of the Gaussian reference q, model-space units")
+    group.add_argument(
+        "--sigma", type=_POSITIVE, default=None, help="std of the Gaussian reference q, model-space units"
+    )
     group.add_argument(
         "--chains",
-        type=int,
+        type=_COUNT,
         default=None,
         help="chains per iteration (gcn/wgcn: persistent; default 3 per image for texture)",
     )
@@ -87,14 +107,14 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--no-persistent", action="store_true", help="gcn/wgcn: restart the chains from --chain-init every iteration"
     )
-    group.add_argument("--batch-size", type=int, default=None, help="observed images per iteration (all if unset)")
-    group.add_argument("--lr", type=float, default=None, help="Adam learning rate of f")
-    group.add_argument("--beta1", type=float, default=None, help="Adam beta1")
-    group.add_argument("--seed", type=int, default=0, help="seed of every random stream of the run")
+    group.add_argument("--batch-size", type=_COUNT, default=None, help="observed images per iteration (all if unset)")
+    group.add_argument("--lr", type=_POSITIVE, default=None, help="Adam learning rate of f")
+    group.add_argument("--beta1", type=_FRACTION, default=None, help="Adam beta1")
+    group.add_argument("--seed", type=_SEED, default=0, help="seed of every random stream of the run")
     group = parser.add_argument_group("wgcn and ggcn (genconv's formulation)")
     group.add_argument(
         "--lambda-w",
-        type=float,
+        type=_NON_NEGATIVE,
         default=None,
         help="weight of the Wasserstein (JKO) transport penalty; 0 = plain MLE (default 1)",
     )
@@ -105,18 +125,20 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         "the drawn noise) or assignment (exact, batches of 256)",
     )
     group.add_argument("--penalty", default="transport", help="transport (JKO) or gradient (WGAN-GP style)")
-    group.add_argument("--gp-target", type=float, default=1.0, help="target ||df/dx|| of the gradient penalty")
-    group.add_argument("--latent-dim", type=int, default=None, help="ggcn: dimension d of z ~ N(0, I_d) (100)")
-    group.add_argument("--hidden-steps", type=int, default=None, help="ggcn: hidden-space Langevin steps (10; 0 = off)")
-    group.add_argument("--hidden-step-size", type=float, default=None, help="ggcn: hidden-space step size s (0.1)")
+    group.add_argument("--gp-target", type=_NON_NEGATIVE, default=1.0, help="target ||df/dx|| of the gradient penalty")
+    group.add_argument("--latent-dim", type=_WIDTH, default=None, help="ggcn: dimension d of z ~ N(0, I_d) (100)")
+    group.add_argument(
+        "--hidden-steps", type=_COUNT0, default=None, help="ggcn: hidden-space Langevin steps (10; 0 = off)"
+    )
+    group.add_argument("--hidden-step-size", type=_POSITIVE, default=None, help="ggcn: hidden-space step size s (0.1)")
     group.add_argument(
         "--hidden-grad-clip",
-        type=float,
+        type=_POSITIVE,
         default=None,
         help="ggcn: largest norm of d f(g(z))/dz per chain in the hidden steps (100)",
     )
-    group.add_argument("--generator-lr", type=float, default=None, help="ggcn: Adam learning rate of g (1e-4)")
-    group.add_argument("--generator-width", type=int, default=None, help="ggcn: channels of g at 4 x 4")
+    group.add_argument("--generator-lr", type=_POSITIVE, default=None, help="ggcn: Adam learning rate of g (1e-4)")
+    group.add_argument("--generator-width", type=_WIDTH, default=None, help="ggcn: channels of g at 4 x 4")
     group.add_argument("--generator-norm", default="none", help="ggcn: none or batch normalisation in g")
     group.add_argument("--no-amortize", action="store_true", help="ggcn: do not train g (ablation)")
 
@@ -162,8 +184,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="run directory (created if missing)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     _add_training_options(parser)
-    parser.add_argument("--image-every", type=int, default=50, help="write PNGs every this many iterations")
-    parser.add_argument("--checkpoint-every", type=int, default=50, help="checkpoint every this many iterations")
+    parser.add_argument("--image-every", type=_COUNT, default=50, help="write PNGs every this many iterations")
+    parser.add_argument("--checkpoint-every", type=_COUNT, default=50, help="checkpoint every this many iterations")
     _add_compute_options(parser)
     parser.set_defaults(run=_run_train)
 
@@ -184,27 +206,29 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
         "--num",
         "--samples",
         dest="num",
-        type=int,
+        type=_COUNT,
         default=16,
         help="number of samples (under torchrun write --samples: torchrun reads --num as its --numa-binding)",
     )
-    parser.add_argument("--steps", type=int, default=200, help="image-space Langevin steps per chain")
+    parser.add_argument("--steps", type=_COUNT0, default=200, help="image-space Langevin steps per chain")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed (each chain draws the same noise whatever --batch-size)"
+        "--seed", type=_SEED, default=0, help="seed (each chain draws the same noise whatever --batch-size)"
     )
-    parser.add_argument("--delta", type=float, default=None, help="step size, model-space units (default: the run's)")
+    parser.add_argument(
+        "--delta", type=_POSITIVE, default=None, help="step size, model-space units (default: the run's)"
+    )
     parser.add_argument(
         "--init",
         default=None,
         help="chain start: noise (N(0, sigma^2)), zeros, chains (the run's persistent chains) or "
         "generator (ggcn: z ~ N(0, I) -> g(z)); default generator for ggcn, chains for gcn and wgcn",
     )
-    parser.add_argument("--hidden-steps", type=int, default=0, help="ggcn: hidden-space Langevin steps before g")
-    parser.add_argument("--batch-size", type=int, default=64, help="chains run at once")
+    parser.add_argument("--hidden-steps", type=_COUNT0, default=0, help="ggcn: hidden-space Langevin steps before g")
+    parser.add_argument("--batch-size", type=_COUNT, default=64, help="chains run at once")
     parser.add_argument("--model", default=None, help=f"model family the checkpoint must hold: {MODELS}")
     parser.add_argument(
         "--shard-size",
-        type=int,
+        type=_COUNT,
         default=None,
         help="write a sharded, resumable run: --out is a directory of shards of this many samples plus "
         "manifest.json; rerunning the same command finishes an interrupted run; under torchrun the shards "
@@ -226,14 +250,37 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         ),
     )  # fmt: skip
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pt written by genconv train")
-    parser.add_argument("--num", type=int, default=64, help="number of samples")
-    parser.add_argument("--steps", type=int, default=None, help="image-space Langevin steps (default: the run's)")
+    parser.add_argument("--num", type=_COUNT, default=64, help="number of samples")
+    parser.add_argument("--steps", type=_COUNT0, default=None, help="image-space Langevin steps (default: the run's)")
     parser.add_argument("--init", default=None, help="chain start, as for genconv sample")
-    parser.add_argument("--hidden-steps", type=int, default=0, help="ggcn: hidden-space Langevin steps before g")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the samples and of the SWD projections")
+    parser.add_argument("--hidden-steps", type=_COUNT0, default=0, help="ggcn: hidden-space Langevin steps before g")
+    parser.add_argument("--seed", type=_SEED, default=0, help="seed of the samples and of the SWD projections")
     parser.add_argument("--data", default=None, help="reference images (default: the run's held-out images)")
     parser.add_argument("--inception", default=None, help="TorchScript Inception network for FID and IS")
     parser.add_argument("--out", default=None, help="also write the report to this JSON file")
+    group = parser.add_argument_group(
+        "held-out log-likelihood (gcn, wgcn)",
+        "With --log-likelihood, eval reports the mean log-likelihood of the reference images instead of the SWD: "
+        "log Z by annealed importance sampling from the Gaussian reference N(0, sigma^2 I) to the model, "
+        "in nats per image and bits per dimension on the 0-255 grey-level scale, each with its standard error. "
+        "Forward AIS underestimates log Z on average, so the figures are upper bounds on the likelihood "
+        "(lower bounds on bits/dim); --reverse-ais adds the opposite bound from the run's chains.",
+    )
+    group.add_argument("--log-likelihood", action="store_true", help="report the held-out log-likelihood by AIS")
+    group.add_argument("--ais-chains", type=_AIS_CHAINS, default=128, help="AIS chains (importance weights)")
+    group.add_argument("--ais-steps", type=_COUNT, default=200, help="AIS transitions, one per inverse temperature")
+    group.add_argument(
+        "--ais-transition",
+        default="mala",
+        help="AIS transition: mala, pcn (exact on each linear piece of f) or langevin (unadjusted)",
+    )
+    group.add_argument("--ais-schedule", default="sigmoid", help="inverse temperatures: sigmoid, geometric or linear")
+    group.add_argument(
+        "--ais-delta", type=_POSITIVE, default=None,
+        help="transition step size (default 0.5 sigma D^-1/6; mala adapts it)",
+    )  # fmt: skip
+    group.add_argument("--reverse-ais", action="store_true", help="also run reverse AIS from the run's chains")
+    group.add_argument("--dequantize", action="store_true", help="add U(-1/2, 1/2) grey levels to every pixel")
     _add_compute_options(parser)
     parser.set_defaults(run=_run_eval)
 
@@ -248,7 +295,12 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--out", required=True, help="report directory")
     parser.add_argument("--models", default="gcn,wgcn,ggcn", help="comma-separated model families to compare")
-    parser.add_argument("--seeds", type=int, default=3, help="runs per model, at seeds --seed, --seed + 1, ...")
+    parser.add_argument("--seeds", type=_SEEDS, default=3, help="runs per model, at seeds --seed, --seed + 1, ...")
+    parser.add_argument(
+        "--ais-chains", type=_AIS_CHAINS, default=8,
+        help="chains of the AIS run for the held-out likelihood (gcn, wgcn)",
+    )  # fmt: skip
+    parser.add_argument("--ais-steps", type=_COUNT, default=500, help="steps of that AIS run")
     _add_training_options(parser)
     _add_compute_options(parser)
     parser.set_defaults(run=_run_compare, image_every=1000000, checkpoint_every=1000000)
@@ -310,21 +362,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose command-line name is not the TrainConfig field's.
+FLAG_FIELDS = {"steps": "langevin_steps", "chains": "num_chains", "no_persistent": "persistent",
+               "no_amortize": "amortize"}  # fmt: skip
+
+
+def _explicit_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations of the options typed on ``argv`` (whatever their value), found by parsing
+    again with every default suppressed."""
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    command = commands[argv[0]]
+    saved = [(action, action.default) for action in command._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        typed = command.parse_args(list(argv[1:]))
+    finally:
+        for action, default in saved:
+            action.default = default
+    return set(vars(typed))
+
+
+def _explicit_fields(args: argparse.Namespace) -> set[str]:
+    """The TrainConfig fields the user set on the command line."""
+    return {FLAG_FIELDS.get(name, name) for name in getattr(args, "explicit", set())}
+
+
+def _checkpoint_exists(out: str) -> bool:
+    from genconv.engine.trainer import CHECKPOINT_NAME
+
+    return (Path(out) / CHECKPOINT_NAME).is_file()
+
+
+# What each command may find in a folder it writes: its own earlier files (and a lock).
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "latest.png", "curves.png", "images")
+SHARD_FILES = ("manifest.json", "shard-*.pt", "shard-*.png")
+COMPARE_FILES = ("gcn", "wgcn", "ggcn", "compare.json", "compare.md", "compare.png")
+
+
+def _check_folder_holds_only(folder: str, patterns: tuple[str, ...], what: str) -> None:
+    """ConfigError if ``folder`` holds files that are not ``what``'s own (matching ``patterns``)."""
+    import fnmatch
+
+    path = Path(folder)
+    if not path.is_dir():
+        return
+    foreign = sorted(
+        entry.name
+        for entry in path.iterdir()
+        if not entry.name.startswith(".") and not any(fnmatch.fnmatch(entry.name, p) for p in patterns)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ConfigError(f"--out {folder!r} holds files that are not {what}'s ({shown}); choose a new or empty folder")
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from genconv.engine import distributed
     from genconv.engine.checkpoint import load_checkpoint
     from genconv.engine.config import resolve_device
+    from genconv.engine.outputs import output_lock
     from genconv.engine.trainer import CHECKPOINT_NAME, Trainer
 
-    model = args.model
-    if model is None:
-        model = load_checkpoint(Path(args.out) / CHECKPOINT_NAME)["model_kind"] if args.resume else "gcn"
-    args.device = distributed.local_device(args.device)
+    check.output_folder("--out", args.out)
+    _check_folder_holds_only(args.out, RUN_FILES, "a training run")
+    if args.resume and not _checkpoint_exists(args.out):
+        load_checkpoint(Path(args.out) / CHECKPOINT_NAME)  # says what is wrong with it
+    args.device = check.device("--device", distributed.local_device(args.device))
     group = distributed.init_from_environment(resolve_device(args.device))
     try:
-        trainer = Trainer(_config_from(args, model), args.out, resume=args.resume, progress=not args.no_progress,
-                          group=group)  # fmt: skip
-        summary = trainer.fit()
+        with output_lock(args.out, folder=True) if group.is_main else _nothing():
+            model = args.model
+            if model is None:
+                model = load_checkpoint(Path(args.out) / CHECKPOINT_NAME)["model_kind"] if args.resume else "gcn"
+            trainer = Trainer(_config_from(args, model), args.out, resume=args.resume,
+                              progress=not args.no_progress, group=group,
+                              explicit=_explicit_fields(args))  # fmt: skip
+            summary = trainer.fit()
     finally:
         distributed.shutdown()
     if group.is_main:
@@ -333,31 +447,48 @@ def _run_train(args: argparse.Namespace) -> int:
         if summary.first_iteration:
             what = f"trained {done} iterations ({summary.first_iteration + 1}-{summary.iterations}, resumed)"
             if not done:
-                what = f"nothing to train: the run already has {summary.iterations} iterations"
+                what = (f"nothing to train: the run already has {summary.first_iteration} iterations (--iterations "
+                        f"{trainer.config.iterations}); nothing was changed")  # fmt: skip
+                print(f"{what}; checkpoint {summary.checkpoint}")
+                return 0
         else:
             what = f"trained {done} iterations"
         print(f"{what}{processes}; checkpoint {summary.checkpoint}; images {Path(args.out) / 'latest.png'}")
     return 0
 
 
+class _nothing:
+    """A context that does nothing (the lock is rank 0's)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
 def _run_sample(args: argparse.Namespace) -> int:
     from genconv.engine.config import resolve_device
-    from genconv.engine.generate import check_raw_path, sample_checkpoint, save_raw
+    from genconv.engine.generate import sample_checkpoint, save_raw
     from genconv.engine.images import grid_array, save_png
+    from genconv.engine.outputs import output_locks
 
+    check.input_file("--checkpoint", args.checkpoint)
     if args.shard_size is not None:
         return _run_sharded_sample(args)
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out must be a .png file (or a directory with --shard-size), got {args.out!r}")
-    raw = check_raw_path(args.raw if args.raw else out.with_suffix(".npy"))
-    samples = sample_checkpoint(
-        args.checkpoint, num=args.num, steps=args.steps, seed=args.seed, delta=args.delta, init=args.init,
-        hidden_steps=args.hidden_steps, batch_size=args.batch_size, backend=args.backend,
-        device=resolve_device(args.device), expected_model=args.model, progress=not args.no_progress,
-    )  # fmt: skip
-    save_png(grid_array(samples.pixels()), out)
-    save_raw(samples.image_space(), raw)
+    out = check.output_file("--out", args.out, (".png",))
+    raw = check.output_file("--raw", args.raw if args.raw else out.with_suffix(".npy"), (".npy", ".pt"))
+    if raw.resolve() == out.resolve():
+        raise ConfigError(f"--raw {str(raw)!r} is the PNG grid's own path; choose another file")
+    device = resolve_device(check.device("--device", args.device))
+    with output_locks([(out, False), (raw, False)]):
+        samples = sample_checkpoint(
+            args.checkpoint, num=args.num, steps=args.steps, seed=args.seed, delta=args.delta, init=args.init,
+            hidden_steps=args.hidden_steps, batch_size=args.batch_size, backend=args.backend,
+            device=device, expected_model=args.model, progress=not args.no_progress,
+        )  # fmt: skip
+        save_png(grid_array(samples.pixels()), out)
+        save_raw(samples.image_space(), raw)
     print(f"wrote {args.num} samples: {out} and {raw}")
     return 0
 
@@ -365,19 +496,23 @@ def _run_sample(args: argparse.Namespace) -> int:
 def _run_sharded_sample(args: argparse.Namespace) -> int:
     from genconv.engine import distributed
     from genconv.engine.config import resolve_device
+    from genconv.engine.outputs import output_lock
     from genconv.engine.shards import sample_shards
 
     if args.raw:
         raise ConfigError("--raw does not apply with --shard-size: the shards hold the raw samples")
-    device = resolve_device(distributed.local_device(args.device))
+    check.output_folder("--out", args.out)
+    _check_folder_holds_only(args.out, SHARD_FILES, "a sharded sampling run")
+    device = resolve_device(check.device("--device", distributed.local_device(args.device)))
     group = distributed.init_from_environment(device)
     try:
-        report = sample_shards(
-            args.checkpoint, args.out, num=args.num, shard_size=args.shard_size, steps=args.steps, seed=args.seed,
-            delta=args.delta, init=args.init, hidden_steps=args.hidden_steps, batch_size=args.batch_size,
-            backend=args.backend, device=device, expected_model=args.model, png=args.shard_png,
-            progress=not args.no_progress, group=group,
-        )  # fmt: skip
+        with output_lock(args.out, folder=True) if group.is_main else _nothing():
+            report = sample_shards(
+                args.checkpoint, args.out, num=args.num, shard_size=args.shard_size, steps=args.steps,
+                seed=args.seed, delta=args.delta, init=args.init, hidden_steps=args.hidden_steps,
+                batch_size=args.batch_size, backend=args.backend, device=device, expected_model=args.model,
+                png=args.shard_png, progress=not args.no_progress, group=group,
+            )  # fmt: skip
     finally:
         distributed.shutdown()
     if group.is_main:
@@ -387,51 +522,127 @@ def _run_sharded_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_ais_flags(args: argparse.Namespace) -> None:
+    """One line naming the first unusable --ais-* flag (the numbers are checked as they parse)."""
+    if args.ais_transition not in ("mala", "pcn", "langevin"):
+        raise ConfigError(f"--ais-transition must be mala, pcn or langevin, got {args.ais_transition!r}")
+    if args.ais_schedule not in ("sigmoid", "geometric", "linear"):
+        raise ConfigError(f"--ais-schedule must be sigmoid, geometric or linear, got {args.ais_schedule!r}")
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     from genconv.engine.config import resolve_device
-    from genconv.engine.evaluate import evaluate_checkpoint
+    from genconv.engine.evaluate import evaluate_checkpoint, likelihood_of_checkpoint
+    from genconv.engine.outputs import output_lock, write_text_atomic
 
-    report = evaluate_checkpoint(
-        args.checkpoint, num=args.num, steps=args.steps, init=args.init, hidden_steps=args.hidden_steps,
-        seed=args.seed, data=args.data, inception=args.inception, backend=args.backend,
-        device=resolve_device(args.device),
-    )  # fmt: skip
-    text = json.dumps(report, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    check.input_file("--checkpoint", args.checkpoint)
+    if args.inception:
+        check.input_file("--inception", args.inception)
+    if args.log_likelihood:
+        _check_ais_flags(args)
+    elif args.reverse_ais or args.dequantize:
+        raise ConfigError("--reverse-ais and --dequantize apply with --log-likelihood only")
+    out = check.output_file("--out", args.out) if args.out else None
+    device = resolve_device(check.device("--device", args.device))
+    with output_lock(out, folder=False) if out else _nothing():
+        if args.log_likelihood:
+            report = likelihood_of_checkpoint(
+                args.checkpoint, data=args.data, chains=args.ais_chains, steps=args.ais_steps,
+                transition=args.ais_transition, schedule=args.ais_schedule, delta=args.ais_delta,
+                reverse=args.reverse_ais, dequantize=args.dequantize, seed=args.seed, backend=args.backend,
+                device=device,
+            )  # fmt: skip
+        else:
+            report = evaluate_checkpoint(
+                args.checkpoint, num=args.num, steps=args.steps, init=args.init, hidden_steps=args.hidden_steps,
+                seed=args.seed, data=args.data, inception=args.inception, backend=args.backend, device=device,
+            )  # fmt: skip
+        text = json.dumps(report, indent=2)
+        if out:
+            write_text_atomic(out, text + "\n")
     print(text)
     return 0
 
 
 def _run_compare(args: argparse.Namespace) -> int:
     from genconv.engine.compare import compare_models
+    from genconv.engine.outputs import output_lock
 
     models = tuple(name.strip() for name in args.models.split(",") if name.strip())
     if not models or any(name not in ("gcn", "wgcn", "ggcn") for name in models):
         raise ConfigError(f"--models must list {MODELS}, comma-separated; got {args.models!r}")
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be a positive number of runs per model, got {args.seeds}")
+    if len(set(models)) != len(models):
+        raise ConfigError(f"--models lists a model twice: {args.models!r}")
+    check.output_folder("--out", args.out)
+    _check_folder_holds_only(args.out, COMPARE_FILES, "a comparison")
+    args.device = check.device("--device", args.device)
     base = _config_from(args, models[0])
     seeds = tuple(base.seed + index for index in range(args.seeds))
-    report = compare_models(base, args.out, models, seeds, progress=not args.no_progress)
+    if seeds[-1] > MAX_SEED:
+        raise ConfigError(f"--seed {base.seed} with --seeds {args.seeds} runs past the largest seed, 2**63 - 1")
+    ais = {"chains": args.ais_chains, "steps": args.ais_steps}
+    with output_lock(args.out, folder=True):
+        report = compare_models(base, args.out, models, seeds, progress=not args.no_progress, ais=ais)
     from genconv.engine.compare import markdown_table
 
     print(markdown_table(report), end="")
     return 0
 
 
+def _os_error_line(error: OSError) -> str:
+    """One line for a failed file operation, naming the path."""
+    reason = error.strerror or str(error)
+    path = error.filename
+    if path is None:
+        return f"file operation failed: {reason}"
+    second = f" -> {str(error.filename2)!r}" if error.filename2 else ""
+    return f"cannot write or read {str(path)!r}{second}: {reason}"
+
+
+def _interrupted_line(args: argparse.Namespace) -> str:
+    if args.command == "train":
+        if _checkpoint_exists(args.out):
+            return f"interrupted; the last checkpoint is kept in {str(args.out)!r} (--resume continues it)"
+        return "interrupted before the first checkpoint: nothing to resume"
+    if args.command == "compare":
+        return "interrupted; rerunning the same command finishes the comparison from the runs' checkpoints"
+    if args.command == "sample" and args.shard_size is not None:
+        return "interrupted; rerunning the same command finishes the unfinished shards"
+    return "interrupted; nothing was written"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``genconv`` and ``python -m genconv``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.explicit = _explicit_options(parser, argv)
     try:
         return args.run(args)
     except GenconvError as error:
-        print(f"genconv {args.command}: error: {error}", file=sys.stderr)
+        print(f"genconv {args.command}: error: {_one_line(str(error))}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as error:
+        print(f"genconv {args.command}: error: {_one_line(_os_error_line(error))}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print(f"genconv {args.command}: error: {_OUT_OF_MEMORY}", file=sys.stderr)
+        return EXIT_ERROR
+    except RuntimeError as error:  # torch reports a failed allocation (CPU or CUDA) as a RuntimeError
+        if not any(sign in str(error) for sign in ("out of memory", "can't allocate memory", "Cannot allocate")):
+            raise
+        print(f"genconv {args.command}: error: {_OUT_OF_MEMORY}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(f"genconv {args.command}: interrupted; the last checkpoint is kept", file=sys.stderr)
+        print(f"genconv {args.command}: {_interrupted_line(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+_OUT_OF_MEMORY = "out of memory; try a smaller --chains, --batch-size, --num or --image-size"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -176,8 +176,8 @@ def _bad_inputs(tmp_path, trained) -> dict[str, tuple[list[str], str]]:
         "empty-folder": (["train", "--data", f"folder:{empty}", "--out", out], "holds no image files"),
         "unreadable-image": (["train", "--data", f"folder:{broken}", "--out", out], "cannot read image"),
         "too-small": (["train", "--image-size", "10", "--out", out], "too small for this network"),
-        "zero-delta": (["train", "--delta", "0", "--out", out], "delta must be a positive number"),
-        "negative-sigma": (["train", "--sigma", "-2", "--out", out], "sigma must be a positive number"),
+        "zero-delta": (["train", "--delta", "0", "--out", out], "argument --delta: expected a finite number > 0"),
+        "negative-sigma": (["train", "--sigma", "-2", "--out", out], "argument --sigma: expected a finite number > 0"),
         "not-a-number": (["train", "--delta", "abc", "--out", out], "invalid float value: 'abc'"),
         "other-model": ([*sample, "--checkpoint", str(other_model), "--model", "gcn"], "holds a wgcn model, not gcn"),
         "wrong-model": (

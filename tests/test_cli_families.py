@@ -1,6 +1,7 @@
 """The command line for wGCN and GGCN: train, resume, sample, eval, compare, and their bad input."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -65,7 +66,7 @@ def test_compare_writes_a_report_over_seeds(tmp_path, capsys) -> None:
     args = ["compare", "--out", str(out), "--preset", "faces", "--image-size", "16", "--max-images", "10",
             "--holdout", "3", "--iterations", "2", "--chains", "4", "--steps", "1", "--hidden-steps", "1",
             "--latent-dim", "8", "--generator-width", "32", "--backend", "torch", "--no-progress", "--seed", "4",
-            "--seeds", "2"]  # fmt: skip
+            "--seeds", "2", "--ais-chains", "4", "--ais-steps", "5"]  # fmt: skip
     assert main(args) == 0
     table = capsys.readouterr().out
     report = json.loads((out / "compare.json").read_text())
@@ -80,12 +81,25 @@ def test_compare_writes_a_report_over_seeds(tmp_path, capsys) -> None:
         assert row["swd_x1e3"]["mean"] == pytest.approx(sum(swd) / 2)
         assert row["swd_x1e3"]["spread"] == pytest.approx(abs(swd[0] - swd[1]) / 2**0.5)
         assert f"| {kind} |" in table
+        for run in row["runs"]:
+            assert run["dip_ratio"] >= 1.0, kind
+            if kind == "ggcn":
+                assert run["bits_per_dim"] is None and row["bits_per_dim"]["mean"] is None
+            else:
+                assert math.isfinite(run["bits_per_dim"]) and run["bits_per_dim_se"] >= 0 and run["ais_seconds"] > 0
+    assert "held-out bits/dim" in table and "| n/a |" in table
     assert (out / "compare.md").read_text() == table
     assert (out / "compare.png").stat().st_size > 0
     mtime = (out / "gcn" / "seed-4" / "checkpoint.pt").stat().st_mtime_ns
     assert main(args) == 0  # a finished comparison is read back, not retrained
     assert (out / "gcn" / "seed-4" / "checkpoint.pt").stat().st_mtime_ns == mtime
-    assert json.loads((out / "compare.json").read_text())["models"]["gcn"]["runs"] == report["models"]["gcn"]["runs"]
+
+    def untimed(runs: list[dict]) -> list[dict]:
+        return [{key: value for key, value in run.items() if key != "ais_seconds"} for run in runs]
+
+    again = json.loads((out / "compare.json").read_text())["models"]["gcn"]["runs"]
+    assert untimed(again) == untimed(report["models"]["gcn"]["runs"])
+    assert report["ais"] == {"chains": 4, "steps": 5, "transition": "mala"}
 
 
 def test_stability_measures_of_compare() -> None:
@@ -100,22 +114,43 @@ def test_stability_measures_of_compare() -> None:
     assert spike_ratio(spiky) == pytest.approx(1.0)
 
 
+def test_dip_ratio_catches_downward_collapses_that_spike_ratio_misses() -> None:
+    from genconv.engine.compare import dip_ratio, spike_ratio
+
+    # f(syn) grows from 0 to its working scale, then halves for 25 iterations and recovers.
+    curve = [{"f_data": 1.2e5 * min(1.0, i / 40), "f_syn": 1.2e5 * min(1.0, i / 40)} for i in range(300)]
+    assert dip_ratio(curve) == pytest.approx(1.0)  # growth is no dip
+    for i in range(200, 225):
+        curve[i]["f_syn"] = 6.0e4 + 1e3 * (i - 200)
+    assert spike_ratio(curve) == pytest.approx(1.0)
+    assert dip_ratio(curve) == pytest.approx(2.0)
+    curve[260]["f_data"] = 1.2e4  # a one-iteration collapse of f(data) by 10x
+    assert dip_ratio(curve) == pytest.approx(10.0)
+    assert dip_ratio(curve[:20]) == 1.0
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["train", "--lambda-w", "1", "--out", "X"], "lambda_w applies to wgcn and ggcn"),
-        (["train", "--hidden-steps", "3", "--out", "X"], "hidden_steps applies to --model ggcn only"),
+        (["train", "--lambda-w", "1", "--out", "X"], "--lambda-w applies to wgcn and ggcn"),
+        (["train", "--hidden-steps", "3", "--out", "X"], "--hidden-steps applies to --model ggcn only"),
         (["train", "--model", "vae", "--out", "X"], "model must be one of gcn, wgcn, ggcn"),
         (["train", "--model", "wgcn", "--transport", "sinkhorn", "--out", "X"], "transport must be one of"),
-        (["train", "--model", "ggcn", "--generator-norm", "layer", "--out", "X"], "generator_norm must be one of"),
-        (["train", "--pixel-range", "01", "--out", "X"], "pixel_range must be one of"),
+        (["train", "--model", "ggcn", "--generator-norm", "layer", "--out", "X"], "--generator-norm must be one of"),
+        (["train", "--pixel-range", "01", "--out", "X"], "--pixel-range must be one of"),
         (["compare", "--models", "gcn,vae", "--out", "X"], "--models must list"),
-        (["compare", "--seeds", "0", "--out", "X"], "--seeds must be a positive number"),
+        (["compare", "--seeds", "0", "--out", "X"], "argument --seeds: expected a number of runs from 1 to 1000"),
+        (["compare", "--ais-steps", "0", "--out", "X"], "argument --ais-steps: expected an integer >= 1"),
+        (["compare", "--ais-chains", "1", "--out", "X"], "argument --ais-chains: expected an integer >= 2"),
     ],
 )
 def test_bad_family_options(argv, message: str, tmp_path, capsys) -> None:
     argv = [str(tmp_path / "out") if arg == "X" else arg for arg in argv]
-    assert main(argv) == 1
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # a malformed option: argparse's usage error, status 2
+        status = exit_.code
+    assert status in (1, 2)
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1
 

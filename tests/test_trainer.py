@@ -128,7 +128,7 @@ def test_checkpoint_validation(tmp_path) -> None:
         ({"image_size": 12}, "too small for this network"),
         ({"preset": "landscape"}, "unknown preset 'landscape'"),
         ({"model": "vae"}, "model must be one of"),
-        ({"chain_init": "uniform"}, "chain_init must be one of"),
+        ({"chain_init": "uniform"}, "--chain-init must be one of"),
         ({"beta1": 1.0}, r"beta1 must be in \[0, 1\)"),
         ({"device": "tpu:0"}, "device must be"),
     ],

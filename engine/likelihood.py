@@ -1,0 +1,474 @@
+"""Held-out log-likelihood of a GCN or wGCN by annealed importance sampling (AIS).
+
+The model is p(x) = exp(f(x)) N(x; 0, sigma^2 I) / Z with Z = E_{N(0, sigma^2 I)}[exp f(x)]: the
+Gaussian reference is a normalised base with exact samples, so AIS runs from it through
+
+    p_beta(x) ∝ exp(beta f(x)) N(x; 0, sigma^2 I),    0 = beta_0 < beta_1 < ... < beta_K = 1.
+
+Forward AIS draws x ~ N(0, sigma^2 I), and at each k adds (beta_k - beta_{k-1}) f(x) to the chain's
+log weight, then moves x by a transition that leaves p_{beta_k} invariant: a Metropolis-adjusted
+(MALA, the default) or unadjusted Langevin step of the GCN form with f scaled by beta,
+
+    x' = x + (delta^2 / 2) (beta df/dx - x / sigma^2) + delta z,
+
+on the model's top-down gradient and genconv's ``langevin_update`` op. The mean of the weights is
+an unbiased estimate of Z, so its log (``log_z``) is a stochastic lower bound on log Z (Jensen):
+the log-likelihood it gives is an upper bound, in expectation. Reverse AIS runs the same schedule
+from model samples down to beta = 0; from exact samples of p its estimate is a stochastic upper
+bound on log Z, hence a lower bound on the log-likelihood; from approximate samples (chains) it is
+only an indication. Standard errors come from the log-mean-exp of the weights by the delta method,
+se(log mean w) = std(w) / (sqrt(n) mean(w)), and miss what the weights' spread does not show (an
+annealing too short to reach p's modes shows as a low, confident log Z).
+
+Units. log p is a density in model space (``PixelScale``); the held-out figures are converted to
+the 0-255 grey-level scale, log p_pixels(x) = log p_model(x) - D log(scale), D = C H W, and bits per
+dimension are -log p_pixels / (D ln 2): a density per grey level, with no dequantisation noise
+unless asked for (``dequantize=True`` adds U(-1/2, 1/2) grey levels to every pixel, which makes
+the figure a bound on the discrete likelihood of integer-valued images).
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genconv.bindings.backends import Backend, packing_scope, resolve_backend
+from genconv.bindings.errors import ConfigError
+from genconv.bindings.ops import noise_counter
+from genconv.bindings.seeding import derive_seed
+from genconv.engine.data import PixelScale
+from genconv.engine.model import GenerativeConvNet
+
+TRANSITIONS: tuple[str, ...] = ("mala", "pcn", "langevin")
+SCHEDULES: tuple[str, ...] = ("sigmoid", "geometric", "linear")
+TARGET_ACCEPTANCE = 0.6
+_INIT_STREAM, _STEP_STREAM, _ACCEPT_STREAM, _DEQUANTIZE_STREAM = 11, 12, 13, 14
+
+ScoreAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class AISEstimate:
+    """One AIS run: log Z and its standard error, with what the run did.
+
+    log_z: log of the mean importance weight (forward: a stochastic lower bound on log Z;
+    reverse: upper). log_z_se: delta-method standard error of log_z. ess: effective sample size
+    of the weights, (sum w)^2 / sum w^2. acceptance: mean MALA acceptance over steps and chains
+    (None for Langevin). final_delta: the step size at beta = 1. log_weights: [chains] float64.
+    """
+
+    log_z: float
+    log_z_se: float
+    direction: str
+    chains: int
+    steps: int
+    transition: str
+    schedule: str
+    ess: float
+    acceptance: float | None
+    final_delta: float
+    seconds: float
+    log_weights: torch.Tensor
+
+    def summary(self) -> dict[str, Any]:
+        """The figures as plain numbers (no weights)."""
+        found = asdict(self)
+        found.pop("log_weights")
+        return found
+
+
+def beta_schedule(steps: int, kind: str = "sigmoid", *, sharpness: float = 4.0, first: float = 1e-4) -> torch.Tensor:
+    """``steps`` + 1 inverse temperatures from 0 to 1 (float64).
+
+    sigmoid: sigmoid(linspace(-sharpness, sharpness)) rescaled to [0, 1], dense at both ends (Grosse
+    et al. 2015); geometric: 0, then ``first`` to 1 geometrically; linear: evenly spaced.
+    """
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ConfigError(f"AIS steps must be a positive integer, got {steps!r}")
+    if kind == "linear":
+        return torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+    if kind == "geometric":
+        if steps == 1:
+            return torch.tensor([0.0, 1.0], dtype=torch.float64)
+        tail = torch.logspace(math.log10(first), 0.0, steps, dtype=torch.float64)
+        return torch.cat([torch.zeros(1, dtype=torch.float64), tail])
+    if kind == "sigmoid":
+        curve = torch.sigmoid(torch.linspace(-sharpness, sharpness, steps + 1, dtype=torch.float64))
+        return (curve - curve[0]) / (curve[-1] - curve[0])
+    raise ConfigError(f"AIS schedule must be one of {', '.join(SCHEDULES)}; got {kind!r}")
+
+
+def log_mean_exp_with_se(log_weights: torch.Tensor) -> tuple[float, float, float]:
+    """log mean exp(w), its delta-method standard error and the effective sample size of exp(w)."""
+    values = log_weights.to(torch.float64)
+    count = values.numel()
+    top = values.max()
+    scaled = torch.exp(values - top)
+    mean = scaled.mean()
+    log_mean = float(top + torch.log(mean))
+    se = float(scaled.std(unbiased=True) / (math.sqrt(count) * mean)) if count > 1 else math.inf
+    ess = float(scaled.sum() ** 2 / scaled.pow(2).sum())
+    return log_mean, se, ess
+
+
+def _model_score_and_grad(model: GenerativeConvNet, ops: Backend) -> ScoreAndGrad:
+    def score_and_grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        trace = model.bottom_up(x, ops, check=False)
+        return trace.score.to(torch.float64), model.top_down(trace, ops, dtype=x.dtype)
+
+    return score_and_grad
+
+
+def _check_ais_options(chains: int, steps: int, transition: str, delta: float | None) -> None:
+    if not isinstance(chains, int) or isinstance(chains, bool) or chains < 2:
+        raise ConfigError(f"AIS chains must be an integer >= 2, got {chains!r}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ConfigError(f"AIS steps must be a positive integer, got {steps!r}")
+    if transition not in TRANSITIONS:
+        raise ConfigError(f"AIS transition must be one of {', '.join(TRANSITIONS)}; got {transition!r}")
+    if delta is not None and not (math.isfinite(delta) and delta > 0):
+        raise ConfigError(f"AIS delta (the transition step size) must be a positive number, got {delta}")
+
+
+def annealed_log_z(
+    model: GenerativeConvNet | ScoreAndGrad,
+    *,
+    shape: tuple[int, ...] | None = None,
+    sigma: float | None = None,
+    chains: int = 128,
+    steps: int = 200,
+    transition: str = "mala",
+    delta: float | None = None,
+    adapt: bool | None = None,
+    schedule: str = "sigmoid",
+    start: torch.Tensor | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    backend: str | Backend = "auto",
+    device: torch.device | str = "cpu",
+) -> AISEstimate:
+    """Estimate log Z of exp(f(x)) N(x; 0, sigma^2 I) by AIS from the Gaussian reference.
+
+    Args:
+        model: a ``GenerativeConvNet``, or a function x [B, ...] -> (f(x) [B], df/dx [B, ...]).
+        shape: the shape of one state (default: the model's [C, H, W]); sigma: the reference std
+            (default: the model's). Both are needed with a function.
+        chains: independent AIS runs (importance weights); steps: transitions, one per beta.
+        transition: "mala" (Metropolis-adjusted; exact invariance) or "langevin" (unadjusted:
+            cheaper, biased by its step size).
+        delta: step size of the transitions; default 0.5 sigma D^(-1/6) for MALA (then adapted,
+            see ``adapt``) and the model's training delta is *not* assumed.
+        adapt: MALA only (default on): after each step multiply delta by exp(acceptance - 0.6),
+            the acceptance taken over all chains, so delta follows the targets as beta grows. It
+            depends on each chain's own past only through a 1/chains share.
+        schedule: "sigmoid", "geometric" or "linear" (``beta_schedule``).
+        start: reverse AIS: [chains, ...] samples of the model (beta = 1), annealed down to 0;
+            the estimate is then an upper bound on log Z (exact only for exact samples).
+        seed: seed of the initial states, the noise and the MALA decisions.
+        batch_size: chains run at once (default all).
+    Returns:
+        AISEstimate (forward: a stochastic lower bound on log Z; reverse: an upper bound).
+
+    Example:
+        >>> estimate = annealed_log_z(model, chains=64, steps=100)
+        >>> estimate.log_z, estimate.log_z_se
+    """
+    _check_ais_options(chains, steps, transition, delta)
+    if isinstance(model, GenerativeConvNet):
+        shape = tuple(shape or (model.spec.in_channels, *model.spec.image_size))
+        sigma = model.sigma if sigma is None else float(sigma)
+        ops = resolve_backend(backend, device)
+        score_and_grad = _model_score_and_grad(model, ops)
+        dtype = model.dtype
+    else:
+        if shape is None or sigma is None:
+            raise ConfigError("annealed_log_z needs shape and sigma with a score-and-gradient function")
+        ops = resolve_backend(backend, device)
+        score_and_grad, dtype = model, torch.float32
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ConfigError(f"sigma (the reference std) must be a positive number, got {sigma}")
+    if start is not None and (start.dim() != len(shape) + 1 or tuple(start.shape[1:]) != tuple(shape)):
+        raise ConfigError(f"start must be model samples [chains, {', '.join(map(str, shape))}], "
+                          f"got {list(start.shape)}")  # fmt: skip
+    if start is not None:
+        chains = start.shape[0]
+    dimension = math.prod(shape)
+    adapt = transition != "langevin" if adapt is None else adapt
+    step_size = delta if delta is not None else 0.5 * sigma * dimension ** (-1.0 / 6.0)
+    betas = beta_schedule(steps, schedule)
+    batch = chains if batch_size is None else max(1, min(int(batch_size), chains))
+    began = time.perf_counter()
+    log_weights, accepted, final_deltas = [], [], []
+    with torch.no_grad(), packing_scope():
+        for first in range(0, chains, batch):
+            count = min(batch, chains - first)
+            if start is None:
+                normals = ops.standard_normal(derive_seed(seed, _INIT_STREAM), first * dimension, (count, *shape),
+                                              device)  # fmt: skip
+                x0 = (sigma * normals).to(dtype)
+            else:
+                x0 = start[first : first + count].to(device=device, dtype=dtype)
+            found = _anneal(score_and_grad, ops, x0, betas, sigma, transition, step_size, adapt, seed, first,
+                            reverse=start is not None)  # fmt: skip
+            log_weights.append(found[0])
+            accepted.append(found[1] * count)
+            final_deltas.append(found[2])
+    weights = torch.cat(log_weights).cpu()
+    log_mean, se, ess = log_mean_exp_with_se(weights)
+    acceptance = None if transition == "langevin" else float(sum(accepted) / chains)
+    return AISEstimate(
+        log_z=log_mean if start is None else -log_mean, log_z_se=se,
+        direction="forward" if start is None else "reverse", chains=chains, steps=steps, transition=transition,
+        schedule=schedule, ess=ess, acceptance=acceptance, final_delta=float(final_deltas[-1]),
+        seconds=time.perf_counter() - began, log_weights=weights,
+    )  # fmt: skip
+
+
+def _anneal(
+    score_and_grad: ScoreAndGrad,
+    ops: Backend,
+    x: torch.Tensor,
+    betas: torch.Tensor,
+    sigma: float,
+    transition: str,
+    delta: float,
+    adapt: bool,
+    seed: int,
+    first_chain: int,
+    reverse: bool,
+) -> tuple[torch.Tensor, float, float]:
+    """One batch of AIS chains: log weights [B] (float64), mean acceptance over the moves, last delta.
+
+    Forward: w += (beta_k - beta_{k-1}) f(x), then a move at beta_k, k = 1..K (no move after the
+    last). Reverse: w += (beta_k - beta_{k+1}) f(x), then a move at beta_k, k = K-1..0 (a move at
+    beta = 0 changes no weight and is skipped). Each chain draws its noise at its own place in the
+    stream, so the batch size does not change the result.
+    """
+    count, numel = x.shape[0], x[0].numel()
+    # Move t of chain i draws its noise at counter (t * 2^20 + i) * numel + e: batches of one run
+    # never share noise, and the batch size does not change a chain.
+    stride = max(first_chain + count, 1 << 20) * numel
+    counter = noise_counter(derive_seed(seed, _STEP_STREAM), 0, x.device)
+    levels = betas.tolist()
+    order = list(range(1, len(levels))) if not reverse else list(range(len(levels) - 2, -1, -1))
+    log_w = torch.zeros(count, dtype=torch.float64, device=x.device)
+    score, grad = score_and_grad(x)
+    rates: list[float] = []
+    for position, k in enumerate(order):
+        previous = levels[k - 1] if not reverse else levels[k + 1]
+        beta = levels[k]
+        log_w += (beta - previous) * score
+        if position == len(order) - 1:
+            break
+        offset = position * stride + first_chain * numel
+        form = _proposal_form(transition, delta, sigma)
+        proposal = ops.langevin_update(x, (form[0] * beta) * grad, form[1], form[2], seed=counter, offset=offset)
+        new_score, new_grad = score_and_grad(proposal)
+        if transition == "langevin":
+            x, score, grad = proposal, new_score, new_grad
+            continue
+        log_alpha = _mh_log_ratio(x, score, grad, proposal, new_score, new_grad, beta, sigma, form)
+        normals = ops.standard_normal(derive_seed(seed, _ACCEPT_STREAM), position * (1 << 20) + first_chain,
+                                      (count,), x.device)  # fmt: skip
+        accept = torch.special.log_ndtr(normals.to(torch.float64)) < log_alpha
+        gate = accept.view(-1, *([1] * (x.dim() - 1)))
+        x = torch.where(gate, proposal, x)
+        score = torch.where(accept, new_score, score)
+        grad = torch.where(gate, new_grad, grad)
+        rates.append(float(accept.double().mean()))
+        if adapt:
+            delta = delta * math.exp(rates[-1] - TARGET_ACCEPTANCE)
+            delta = min(delta, sigma) if transition == "pcn" else delta
+    return log_w, sum(rates) / len(rates) if rates else 1.0, delta
+
+
+def _proposal_form(transition: str, delta: float, sigma: float) -> tuple[float, float, float]:
+    """(gradient scale, op delta, op sigma): the proposal x + (d^2/2)(scale beta df/dx - x/s^2) + d z.
+
+    mala / langevin: the GCN step itself (1, delta, sigma). pcn: the step that is exactly
+    reversible for the Gaussian N(sigma^2 beta B, sigma^2 I) that p_beta is on each activation
+    piece of f (f = alpha + <B, x> there): x' = mu + rho (x - mu) + delta z, rho = sqrt(1 -
+    delta^2 / sigma^2), mu = sigma^2 beta df/dx, so a proposal that stays on its piece is always
+    accepted and only piece changes are rejected; delta <= sigma (delta = sigma draws from the piece).
+    """
+    if transition != "pcn":
+        return 1.0, delta, sigma
+    delta = min(delta, sigma)
+    rho = math.sqrt(max(0.0, 1.0 - (delta / sigma) ** 2))
+    op_sigma = delta / math.sqrt(2.0 * (1.0 - rho))
+    return sigma**2 / op_sigma**2, delta, op_sigma
+
+
+def _mh_log_ratio(
+    x: torch.Tensor,
+    score: torch.Tensor,
+    grad: torch.Tensor,
+    proposal: torch.Tensor,
+    new_score: torch.Tensor,
+    new_grad: torch.Tensor,
+    beta: float,
+    sigma: float,
+    form: tuple[float, float, float],
+) -> torch.Tensor:
+    """log of the Metropolis-Hastings ratio of a Langevin-form proposal under p_beta, per chain."""
+    scale, delta, op_sigma = form
+
+    def mean(states: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        states = states.to(torch.float64)
+        return states + 0.5 * delta**2 * (scale * beta * gradient.to(torch.float64) - states / op_sigma**2)
+
+    def log_target(states: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return beta * value - states.to(torch.float64).flatten(1).pow(2).sum(dim=1) / (2.0 * sigma**2)
+
+    forward = (proposal.to(torch.float64) - mean(x, grad)).flatten(1).pow(2).sum(dim=1)
+    backward = (x.to(torch.float64) - mean(proposal, new_grad)).flatten(1).pow(2).sum(dim=1)
+    return log_target(proposal, new_score) - log_target(x, score) + (forward - backward) / (2.0 * delta**2)
+
+
+@dataclass
+class LikelihoodReport:
+    """Held-out log-likelihood of a model, with the AIS estimates of log Z it rests on.
+
+    nats / bits_per_dim: the mean over the images of log p(x) (per image, grey-level scale) and
+    -log p / (D ln 2), from forward AIS: upper bounds on the log-likelihood in expectation (lower
+    bounds on bits/dim). *_se: the AIS standard error (log Z's, the same for every image);
+    *_data_se: the standard error of the mean over the images. nats_lower / bits_per_dim_upper:
+    from reverse AIS when it ran.
+    """
+
+    images: int
+    dimension: int
+    pixel_scale: float
+    dequantized: bool
+    log_z: float
+    log_z_se: float
+    nats: float
+    nats_se: float
+    nats_data_se: float
+    bits_per_dim: float
+    bits_per_dim_se: float
+    bits_per_dim_data_se: float
+    forward: dict[str, Any]
+    log_z_upper: float | None = None
+    log_z_upper_se: float | None = None
+    nats_lower: float | None = None
+    bits_per_dim_upper: float | None = None
+    reverse: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def unnormalised_log_density(
+    model: GenerativeConvNet, x: torch.Tensor, backend: str | Backend = "auto"
+) -> torch.Tensor:
+    """f(x) + log N(x; 0, sigma^2 I) per image (float64): log p(x) + log Z."""
+    with torch.no_grad():
+        score = model.bottom_up(x.to(model.dtype), backend).score.to(torch.float64)
+    flat = x.to(torch.float64).flatten(1)
+    dimension = flat.shape[1]
+    variance = model.sigma**2
+    return score - flat.pow(2).sum(dim=1) / (2.0 * variance) - 0.5 * dimension * math.log(2 * math.pi * variance)
+
+
+def log_likelihood(
+    model: GenerativeConvNet | str | Path,
+    data: torch.Tensor | str | None = None,
+    *,
+    scale: PixelScale | None = None,
+    chains: int = 128,
+    steps: int = 200,
+    transition: str = "mala",
+    delta: float | None = None,
+    schedule: str = "sigmoid",
+    reverse: bool = False,
+    reverse_start: torch.Tensor | None = None,
+    dequantize: bool = False,
+    seed: int = 0,
+    batch_size: int | None = None,
+    backend: str | Backend = "auto",
+    device: torch.device | str = "cpu",
+) -> LikelihoodReport:
+    """Mean held-out log-likelihood of images under a GCN or wGCN, in nats and bits per dimension.
+
+    Args:
+        model: a ``GenerativeConvNet`` or a checkpoint path written by ``genconv train``.
+        data: [N, C, H, W] images in pixel units [0, 255] (with ``scale`` for a model; a checkpoint
+            brings its own), or a dataset spec; None with a checkpoint: its held-out images (its
+            training images when it held none out).
+        scale: the model's ``PixelScale`` (default for a model: centred on the data's own mean).
+        chains, steps, transition, delta, schedule, seed, batch_size: the forward AIS run
+            (``annealed_log_z``).
+        reverse: also run reverse AIS from model samples, an upper bound on log Z (a lower bound
+            on the likelihood) when the samples are exact; ``reverse_start`` gives the samples in
+            model space, else a checkpoint's persistent chains (cycled) are used.
+        dequantize: add U(-1/2, 1/2) grey levels to every pixel (seeded) before evaluating.
+    Returns:
+        LikelihoodReport; ``nats`` and ``bits_per_dim`` rest on forward AIS, whose log Z is a
+        stochastic lower bound, so they are upper (nats) and lower (bits/dim) bounds in expectation.
+
+    Example:
+        >>> report = log_likelihood("runs/faces/checkpoint.pt", chains=128, steps=200)
+        >>> report.bits_per_dim, report.bits_per_dim_se
+    """
+    chains_start = None
+    if isinstance(model, (str, Path)):
+        from genconv.engine.evaluate import reference_images
+        from genconv.engine.generate import load_run
+
+        run = load_run(model, device=device)
+        if run.record["model_kind"] == "ggcn":
+            raise ConfigError("the log-likelihood is defined for gcn and wgcn checkpoints (a ggcn's density is "
+                              "over its generator's latent space too)")  # fmt: skip
+        images = data if isinstance(data, torch.Tensor) else reference_images(run.config, data)[0]
+        scale = run.scale
+        net = run.model
+        chains_start = run.record.get("chains")
+    else:
+        net = model
+        if not isinstance(data, torch.Tensor):
+            raise ConfigError("log_likelihood needs data as a [N, C, H, W] tensor of pixel values with a model")
+        images = data
+        scale = scale or PixelScale.for_images("centred", images)
+    if images.dim() != 4 or images.shape[0] < 1:
+        raise ConfigError(f"data must be images [N, C, H, W] with N >= 1, got {list(images.shape)}")
+    images = images.to(torch.float32)
+    if dequantize:
+        generator = torch.Generator().manual_seed(derive_seed(seed, _DEQUANTIZE_STREAM))
+        images = images + torch.rand(images.shape, generator=generator) - 0.5
+    x = scale.to_model(images).to(device)
+    net.check_input(x)
+    dimension = math.prod(x.shape[1:])
+    per_image = unnormalised_log_density(net, x, backend).cpu()
+    forward = annealed_log_z(net, chains=chains, steps=steps, transition=transition, delta=delta, schedule=schedule,
+                             seed=seed, batch_size=batch_size, backend=backend, device=device)  # fmt: skip
+    pixel_shift = dimension * math.log(scale.scale)
+    log_p = per_image - forward.log_z - pixel_shift
+    nats = float(log_p.mean())
+    data_se = float(log_p.std(unbiased=True) / math.sqrt(log_p.numel())) if log_p.numel() > 1 else 0.0
+    bits = dimension * math.log(2.0)
+    report = LikelihoodReport(
+        images=int(x.shape[0]), dimension=dimension, pixel_scale=scale.scale, dequantized=dequantize,
+        log_z=forward.log_z, log_z_se=forward.log_z_se, nats=nats, nats_se=forward.log_z_se, nats_data_se=data_se,
+        bits_per_dim=-nats / bits, bits_per_dim_se=forward.log_z_se / bits, bits_per_dim_data_se=data_se / bits,
+        forward=forward.summary(),
+    )  # fmt: skip
+    if reverse:
+        start = reverse_start
+        if start is None and chains_start is not None:
+            index = torch.arange(chains) % chains_start.shape[0]
+            start = chains_start[index].to(torch.float32)
+        if start is None:
+            raise ConfigError("reverse AIS needs model samples: give reverse_start (or a checkpoint with chains)")
+        upper = annealed_log_z(net, chains=chains, steps=steps, transition=transition, delta=delta,
+                               schedule=schedule, start=start, seed=seed + 1, batch_size=batch_size, backend=backend,
+                               device=device)  # fmt: skip
+        lower_nats = float((per_image - upper.log_z - pixel_shift).mean())
+        report.log_z_upper, report.log_z_upper_se = upper.log_z, upper.log_z_se
+        report.nats_lower, report.bits_per_dim_upper = lower_nats, -lower_nats / bits
+        report.reverse = upper.summary()
+    return report

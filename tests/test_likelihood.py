@@ -1,0 +1,214 @@
+"""AIS log Z and held-out log-likelihood against exact answers: a linear f (Gaussian target, log Z
+in closed form) and one-layer GCNs in 1-D and 2-D whose Z comes from quadrature."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+
+from genconv.bindings.errors import ConfigError
+from genconv.engine.likelihood import (
+    annealed_log_z,
+    beta_schedule,
+    log_likelihood,
+    log_mean_exp_with_se,
+)
+from genconv.engine.model import GenerativeConvNet
+from genconv.engine.network import ConvLayer, NetworkSpec
+
+
+def _linear(dimension: int, sigma: float, seed: int = 0):
+    """f(x) = <a, x> + b: p = N(sigma^2 a, sigma^2 I) and log Z = b + sigma^2 ||a||^2 / 2."""
+    generator = torch.Generator().manual_seed(seed)
+    a = 0.6 * torch.randn(dimension, generator=generator, dtype=torch.float64)
+    b = 0.7
+
+    def score_and_grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = x.to(torch.float64).flatten(1)
+        return flat @ a + b, a.to(x.dtype).expand_as(flat).reshape(x.shape)
+
+    return score_and_grad, a, b + sigma**2 * float(a.pow(2).sum()) / 2
+
+
+def _one_layer_gcn(channels: int, weights: list[list[float]], biases: list[float], sigma: float) -> GenerativeConvNet:
+    """f(x) = sum_k relu(<w_k, x> + b_k) for x in R^channels: a 1 x 1 image, one 1 x 1 conv, summed top."""
+    spec = NetworkSpec(channels, (ConvLayer(len(biases), 1, 1, 0),), top="sum", image_size=(1, 1))
+    model = GenerativeConvNet(spec, sigma=sigma)
+    with torch.no_grad():
+        model.convs[0].weight.copy_(torch.tensor(weights).view(len(biases), channels, 1, 1))
+        model.convs[0].bias.copy_(torch.tensor(biases))
+    return model
+
+
+def _gcn_log_z_by_quadrature(weights: np.ndarray, biases: np.ndarray, sigma: float) -> float:
+    """log of the integral of exp(f) N(0, sigma^2 I): adaptive quadrature split at the kinks in 1-D,
+    a 3001^2-point trapezoid grid in 2-D (f's kinks cost O(h^2), ~1e-5 relative here)."""
+    bound = 10.0 * sigma + sigma**2 * float(np.abs(weights).sum())
+    if weights.shape[1] == 1:
+
+        def integrand(x: float) -> float:
+            f = float(np.maximum(weights[:, 0] * x + biases, 0.0).sum())
+            return math.exp(f - x * x / (2 * sigma**2)) / math.sqrt(2 * math.pi * sigma**2)
+
+        kinks = sorted(-biases / weights[:, 0])
+        value, _ = integrate.quad(integrand, -bound, bound, points=kinks, limit=400, epsabs=0, epsrel=1e-10)
+        return math.log(value)
+    axis = np.linspace(-bound, bound, 3001)
+    grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1)
+    f = np.maximum(grid @ weights.T + biases, 0.0).sum(axis=-1)
+    density = np.exp(f - (grid**2).sum(axis=-1) / (2 * sigma**2)) / (2 * math.pi * sigma**2)
+    return math.log(integrate.trapezoid(integrate.trapezoid(density, axis, axis=1), axis))
+
+
+def _check(estimate, exact: float) -> None:
+    error = abs(estimate.log_z - exact)
+    assert error <= 3 * estimate.log_z_se + 1e-9, (estimate.log_z, exact, estimate.log_z_se)
+    assert error <= 0.01 * abs(exact), (estimate.log_z, exact)
+
+
+def test_forward_ais_matches_the_gaussian_log_z():
+    sigma = 1.5
+    score_and_grad, _, exact = _linear(24, sigma)
+    estimate = annealed_log_z(score_and_grad, shape=(24,), sigma=sigma, chains=512, steps=200, seed=1)
+    assert exact > 10
+    _check(estimate, exact)
+    assert 0.3 < estimate.acceptance < 0.95
+
+
+def test_reverse_ais_from_exact_samples_is_an_upper_estimate():
+    sigma = 1.5
+    score_and_grad, a, exact = _linear(24, sigma)
+    generator = torch.Generator().manual_seed(3)
+    samples = (sigma**2 * a + sigma * torch.randn(512, 24, generator=generator, dtype=torch.float64)).float()
+    upper = annealed_log_z(score_and_grad, shape=(24,), sigma=sigma, steps=200, start=samples, seed=2)
+    lower = annealed_log_z(score_and_grad, shape=(24,), sigma=sigma, chains=512, steps=200, seed=2)
+    assert upper.direction == "reverse" and lower.direction == "forward"
+    _check(upper, exact)
+    assert lower.log_z - 3 * lower.log_z_se <= upper.log_z + 3 * upper.log_z_se
+
+
+@pytest.mark.parametrize("transition", ["mala", "pcn", "langevin"])
+def test_ais_matches_quadrature_for_a_one_layer_gcn_in_1d(transition):
+    weights, biases, sigma = [[2.0], [-1.5], [1.0], [-0.5]], [1.0, 0.5, -1.0, 2.0], 1.0
+    model = _one_layer_gcn(1, weights, biases, sigma)
+    exact = _gcn_log_z_by_quadrature(np.array(weights), np.array(biases), sigma)
+    # The unadjusted step samples a variance (1 - delta^2 / (4 sigma^2))^-1 too large: small delta.
+    delta = None if transition == "mala" else 0.1
+    steps = 150 if transition == "mala" else 600
+    estimate = annealed_log_z(model, chains=1024, steps=steps, transition=transition, delta=delta, seed=0,
+                              backend="torch")  # fmt: skip
+    assert exact > 3
+    _check(estimate, exact)
+
+
+def test_ais_matches_quadrature_for_a_one_layer_gcn_in_2d():
+    weights = [[1.5, -0.5], [-1.0, 1.2], [0.3, 0.9]]
+    biases, sigma = [0.5, 1.0, -0.5], 1.2
+    model = _one_layer_gcn(2, weights, biases, sigma)
+    exact = _gcn_log_z_by_quadrature(np.array(weights), np.array(biases), sigma)
+    estimate = annealed_log_z(model, chains=1024, steps=150, seed=0, backend="torch")
+    assert exact > 3
+    _check(estimate, exact)
+
+
+def test_log_likelihood_of_gaussian_model_images():
+    """A GCN whose f is 0 (zero weights) is N(0, sigma^2 I): log Z = 0 and log p is the Gaussian's."""
+    spec = NetworkSpec(1, (ConvLayer(2, 3, 1, 1),), top="sum", image_size=(5, 5))
+    model = GenerativeConvNet(spec, sigma=20.0)
+    with torch.no_grad():
+        model.convs[0].weight.zero_()
+    images = 100.0 + 20.0 * torch.randn(7, 1, 5, 5, generator=torch.Generator().manual_seed(0))
+    report = log_likelihood(model, images, chains=8, steps=5, backend="torch")
+    centred = images - images.mean()
+    expected = float((-centred.pow(2).flatten(1).sum(1) / 800.0).mean() - 12.5 * math.log(2 * math.pi * 400.0))
+    assert report.log_z == pytest.approx(0.0, abs=1e-9)
+    assert report.nats == pytest.approx(expected, rel=1e-6)
+    assert report.bits_per_dim == pytest.approx(-expected / (25 * math.log(2)), rel=1e-6)
+
+
+def test_batches_do_not_change_the_estimate():
+    model = _one_layer_gcn(1, [[2.0], [-1.0]], [0.5, 0.5], 1.0)
+    whole = annealed_log_z(model, chains=12, steps=20, seed=4, backend="torch")
+    batched = annealed_log_z(model, chains=12, steps=20, seed=4, batch_size=5, backend="torch", adapt=False,
+                             delta=whole.final_delta)  # fmt: skip
+    fixed = annealed_log_z(model, chains=12, steps=20, seed=4, backend="torch", adapt=False, delta=whole.final_delta)
+    torch.testing.assert_close(batched.log_weights, fixed.log_weights)
+
+
+def test_schedules_and_log_mean_exp():
+    for kind in ("sigmoid", "geometric", "linear"):
+        betas = beta_schedule(10, kind)
+        assert betas.shape == (11,) and betas[0] == 0 and betas[-1] == 1 and bool((betas.diff() > 0).all())
+    log_mean, se, ess = log_mean_exp_with_se(torch.log(torch.tensor([1.0, 3.0])))
+    assert log_mean == pytest.approx(math.log(2.0))
+    assert se == pytest.approx(math.sqrt(2.0) / (math.sqrt(2.0) * 2.0))
+    assert ess == pytest.approx(16.0 / 10.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"chains": 1}, "AIS chains must be an integer >= 2"),
+        ({"steps": 0}, "AIS steps must be a positive integer"),
+        ({"transition": "hmc"}, "AIS transition must be one of mala, pcn, langevin"),
+        ({"delta": -1.0}, "AIS delta"),
+        ({"schedule": "cosine"}, "AIS schedule must be one of"),
+    ],
+)
+def test_bad_options_name_the_argument(options, message):
+    model = _one_layer_gcn(1, [[1.0]], [0.0], 1.0)
+    with pytest.raises(ConfigError, match=message):
+        annealed_log_z(model, **options)
+
+
+@pytest.fixture(scope="module")
+def gcn_run(tmp_path_factory):
+    from genconv.cli import main
+
+    out = tmp_path_factory.mktemp("gcn") / "run"
+    args = ["train", "--preset", "faces", "--image-size", "12", "--max-images", "9", "--holdout", "3",
+            "--chains", "4", "--steps", "1", "--iterations", "2", "--backend", "torch", "--no-progress",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    return out
+
+
+def test_eval_log_likelihood_on_a_checkpoint(gcn_run, tmp_path, capsys):
+    from genconv.cli import main
+
+    report_path = tmp_path / "ll.json"
+    args = ["eval", "--checkpoint", str(gcn_run / "checkpoint.pt"), "--log-likelihood", "--ais-chains", "6",
+            "--ais-steps", "10", "--reverse-ais", "--backend", "torch", "--out", str(report_path)]  # fmt: skip
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(report_path.read_text())
+    assert printed["reference"] == "held-out" and printed["images"] == 3 and printed["dimension"] == 144
+    assert printed["forward"]["chains"] == 6 and printed["reverse"]["direction"] == "reverse"
+    assert printed["bits_per_dim"] == pytest.approx(-printed["nats"] / (144 * math.log(2)))
+    assert math.isfinite(printed["log_z_upper"]) and "swd_x1e3" not in printed
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ais-chains", "1"], "argument --ais-chains: expected an integer >= 2"),
+        (["--ais-steps", "0"], "argument --ais-steps: expected an integer >= 1"),
+        (["--ais-transition", "hmc"], "--ais-transition must be mala, pcn or langevin"),
+        (["--ais-schedule", "cosine"], "--ais-schedule must be sigmoid, geometric or linear"),
+        (["--ais-delta", "-2"], "argument --ais-delta: expected a finite number > 0"),
+    ],
+)
+def test_eval_log_likelihood_bad_flags_get_one_line(gcn_run, flags, message, capsys):
+    from genconv.cli import main
+
+    # numbers are refused as they parse (argparse's usage error, exit 2), choices when the command runs (exit 1)
+    try:
+        status = main(["eval", "--checkpoint", str(gcn_run / "checkpoint.pt"), "--log-likelihood", *flags])
+    except SystemExit as exit_:
+        status = exit_.code
+    assert status == (2 if message.startswith("argument") else 1)
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
