@@ -165,6 +165,29 @@ def _build_eager(setup: Setup) -> Sampler:
     return Sampler(lambda x: run(x, None), run, energy.f, list(energy.parameters()))
 
 
+def _compiled_hand_loop(
+    energy: Callable[[torch.Tensor], torch.Tensor], drift: float, noise_std: float, steps: int, mode: str
+) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """The hand loop x <- x - drift dE/dx + noise_std z with its step under torch.compile
+    (torch.func.grad, the noise drawn inside unless given), as a user would write it."""
+    grad_energy = torch.func.grad(lambda x: energy(x).sum())
+
+    def step(x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        if z is None:
+            z = torch.randn_like(x)
+        return x - drift * grad_energy(x) + noise_std * z
+
+    compiled = torch.compile(step, mode=mode, fullgraph=True, dynamic=False)
+
+    def run(x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        with torch.no_grad():
+            for index in range(steps):
+                x = compiled(x, None if noise is None else noise[index])
+        return x
+
+    return run
+
+
 def _build_compiled(setup: Setup) -> Sampler:
     torch._dynamo.reset()  # a fresh cache per cell: static shapes, no recompile limit across the matrix
     mode = _compile_mode.get(setup.device.type, "default")
@@ -172,22 +195,7 @@ def _build_compiled(setup: Setup) -> Sampler:
     energy = _energy(setup)
     if on_cuda:
         energy = energy.to(memory_format=torch.channels_last)
-    coefficient, delta = _drift_coefficient(setup), setup.delta
-    grad_energy = torch.func.grad(lambda x: energy(x).sum())
-
-    def step(x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        if z is None:
-            z = torch.randn_like(x)
-        return x - coefficient * grad_energy(x) + delta * z
-
-    compiled = torch.compile(step, mode=mode, fullgraph=True, dynamic=False)
-
-    def run(x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        with torch.no_grad():
-            for index in range(setup.steps):
-                x = compiled(x, None if noise is None else noise[index])
-        return x
-
+    run = _compiled_hand_loop(energy, _drift_coefficient(setup), setup.delta, setup.steps, mode)
     layout = torch.channels_last if on_cuda else torch.contiguous_format
     notes: dict[str, Any] = {
         "compile_mode": mode,
@@ -453,23 +461,8 @@ def _build_compiled_pcd(setup: Setup) -> Sampler:
     would write it; compiled inside build, so setup_s holds the compile time."""
     torch._dynamo.reset()
     energy = _pcd_energy(setup)
-    step_size, noise_std = setup.step_size, _pcd_noise_std(setup)
-    grad_energy = torch.func.grad(lambda x: energy(x).sum())
-
-    def step(x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        if z is None:
-            z = torch.randn_like(x)
-        return x - step_size * grad_energy(x) + noise_std * z
-
     mode = _compile_mode.get(setup.device.type, "default")
-    compiled = torch.compile(step, mode=mode, fullgraph=True, dynamic=False)
-
-    def run(x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        with torch.no_grad():
-            for index in range(setup.steps):
-                x = compiled(x, None if noise is None else noise[index])
-        return x
-
+    run = _compiled_hand_loop(energy, setup.step_size, _pcd_noise_std(setup), setup.steps, mode)
     run(setup.x0, None)
     return Sampler(lambda x: run(x, None), run, energy, list(energy.parameters()), {"compile_mode": mode})
 

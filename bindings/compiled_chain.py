@@ -35,7 +35,17 @@ from typing import Any
 
 import torch
 
-from genconv.kernels.reference import accumulation_dtype
+from genconv.kernels.reference import (  # the kernels' own Philox-4x32-10 and Box-Muller constants
+    _MASK32,
+    _PHILOX_KEY_A,
+    _PHILOX_KEY_B,
+    _PHILOX_ROUND_A,
+    _PHILOX_ROUND_B,
+    _PHILOX_ROUNDS,
+    _TWO_PI,
+    _UINT_TO_UNIFORM_SCALE,
+    accumulation_dtype,
+)
 
 COMPILE_ENV = "GENCONV_COMPILE"
 COMPILE_CHOICES: tuple[object, ...] = ("auto", True, False)
@@ -44,14 +54,6 @@ MAX_BLOCK = 5
 LARGE_STATE = 65_536
 CAPACITY = 8
 
-_MASK32 = 0xFFFFFFFF
-_PHILOX_KEY_A = 0x9E3779B9
-_PHILOX_KEY_B = 0xBB67AE85
-_PHILOX_ROUND_A = 0xD2511F53
-_PHILOX_ROUND_B = 0xCD9E8D57
-_PHILOX_ROUNDS = 10
-_UINT_TO_UNIFORM_SCALE = 4.6566127342e-10
-_TWO_PI = 6.283185307179586
 _SMALLEST_UNIFORM = 1.0e-7
 
 
