@@ -48,7 +48,7 @@ from genconv.kernels.launch import (
     interpreting,
     launch,
 )
-from genconv.kernels.normal import counter_tensor, split_offset
+from genconv.kernels.normal import COUNTER_ARGUMENTS, counter_tensor, split_offset
 from genconv.kernels.packing import packed_gemm_transpose
 
 
@@ -57,7 +57,7 @@ from genconv.kernels.packing import packed_gemm_transpose
     key=["n_columns", "nq_h", "nq_w", "g_h", "g_w"],
     prune_configs_by={"early_config_prune": prune_configs},
 )
-@triton.jit
+@triton.jit(do_not_specialize=COUNTER_ARGUMENTS)
 def _conv_transpose_kernel(
     g_ptr,
     mask_ptr,

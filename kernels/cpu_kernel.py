@@ -9,12 +9,15 @@ turns it off, every function here runs the pure-PyTorch twin instead, with the s
 float rounding; ``status()`` says which.
 """
 
+import contextlib
 import functools
 import hashlib
 import os
 import platform
 import sys
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -51,7 +54,46 @@ def _build_location() -> tuple[str, Path, list[str]]:
 
     flags = _compile_flags()
     name = _build_name(flags)
-    return name, Path(cpp_extension.get_default_build_root()) / name, flags
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()  # as torch does
+    return name, Path(root) / name, flags
+
+
+# torch's build lock file older than this is taken for one a killed build left behind: building
+# this one-file kernel takes 10-40 s, loading a built one well under a second.
+STALE_LOCK_SECONDS = 90.0
+
+
+@contextlib.contextmanager
+def _build_lock(build_directory: Path) -> Iterator[None]:
+    """Hold genconv's lock on ``build_directory``; remove the lock file a killed build left behind.
+
+    torch's ``cpp_extension`` guards each build or load with a plain ``lock`` file that a killed
+    process never removes, and every later load then waits on it forever. genconv first takes an
+    advisory lock of its own (the system releases it when its holder dies), so no other genconv
+    process is building here; a ``lock`` file still there after ``STALE_LOCK_SECONDS`` (an older
+    genconv, which does not take the advisory lock, may hold a fresh one) is stale and removed.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; torch's lock file alone guards the build
+        yield
+        return
+    torch_lock = build_directory / "lock"
+    with open(build_directory / "genconv-build.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            while True:
+                try:
+                    age = time.time() - torch_lock.stat().st_mtime
+                except FileNotFoundError:
+                    break
+                if age > STALE_LOCK_SECONDS:
+                    torch_lock.unlink(missing_ok=True)
+                    break
+                time.sleep(0.5)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @functools.cache
@@ -66,16 +108,17 @@ def _load() -> str | None:
         build_directory.mkdir(parents=True, exist_ok=True)
         if not (build_directory / f"{name}.so").exists():
             print("genconv: building the C++ CPU kernel (once per machine, about 10 s)", file=sys.stderr, flush=True)
-        cpp_extension.load(
-            name=name,
-            sources=[str(SOURCE)],
-            extra_cflags=flags,
-            extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
-            build_directory=str(build_directory),
-            with_cuda=False,
-            is_python_module=False,
-            verbose=False,
-        )
+        with _build_lock(build_directory):
+            cpp_extension.load(
+                name=name,
+                sources=[str(SOURCE)],
+                extra_cflags=flags,
+                extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
+                build_directory=str(build_directory),
+                with_cuda=False,
+                is_python_module=False,
+                verbose=False,
+            )
     except Exception as error:  # no compiler, no ninja, a failed build: the twin serves
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         warnings.warn(

@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from genconv.kernels.launch import check_device, check_dtype, launch
-from genconv.kernels.normal import counter_tensor, split_offset
+from genconv.kernels.normal import COUNTER_ARGUMENTS, counter_tensor, split_offset
 
 
 def _configs() -> list[triton.Config]:
@@ -28,7 +28,7 @@ def _as_4d(tensor: torch.Tensor) -> torch.Tensor:
 
 
 @triton.autotune(configs=_configs(), key=["per_sample"])
-@triton.jit
+@triton.jit(do_not_specialize=COUNTER_ARGUMENTS)
 def _langevin_update_kernel(
     x_ptr,
     grad_ptr,

@@ -16,6 +16,11 @@ from genconv.kernels.launch import check_device, launch
 
 _HALF = 31
 
+# The counter offset moves every chain step. Triton would specialise these integer arguments on
+# ==1 and %16, compiling the kernel again (seconds, and a lost CUDA graph) whenever a step's
+# offset falls into another class; every kernel that takes them opts out.
+COUNTER_ARGUMENTS = ["offset_low", "offset_high"]
+
 
 def counter_tensor(seed: int | torch.Tensor | None, device: torch.device, needed: bool = True) -> torch.Tensor:
     """The int64 [seed, base] tensor a kernel reads: ``seed`` itself when it is one, else [seed, 0]."""
@@ -44,7 +49,7 @@ def _configs() -> list[triton.Config]:
 
 
 @triton.autotune(configs=_configs(), key=["numel"])
-@triton.jit
+@triton.jit(do_not_specialize=COUNTER_ARGUMENTS)
 def _standard_normal_kernel(out_ptr, counter_ptr, numel, offset_low, offset_high, BLOCK: tl.constexpr):
     start = tl.program_id(0).to(tl.int64) * BLOCK
     offs = start + tl.arange(0, BLOCK)

@@ -2,6 +2,11 @@
 packed weights, the C++ update with its Philox noise, and the fallback when the C++ kernel is off."""
 
 import math
+import os
+import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -151,3 +156,20 @@ def test_without_the_cpu_kernel_the_twin_runs(monkeypatch) -> None:
     twin = reference.langevin_update(x, grad, 0.3, 1.0, seed=4, offset=8, clamp=(-1.0, 1.0))
     assert torch.equal(torch_path.langevin_update(x, grad, 0.3, 1.0, seed=4, offset=8, clamp=(-1.0, 1.0)), twin)
     assert torch.equal(torch_path.standard_normal(4, 8, (2, 3)), reference.philox_normal(4, 8, (2, 3)))
+
+
+@needs_cpu_kernel
+@pytest.mark.slow
+def test_a_lock_left_by_a_killed_build_does_not_block_the_next(tmp_path) -> None:
+    """torch leaves its build lock file behind when a build is killed; genconv's next load clears it."""
+    name, built, _ = cpu_kernel._build_location()
+    copy = tmp_path / name
+    shutil.copytree(built, copy, ignore=shutil.ignore_patterns("lock", "genconv-build.lock"))
+    (copy / "lock").write_text("")  # what a killed build leaves, here an hour ago
+    an_hour_ago = time.time() - 3600
+    os.utime(copy / "lock", (an_hour_ago, an_hour_ago))
+    environment = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    command = [sys.executable, "-c", "from genconv.kernels import cpu_kernel; print(cpu_kernel.status())"]
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240)
+    assert done.stdout.strip() == "built", done.stdout + done.stderr[-2000:]
+    assert not (copy / "lock").exists()

@@ -11,9 +11,10 @@ from genconv.engine.config import TrainConfig
 from genconv.engine.langevin import init_chains, langevin
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.network import ConvLayer, NetworkSpec
+from genconv.engine.presets import network_for
 from genconv.engine.trainer import Trainer
 
-from kernel_support import COMPILED, DEVICE, assert_close
+from kernel_support import COMPILED, DEVICE, assert_close, assert_step_agrees
 from support import ARCHITECTURE_IDS, ARCHITECTURES, build, random_input
 from test_sampler_laws import exact_relu_1d_samples, relu_1d_law
 
@@ -143,3 +144,16 @@ def test_training_with_the_kernels_tracks_the_reference(tmp_path) -> None:
     for (name, param), (_, expected_param) in zip(fused_run.model.named_parameters(),
                                                   reference_run.model.named_parameters(), strict=True):  # fmt: skip
         assert_close(param.detach(), expected_param.detach(), torch.float32, name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+def test_a_preset_step_agrees_mask_by_mask(dtype: torch.dtype) -> None:
+    """The GPU tier's comparison (flipped-mask fraction, then the passes on shared masks) on the faces net."""
+    model = GenerativeConvNet(network_for("faces", 3, 25), sigma=1.0, init_seed=0).to(DEVICE)
+    with torch.no_grad():
+        for conv in model.convs:
+            conv.weight.mul_(5.0)
+    x = init_chains("noise", 2, (3, 25, 25), sigma=30.0, seed=1, device=DEVICE, dtype=dtype)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(2)).to(DEVICE, dtype)
+    flips = assert_step_agrees(model, x, noise, delta=0.3)
+    assert len(flips) == len(model.convs)
