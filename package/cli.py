@@ -272,8 +272,19 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     group.add_argument(
         "--ais-transition",
         default="mala",
-        help="AIS transition: mala, pcn (exact on each linear piece of f) or langevin (unadjusted)",
+        help="AIS transition: mala, hmc (--ais-leapfrog steps per move), pcn (exact on each linear piece of f) "
+        "or langevin (unadjusted)",
     )
+    group.add_argument("--ais-leapfrog", type=_COUNT, default=8, help="leapfrog steps per hmc move")
+    group.add_argument(
+        "--ais-base", default="reference",
+        help="forward AIS start: reference (N(0, sigma^2 I)) or chains (Gaussians at the reconstructions of the "
+        "run's chains; mala or hmc)",
+    )  # fmt: skip
+    group.add_argument(
+        "--ais-equilibrate", type=_COUNT0, default=0,
+        help="hmc moves on the model applied to the run's chains before reverse AIS or --ais-base chains",
+    )  # fmt: skip
     group.add_argument("--ais-schedule", default="sigmoid", help="inverse temperatures: sigmoid, geometric or linear")
     group.add_argument(
         "--ais-delta", type=_POSITIVE, default=None,
@@ -524,10 +535,14 @@ def _run_sharded_sample(args: argparse.Namespace) -> int:
 
 def _check_ais_flags(args: argparse.Namespace) -> None:
     """One line naming the first unusable --ais-* flag (the numbers are checked as they parse)."""
-    if args.ais_transition not in ("mala", "pcn", "langevin"):
-        raise ConfigError(f"--ais-transition must be mala, pcn or langevin, got {args.ais_transition!r}")
+    if args.ais_transition not in ("mala", "pcn", "langevin", "hmc"):
+        raise ConfigError(f"--ais-transition must be mala, hmc, pcn or langevin, got {args.ais_transition!r}")
     if args.ais_schedule not in ("sigmoid", "geometric", "linear"):
         raise ConfigError(f"--ais-schedule must be sigmoid, geometric or linear, got {args.ais_schedule!r}")
+    if args.ais_base not in ("reference", "chains"):
+        raise ConfigError(f"--ais-base must be reference or chains, got {args.ais_base!r}")
+    if args.ais_base == "chains" and args.ais_transition not in ("mala", "hmc"):
+        raise ConfigError(f"--ais-base chains takes --ais-transition mala or hmc, got {args.ais_transition!r}")
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -549,8 +564,9 @@ def _run_eval(args: argparse.Namespace) -> int:
             report = likelihood_of_checkpoint(
                 args.checkpoint, data=args.data, chains=args.ais_chains, steps=args.ais_steps,
                 transition=args.ais_transition, schedule=args.ais_schedule, delta=args.ais_delta,
-                reverse=args.reverse_ais, dequantize=args.dequantize, seed=args.seed, backend=args.backend,
-                device=device,
+                reverse=args.reverse_ais, base=args.ais_base, leapfrog=args.ais_leapfrog,
+                equilibrate_moves=args.ais_equilibrate, dequantize=args.dequantize, seed=args.seed,
+                backend=args.backend, device=device,
             )  # fmt: skip
         else:
             report = evaluate_checkpoint(
