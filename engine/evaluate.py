@@ -84,6 +84,7 @@ def likelihood_of_checkpoint(
     base: str = "reference",
     leapfrog: int = 8,
     equilibrate_moves: int = 0,
+    pilot_steps: int | None = None,
     dequantize: bool = False,
     seed: int = 0,
     backend: str = "auto",
@@ -94,7 +95,8 @@ def likelihood_of_checkpoint(
     reference, which = reference_images(run.config, data)
     found = log_likelihood(path, reference, chains=chains, steps=steps, transition=transition, delta=delta,
                            schedule=schedule, reverse=reverse, base=base, leapfrog=leapfrog,
-                           equilibrate_moves=equilibrate_moves, dequantize=dequantize, seed=seed, backend=backend,
+                           equilibrate_moves=equilibrate_moves, pilot_steps=pilot_steps, dequantize=dequantize,
+                           seed=seed, backend=backend,
                            device=device)  # fmt: skip
     return {"checkpoint": str(path), "model": run.record["model_kind"], "reference": which,
             "reference_images": int(reference.shape[0]), **found.to_dict()}  # fmt: skip

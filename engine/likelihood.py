@@ -44,11 +44,12 @@ from genconv.engine.data import PixelScale
 from genconv.engine.model import GenerativeConvNet
 
 TRANSITIONS: tuple[str, ...] = ("mala", "pcn", "langevin", "hmc")
-BASES: tuple[str, ...] = ("reference", "chains")
+BASES: tuple[str, ...] = ("reference", "chains", "pilot")
 SCHEDULES: tuple[str, ...] = ("sigmoid", "geometric", "linear")
 TARGET_ACCEPTANCE = 0.6
 HMC_TARGET_ACCEPTANCE = 0.7
-_INIT_STREAM, _STEP_STREAM, _ACCEPT_STREAM, _DEQUANTIZE_STREAM, _EQUILIBRATE_STREAM = 11, 12, 13, 14, 15
+_INIT_STREAM, _STEP_STREAM, _ACCEPT_STREAM, _DEQUANTIZE_STREAM = 11, 12, 13, 14
+_EQUILIBRATE_STREAM, _PILOT_STREAM = 15, 16
 
 ScoreAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -61,6 +62,7 @@ class AISEstimate:
     reverse: upper). log_z_se: delta-method standard error of log_z. ess: effective sample size
     of the weights, (sum w)^2 / sum w^2. acceptance: mean MALA acceptance over steps and chains
     (None for Langevin). final_delta: the step size at beta = 1. log_weights: [chains] float64.
+    final_states: [chains, ...] where the chains ended (forward: approximate samples of the model).
     """
 
     log_z: float
@@ -75,11 +77,11 @@ class AISEstimate:
     final_delta: float
     seconds: float
     log_weights: torch.Tensor
+    final_states: torch.Tensor | None = None
 
     def summary(self) -> dict[str, Any]:
-        """The figures as plain numbers (no weights)."""
-        found = asdict(self)
-        found.pop("log_weights")
+        """The figures as plain numbers (no weights, no states)."""
+        found = {key: value for key, value in vars(self).items() if key not in ("log_weights", "final_states")}
         return found
 
 
@@ -262,7 +264,7 @@ def _anneal_hmc(
     seed: int,
     first_chain: int,
     reverse: bool,
-) -> tuple[torch.Tensor, float, float]:
+) -> tuple[torch.Tensor, float, float, torch.Tensor]:
     """``_anneal`` on the path q^(1 - beta) p~^beta from a base q with HMC moves: the weight gains
     (beta_k - beta_{k-1}) h(x), h = log p~ - log q."""
     count, numel = x.shape[0], x[0].numel()
@@ -287,7 +289,7 @@ def _anneal_hmc(
         rates.append(float(accept.double().mean()))
         if adapt:
             step = step * math.exp(rates[-1] - target)
-    return log_w, sum(rates) / len(rates) if rates else 1.0, step
+    return log_w, sum(rates) / len(rates) if rates else 1.0, step, state.x
 
 
 def annealed_log_z(
@@ -382,7 +384,7 @@ def annealed_log_z(
     betas = beta_schedule(steps, schedule)
     batch = chains if batch_size is None else max(1, min(int(batch_size), chains))
     began = time.perf_counter()
-    log_weights, accepted, final_deltas = [], [], []
+    log_weights, accepted, final_deltas, ends = [], [], [], []
     with torch.no_grad(), packing_scope():
         for first in range(0, chains, batch):
             count = min(batch, chains - first)
@@ -401,6 +403,7 @@ def annealed_log_z(
             log_weights.append(found[0])
             accepted.append(found[1] * count)
             final_deltas.append(found[2])
+            ends.append(found[3])
     weights = torch.cat(log_weights).cpu()
     log_mean, se, ess = log_mean_exp_with_se(weights)
     acceptance = None if transition == "langevin" else float(sum(accepted) / chains)
@@ -408,7 +411,7 @@ def annealed_log_z(
         log_z=log_mean if start is None else -log_mean, log_z_se=se,
         direction="forward" if start is None else "reverse", chains=chains, steps=steps, transition=transition,
         schedule=schedule, ess=ess, acceptance=acceptance, final_delta=float(final_deltas[-1]),
-        seconds=time.perf_counter() - began, log_weights=weights,
+        seconds=time.perf_counter() - began, log_weights=weights, final_states=torch.cat(ends),
     )  # fmt: skip
 
 
@@ -424,8 +427,9 @@ def _anneal(
     seed: int,
     first_chain: int,
     reverse: bool,
-) -> tuple[torch.Tensor, float, float]:
-    """One batch of AIS chains: log weights [B] (float64), mean acceptance over the moves, last delta.
+) -> tuple[torch.Tensor, float, float, torch.Tensor]:
+    """One batch of AIS chains: log weights [B] (float64), mean acceptance over the moves, last delta,
+    the final states.
 
     Forward: w += (beta_k - beta_{k-1}) f(x), then a move at beta_k, k = 1..K (no move after the
     last). Reverse: w += (beta_k - beta_{k+1}) f(x), then a move at beta_k, k = K-1..0 (a move at
@@ -467,7 +471,7 @@ def _anneal(
         if adapt:
             delta = delta * math.exp(rates[-1] - TARGET_ACCEPTANCE)
             delta = min(delta, sigma) if transition == "pcn" else delta
-    return log_w, sum(rates) / len(rates) if rates else 1.0, delta
+    return log_w, sum(rates) / len(rates) if rates else 1.0, delta, x
 
 
 def _proposal_form(transition: str, delta: float, sigma: float) -> tuple[float, float, float]:
@@ -577,7 +581,8 @@ class LikelihoodReport:
     bounds on bits/dim). *_se: the AIS standard error (log Z's, the same for every image);
     *_data_se: the standard error of the mean over the images. nats_lower / bits_per_dim_upper:
     from reverse AIS when it ran (log_z_upper < log_z beyond the errors says the reverse start was
-    not a sample of the model). base: the forward start ("reference" or "chains").
+    not a sample of the model). base: the forward start ("reference", "chains" or "pilot"); pilot:
+    the pilot run's figures (its log_z is a lower bound too, from fewer, costlier steps).
     """
 
     images: int
@@ -600,6 +605,7 @@ class LikelihoodReport:
     reverse: dict[str, Any] | None = None
     base: str = "reference"
     equilibrate_acceptance: float | None = None
+    pilot: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -632,6 +638,7 @@ def log_likelihood(
     base: str = "reference",
     leapfrog: int = 8,
     equilibrate_moves: int = 0,
+    pilot_steps: int | None = None,
     dequantize: bool = False,
     seed: int = 0,
     batch_size: int | None = None,
@@ -651,8 +658,12 @@ def log_likelihood(
         reverse: also run reverse AIS from model samples, an upper bound on log Z (a lower bound
             on the likelihood) when the samples are exact; ``reverse_start`` gives the samples in
             model space, else a checkpoint's persistent chains (cycled) are used.
-        base: the forward start: "reference" (N(0, sigma^2 I)) or "chains" (``chain_mixture`` of the
-            model samples, one component per sample up to the largest count dividing ``chains``).
+        base: the forward start: "reference" (N(0, sigma^2 I)), "chains" (``chain_mixture`` of the
+            model samples, one component per sample up to the largest count dividing ``chains``) or
+            "pilot" (the same mixture at the end states of a first, independent forward AIS run of
+            ``pilot_steps`` from the reference; those states also start reverse AIS). The pilot
+            fixes q before the main run draws anything, so the main run stays a lower bound.
+        pilot_steps: steps of the pilot run (default ``steps``).
         leapfrog: HMC's leapfrog steps (transition "hmc").
         equilibrate_moves: HMC moves at beta = 1 applied to the model samples (``equilibrate``)
             before they start reverse AIS or place the mixture.
@@ -696,15 +707,20 @@ def log_likelihood(
     if base not in BASES:
         raise ConfigError(f"AIS base must be one of {', '.join(BASES)}; got {base!r}")
     per_image = unnormalised_log_density(net, x, backend).cpu()
-    samples, settled = reverse_start, None
+    samples, settled, pilot = reverse_start, None, None
     if samples is None and chains_start is not None:
         samples = chains_start.to(torch.float32)
-    if samples is not None and (reverse or base == "chains"):
+    if base == "pilot":
+        pilot = annealed_log_z(net, chains=chains, steps=pilot_steps or steps, transition=transition, delta=delta,
+                               schedule=schedule, leapfrog=leapfrog, seed=derive_seed(seed, _PILOT_STREAM),
+                               batch_size=batch_size, backend=backend, device=device)  # fmt: skip
+        samples = pilot.final_states.to(torch.float32)
+    if samples is not None and (reverse or base != "reference"):
         samples, settled = equilibrate(net, samples, moves=equilibrate_moves, leapfrog=leapfrog, seed=seed,
                                        backend=backend, device=device)  # fmt: skip
         settled = settled if equilibrate_moves else None
     mixture = None
-    if base == "chains":
+    if base != "reference":
         if samples is None:
             raise ConfigError("base 'chains' needs model samples: give reverse_start (or a checkpoint with chains)")
         components = max(m for m in range(1, min(chains, samples.shape[0]) + 1) if chains % m == 0)
@@ -722,6 +738,7 @@ def log_likelihood(
         log_z=forward.log_z, log_z_se=forward.log_z_se, nats=nats, nats_se=forward.log_z_se, nats_data_se=data_se,
         bits_per_dim=-nats / bits, bits_per_dim_se=forward.log_z_se / bits, bits_per_dim_data_se=data_se / bits,
         forward=forward.summary(), base=base, equilibrate_acceptance=settled,
+        pilot=pilot.summary() if pilot is not None else None,
     )  # fmt: skip
     if reverse:
         if samples is None:

@@ -278,12 +278,17 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     group.add_argument("--ais-leapfrog", type=_COUNT, default=8, help="leapfrog steps per hmc move")
     group.add_argument(
         "--ais-base", default="reference",
-        help="forward AIS start: reference (N(0, sigma^2 I)) or chains (Gaussians at the reconstructions of the "
-        "run's chains; mala or hmc)",
+        help="forward AIS start: reference (N(0, sigma^2 I)), chains (Gaussians at the reconstructions of the "
+        "run's chains) or pilot (the same at the end states of a first AIS run, which also start --reverse-ais); "
+        "chains and pilot take mala or hmc",
     )  # fmt: skip
     group.add_argument(
+        "--ais-pilot-steps", type=_COUNT, default=None, help="steps of the pilot run (default --ais-steps)"
+    )
+    group.add_argument(
         "--ais-equilibrate", type=_COUNT0, default=0,
-        help="hmc moves on the model applied to the run's chains before reverse AIS or --ais-base chains",
+        help="hmc moves on the model applied to the run's chains (or the pilot's end states) before reverse AIS "
+        "and the mixture",
     )  # fmt: skip
     group.add_argument("--ais-schedule", default="sigmoid", help="inverse temperatures: sigmoid, geometric or linear")
     group.add_argument(
@@ -539,10 +544,10 @@ def _check_ais_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"--ais-transition must be mala, hmc, pcn or langevin, got {args.ais_transition!r}")
     if args.ais_schedule not in ("sigmoid", "geometric", "linear"):
         raise ConfigError(f"--ais-schedule must be sigmoid, geometric or linear, got {args.ais_schedule!r}")
-    if args.ais_base not in ("reference", "chains"):
-        raise ConfigError(f"--ais-base must be reference or chains, got {args.ais_base!r}")
-    if args.ais_base == "chains" and args.ais_transition not in ("mala", "hmc"):
-        raise ConfigError(f"--ais-base chains takes --ais-transition mala or hmc, got {args.ais_transition!r}")
+    if args.ais_base not in ("reference", "chains", "pilot"):
+        raise ConfigError(f"--ais-base must be reference, chains or pilot, got {args.ais_base!r}")
+    if args.ais_base != "reference" and args.ais_transition not in ("mala", "hmc"):
+        raise ConfigError(f"--ais-base {args.ais_base} takes --ais-transition mala or hmc, got {args.ais_transition!r}")
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -565,8 +570,8 @@ def _run_eval(args: argparse.Namespace) -> int:
                 args.checkpoint, data=args.data, chains=args.ais_chains, steps=args.ais_steps,
                 transition=args.ais_transition, schedule=args.ais_schedule, delta=args.ais_delta,
                 reverse=args.reverse_ais, base=args.ais_base, leapfrog=args.ais_leapfrog,
-                equilibrate_moves=args.ais_equilibrate, dequantize=args.dequantize, seed=args.seed,
-                backend=args.backend, device=device,
+                equilibrate_moves=args.ais_equilibrate, pilot_steps=args.ais_pilot_steps,
+                dequantize=args.dequantize, seed=args.seed, backend=args.backend, device=device,
             )  # fmt: skip
         else:
             report = evaluate_checkpoint(

@@ -175,6 +175,19 @@ def test_chain_mixture_ais_matches_quadrature_for_a_one_layer_gcn_in_2d():
         _check(lower, exact)
 
 
+def test_pilot_base_log_likelihood_matches_quadrature_for_a_one_layer_gcn_in_2d():
+    weights = [[1.5, -0.5], [-1.0, 1.2], [0.3, 0.9]]
+    biases, sigma = [0.5, 1.0, -0.5], 1.2
+    model = _one_layer_gcn(2, weights, biases, sigma)
+    exact = _gcn_log_z_by_quadrature(np.array(weights), np.array(biases), sigma)
+    images = 100.0 + torch.randn(4, 2, 1, 1, generator=torch.Generator().manual_seed(1))
+    report = log_likelihood(model, images, chains=512, steps=40, pilot_steps=40, transition="hmc", leapfrog=4,
+                            base="pilot", reverse=True, seed=0, backend="torch")  # fmt: skip
+    assert report.base == "pilot" and report.pilot["direction"] == "forward"
+    for log_z, se in ((report.log_z, report.log_z_se), (report.log_z_upper, report.log_z_upper_se)):
+        assert abs(log_z - exact) <= 3 * se and abs(log_z - exact) <= 0.01 * exact, (log_z, se, exact)
+
+
 def test_equilibrate_draws_the_gaussian_target():
     """A GCN with zero weights (f constant) is N(0, sigma^2 I): chains started far away
     must end with its mean and spread."""
@@ -289,8 +302,8 @@ def test_eval_log_likelihood_from_the_chains_mixture(gcn_run, capsys):
         (["--ais-chains", "1"], "argument --ais-chains: expected an integer >= 2"),
         (["--ais-steps", "0"], "argument --ais-steps: expected an integer >= 1"),
         (["--ais-transition", "slice"], "--ais-transition must be mala, hmc, pcn or langevin"),
-        (["--ais-base", "data"], "--ais-base must be reference or chains"),
-        (["--ais-base", "chains", "--ais-transition", "pcn"], "--ais-base chains takes --ais-transition mala or hmc"),
+        (["--ais-base", "data"], "--ais-base must be reference, chains or pilot"),
+        (["--ais-base", "pilot", "--ais-transition", "pcn"], "--ais-base pilot takes --ais-transition mala or hmc"),
         (["--ais-leapfrog", "0"], "argument --ais-leapfrog: expected an integer >= 1"),
         (["--ais-schedule", "cosine"], "--ais-schedule must be sigmoid, geometric or linear"),
         (["--ais-delta", "-2"], "argument --ais-delta: expected a finite number > 0"),
