@@ -49,7 +49,7 @@ SCHEDULES: tuple[str, ...] = ("sigmoid", "geometric", "linear")
 TARGET_ACCEPTANCE = 0.6
 HMC_TARGET_ACCEPTANCE = 0.7
 _INIT_STREAM, _STEP_STREAM, _ACCEPT_STREAM, _DEQUANTIZE_STREAM = 11, 12, 13, 14
-_EQUILIBRATE_STREAM, _PILOT_STREAM = 15, 16
+_EQUILIBRATE_STREAM, _PILOT_STREAM, _EQUILIBRATE_ACCEPT_STREAM = 15, 16, 17
 
 ScoreAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -224,7 +224,6 @@ def _evaluator(score_and_grad: ScoreAndGrad, base: MixtureBase, sigma: float) ->
 
 def _hmc_move(
     evaluate: Callable[[torch.Tensor], _State],
-    ops: Backend,
     state: _State,
     beta: float,
     step: float,
@@ -285,7 +284,7 @@ def _anneal_hmc(
                                        tuple(x.shape), x.device)  # fmt: skip
         normals = ops.standard_normal(derive_seed(seed, _ACCEPT_STREAM), position * (1 << 20) + first_chain,
                                       (count,), x.device)  # fmt: skip
-        state, accept = _hmc_move(evaluate, ops, state, beta, step, leapfrog, momentum, normals)
+        state, accept = _hmc_move(evaluate, state, beta, step, leapfrog, momentum, normals)
         rates.append(float(accept.double().mean()))
         if adapt:
             step = step * math.exp(rates[-1] - target)
@@ -555,9 +554,9 @@ def equilibrate(
         for move in range(moves):
             momentum = ops.standard_normal(derive_seed(seed, _EQUILIBRATE_STREAM), move * count * numel,
                                            (count, *shape), state.x.device)  # fmt: skip
-            normals = ops.standard_normal(derive_seed(seed, _ACCEPT_STREAM + 100), move * count, (count,),
+            normals = ops.standard_normal(derive_seed(seed, _EQUILIBRATE_ACCEPT_STREAM), move * count, (count,),
                                           state.x.device)  # fmt: skip
-            state, accept = _hmc_move(evaluate, ops, state, 1.0, step, leapfrog, momentum, normals)
+            state, accept = _hmc_move(evaluate, state, 1.0, step, leapfrog, momentum, normals)
             rates.append(float(accept.double().mean()))
             step *= math.exp(rates[-1] - HMC_TARGET_ACCEPTANCE)
     return state.x, sum(rates) / len(rates)
