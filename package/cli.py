@@ -562,6 +562,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         _check_ais_flags(args)
     elif args.reverse_ais or args.dequantize:
         raise ConfigError("--reverse-ais and --dequantize apply with --log-likelihood only")
+    elif args.ais_base != "reference" or args.ais_equilibrate or args.ais_pilot_steps is not None:
+        raise ConfigError("--ais-base, --ais-pilot-steps and --ais-equilibrate apply with --log-likelihood only")
     out = check.output_file("--out", args.out) if args.out else None
     device = resolve_device(check.device("--device", args.device))
     with output_lock(out, folder=False) if out else _nothing():

@@ -283,6 +283,14 @@ def test_eval_log_likelihood_on_a_checkpoint(gcn_run, tmp_path, capsys):
     assert math.isfinite(printed["log_z_upper"]) and "swd_x1e3" not in printed
 
 
+def test_eval_pilot_flags_need_log_likelihood(gcn_run, capsys):
+    from genconv.cli import main
+
+    assert main(["eval", "--checkpoint", str(gcn_run / "checkpoint.pt"), "--ais-base", "pilot"]) == 1
+    error = capsys.readouterr().err
+    assert "apply with --log-likelihood only" in error and len(error.strip().splitlines()) == 1
+
+
 def test_eval_log_likelihood_from_the_chains_mixture(gcn_run, capsys):
     from genconv.cli import main
 
