@@ -49,7 +49,7 @@ SCHEDULES: tuple[str, ...] = ("sigmoid", "geometric", "linear")
 TARGET_ACCEPTANCE = 0.6
 HMC_TARGET_ACCEPTANCE = 0.7
 _INIT_STREAM, _STEP_STREAM, _ACCEPT_STREAM, _DEQUANTIZE_STREAM = 11, 12, 13, 14
-_EQUILIBRATE_STREAM, _PILOT_STREAM, _EQUILIBRATE_ACCEPT_STREAM = 15, 16, 17
+_EQUILIBRATE_STREAM, _PILOT_STREAM, _EQUILIBRATE_ACCEPT_STREAM, _RESAMPLE_STREAM = 15, 16, 17, 18
 
 ScoreAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -263,10 +263,19 @@ def _anneal_hmc(
     seed: int,
     first_chain: int,
     reverse: bool,
+    resample: float = 0.0,
 ) -> tuple[torch.Tensor, float, float, torch.Tensor]:
     """``_anneal`` on the path q^(1 - beta) p~^beta from a base q with HMC moves: the weight gains
-    (beta_k - beta_{k-1}) h(x), h = log p~ - log q."""
+    (beta_k - beta_{k-1}) h(x), h = log p~ - log q.
+
+    With ``resample`` > 0 the batch is one sequential Monte Carlo population: whenever the ESS of
+    its weights falls below ``resample`` x its size, the log of their mean is banked and the chains
+    are resampled in proportion to their weights (systematic resampling), weights reset to 1. The
+    returned log weights then include the banked sum, so their mean is the population's estimate
+    of Z (or 1/Z in reverse), unbiased, but the chains of one population are no longer independent.
+    """
     count, numel = x.shape[0], x[0].numel()
+    banked = 0.0
     stride = max(first_chain + count, 1 << 20) * numel
     levels = betas.tolist()
     order = list(range(1, len(levels))) if not reverse else list(range(len(levels) - 2, -1, -1))
@@ -280,6 +289,19 @@ def _anneal_hmc(
         log_w += (beta - previous) * state.h
         if position == len(order) - 1:
             break
+        if resample > 0:
+            log_mean, _, ess = log_mean_exp_with_se(log_w)
+            if ess < resample * count:
+                uniform = ops.standard_normal(derive_seed(seed, _RESAMPLE_STREAM), position * (1 << 20) + first_chain,
+                                              (1,), x.device)  # fmt: skip
+                offset = float(torch.special.ndtr(uniform.to(torch.float64))[0])
+                cumulative = torch.cumsum(torch.softmax(log_w, dim=0), dim=0)
+                marks = (offset + torch.arange(count, dtype=torch.float64, device=x.device)) / count
+                index = torch.searchsorted(cumulative, marks).clamp_max(count - 1)
+                state = _State(state.x[index], state.h[index], state.grad_h[index], state.log_q[index],
+                               state.grad_log_q[index])  # fmt: skip
+                banked += log_mean
+                log_w = torch.zeros_like(log_w)
         momentum = ops.standard_normal(derive_seed(seed, _STEP_STREAM), position * stride + first_chain * numel,
                                        tuple(x.shape), x.device)  # fmt: skip
         normals = ops.standard_normal(derive_seed(seed, _ACCEPT_STREAM), position * (1 << 20) + first_chain,
@@ -288,7 +310,7 @@ def _anneal_hmc(
         rates.append(float(accept.double().mean()))
         if adapt:
             step = step * math.exp(rates[-1] - target)
-    return log_w, sum(rates) / len(rates) if rates else 1.0, step, state.x
+    return log_w + banked, sum(rates) / len(rates) if rates else 1.0, step, state.x
 
 
 def annealed_log_z(
@@ -305,6 +327,7 @@ def annealed_log_z(
     start: torch.Tensor | None = None,
     base: MixtureBase | None = None,
     leapfrog: int = 8,
+    resample: float = 0.0,
     seed: int = 0,
     batch_size: int | None = None,
     backend: str | Backend = "auto",
@@ -333,6 +356,10 @@ def annealed_log_z(
             q^(1 - beta) p~^beta, p~ = exp(f) N(0, sigma^2 I), and chains should be a multiple of
             its components.
         leapfrog: HMC's leapfrog steps per transition (each costs one f and df/dx).
+        resample: mala/hmc with a base or hmc: sequential Monte Carlo, each batch of
+            ``batch_size`` chains one population resampled when its ESS falls below ``resample`` x
+            its size (0: plain AIS). log Z is then the log of the populations' mean estimate and
+            its standard error comes from their spread (at least 2 populations).
         seed: seed of the initial states, the noise and the MALA decisions.
         batch_size: chains run at once (default all).
     Returns:
@@ -380,6 +407,14 @@ def annealed_log_z(
         if start is None and chains % base.components:
             raise ConfigError(f"AIS chains ({chains}) must be a multiple of the base's {base.components} components")
         evaluate = _evaluator(score_and_grad, base, sigma)
+    if not (math.isfinite(resample) and 0 <= resample <= 1):
+        raise ConfigError(f"AIS resample (an ESS fraction) must be in [0, 1], got {resample}")
+    if resample > 0:
+        if not generic:
+            raise ConfigError(f"resampling AIS takes transition hmc, or mala with a base; got {transition!r}")
+        if batch_size is None or chains % max(1, int(batch_size)) or chains // max(1, int(batch_size)) < 2:
+            raise ConfigError(f"resampling AIS needs batch_size dividing chains ({chains}) into at least 2 "
+                              f"populations, got {batch_size!r}")  # fmt: skip
     betas = beta_schedule(steps, schedule)
     batch = chains if batch_size is None else max(1, min(int(batch_size), chains))
     began = time.perf_counter()
@@ -395,7 +430,7 @@ def annealed_log_z(
                 x0 = start[first : first + count].to(device=device, dtype=dtype)
             if generic:
                 found = _anneal_hmc(evaluate, ops, x0, betas, step_size, leapfrog, adapt, seed, first,
-                                    reverse=start is not None)  # fmt: skip
+                                    reverse=start is not None, resample=resample)  # fmt: skip
             else:
                 found = _anneal(score_and_grad, ops, x0, betas, sigma, transition, step_size, adapt, seed, first,
                                 reverse=start is not None)  # fmt: skip
@@ -405,6 +440,10 @@ def annealed_log_z(
             ends.append(found[3])
     weights = torch.cat(log_weights).cpu()
     log_mean, se, ess = log_mean_exp_with_se(weights)
+    if resample > 0:
+        # chains of one population are dependent: the error comes from the populations' estimates
+        populations = torch.stack([torch.logsumexp(w, 0) - math.log(w.numel()) for w in log_weights]).cpu()
+        se = log_mean_exp_with_se(populations)[1]
     acceptance = None if transition == "langevin" else float(sum(accepted) / chains)
     return AISEstimate(
         log_z=log_mean if start is None else -log_mean, log_z_se=se,
@@ -638,6 +677,8 @@ def log_likelihood(
     leapfrog: int = 8,
     equilibrate_moves: int = 0,
     pilot_steps: int | None = None,
+    resample: float = 0.0,
+    populations: int = 4,
     dequantize: bool = False,
     seed: int = 0,
     batch_size: int | None = None,
@@ -663,6 +704,8 @@ def log_likelihood(
             ``pilot_steps`` from the reference; those states also start reverse AIS). The pilot
             fixes q before the main run draws anything, so the main run stays a lower bound.
         pilot_steps: steps of the pilot run (default ``steps``).
+        resample, populations: sequential Monte Carlo for every AIS run here (``annealed_log_z``'s
+            ``resample``), the chains split into ``populations`` equal populations.
         leapfrog: HMC's leapfrog steps (transition "hmc").
         equilibrate_moves: HMC moves at beta = 1 applied to the model samples (``equilibrate``)
             before they start reverse AIS or place the mixture.
@@ -705,6 +748,11 @@ def log_likelihood(
     dimension = math.prod(x.shape[1:])
     if base not in BASES:
         raise ConfigError(f"AIS base must be one of {', '.join(BASES)}; got {base!r}")
+    if resample > 0:
+        if not isinstance(populations, int) or populations < 2 or chains % populations:
+            raise ConfigError(f"AIS populations must be an integer >= 2 dividing the chains ({chains}), "
+                              f"got {populations!r}")  # fmt: skip
+        batch_size = chains // populations
     per_image = unnormalised_log_density(net, x, backend).cpu()
     samples, settled, pilot = reverse_start, None, None
     if samples is None and chains_start is not None:
@@ -712,7 +760,7 @@ def log_likelihood(
     if base == "pilot":
         pilot = annealed_log_z(net, chains=chains, steps=pilot_steps or steps, transition=transition, delta=delta,
                                schedule=schedule, leapfrog=leapfrog, seed=derive_seed(seed, _PILOT_STREAM),
-                               batch_size=batch_size, backend=backend, device=device)  # fmt: skip
+                               resample=resample, batch_size=batch_size, backend=backend, device=device)  # fmt: skip
         samples = pilot.final_states.to(torch.float32)
     if samples is not None and (reverse or base != "reference"):
         samples, settled = equilibrate(net, samples, moves=equilibrate_moves, leapfrog=leapfrog, seed=seed,
@@ -725,8 +773,8 @@ def log_likelihood(
         components = max(m for m in range(1, min(chains, samples.shape[0]) + 1) if chains % m == 0)
         mixture = chain_mixture(net, samples, components, backend)
     forward = annealed_log_z(net, chains=chains, steps=steps, transition=transition, delta=delta, schedule=schedule,
-                             base=mixture, leapfrog=leapfrog, seed=seed, batch_size=batch_size, backend=backend,
-                             device=device)  # fmt: skip
+                             base=mixture, leapfrog=leapfrog, resample=resample, seed=seed, batch_size=batch_size,
+                             backend=backend, device=device)  # fmt: skip
     pixel_shift = dimension * math.log(scale.scale)
     log_p = per_image - forward.log_z - pixel_shift
     nats = float(log_p.mean())
@@ -745,7 +793,8 @@ def log_likelihood(
         start = samples if reverse_start is not None else samples[torch.arange(chains) % samples.shape[0]]
         upper = annealed_log_z(net, chains=chains, steps=steps, transition=transition, delta=delta,
                                schedule=schedule, start=start.to(torch.float32), base=mixture, leapfrog=leapfrog,
-                               seed=seed + 1, batch_size=batch_size, backend=backend, device=device)  # fmt: skip
+                               resample=resample, seed=seed + 1, batch_size=batch_size, backend=backend,
+                               device=device)  # fmt: skip
         lower_nats = float((per_image - upper.log_z - pixel_shift).mean())
         report.log_z_upper, report.log_z_upper_se = upper.log_z, upper.log_z_se
         report.nats_lower, report.bits_per_dim_upper = lower_nats, -lower_nats / bits

@@ -286,6 +286,15 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         "--ais-pilot-steps", type=_COUNT, default=None, help="steps of the pilot run (default --ais-steps)"
     )
     group.add_argument(
+        "--ais-resample", type=_FRACTION, default=0.0,
+        help="sequential Monte Carlo: resample a population when its ESS falls below this fraction (0: plain AIS; "
+        "hmc, or mala with --ais-base chains/pilot)",
+    )  # fmt: skip
+    group.add_argument(
+        "--ais-populations", type=_COUNT, default=4,
+        help="independent populations the chains are split into with --ais-resample (their spread gives the error)",
+    )  # fmt: skip
+    group.add_argument(
         "--ais-equilibrate", type=_COUNT0, default=0,
         help="hmc moves on the model applied to the run's chains (or the pilot's end states) before reverse AIS "
         "and the mixture",
@@ -548,6 +557,12 @@ def _check_ais_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"--ais-base must be reference, chains or pilot, got {args.ais_base!r}")
     if args.ais_base != "reference" and args.ais_transition not in ("mala", "hmc"):
         raise ConfigError(f"--ais-base {args.ais_base} takes --ais-transition mala or hmc, got {args.ais_transition!r}")
+    if args.ais_resample > 0:
+        if args.ais_transition != "hmc" and not (args.ais_transition == "mala" and args.ais_base != "reference"):
+            raise ConfigError("--ais-resample takes --ais-transition hmc, or mala with --ais-base chains or pilot")
+        if args.ais_populations < 2 or args.ais_chains % args.ais_populations:
+            raise ConfigError(f"--ais-populations must be >= 2 and divide --ais-chains ({args.ais_chains}), "
+                              f"got {args.ais_populations}")  # fmt: skip
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -562,8 +577,10 @@ def _run_eval(args: argparse.Namespace) -> int:
         _check_ais_flags(args)
     elif args.reverse_ais or args.dequantize:
         raise ConfigError("--reverse-ais and --dequantize apply with --log-likelihood only")
-    elif args.ais_base != "reference" or args.ais_equilibrate or args.ais_pilot_steps is not None:
-        raise ConfigError("--ais-base, --ais-pilot-steps and --ais-equilibrate apply with --log-likelihood only")
+    elif args.ais_base != "reference" or args.ais_equilibrate or args.ais_pilot_steps is not None or args.ais_resample:
+        raise ConfigError(
+            "--ais-base, --ais-pilot-steps, --ais-equilibrate and --ais-resample apply with --log-likelihood only"
+        )
     out = check.output_file("--out", args.out) if args.out else None
     device = resolve_device(check.device("--device", args.device))
     with output_lock(out, folder=False) if out else _nothing():
@@ -573,6 +590,7 @@ def _run_eval(args: argparse.Namespace) -> int:
                 transition=args.ais_transition, schedule=args.ais_schedule, delta=args.ais_delta,
                 reverse=args.reverse_ais, base=args.ais_base, leapfrog=args.ais_leapfrog,
                 equilibrate_moves=args.ais_equilibrate, pilot_steps=args.ais_pilot_steps,
+                resample=args.ais_resample, populations=args.ais_populations,
                 dequantize=args.dequantize, seed=args.seed, backend=args.backend, device=device,
             )  # fmt: skip
         else:

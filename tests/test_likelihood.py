@@ -157,6 +157,26 @@ def test_ais_from_a_mixture_base_matches_the_gaussian_log_z():
         _check(estimate, exact)
 
 
+def test_resampling_ais_matches_the_gaussian_log_z_and_quadrature():
+    """Sequential Monte Carlo (8 populations of 64 / 128): the populations' mean is unbiased for Z."""
+    sigma = 1.5
+    score_and_grad, _, exact = _linear(24, sigma)
+    estimate = annealed_log_z(score_and_grad, shape=(24,), sigma=sigma, chains=512, steps=30, transition="hmc",
+                              leapfrog=4, resample=0.5, batch_size=64, seed=1)  # fmt: skip
+    _check(estimate, exact)
+    weights = [[1.5, -0.5], [-1.0, 1.2], [0.3, 0.9]]
+    biases, sigma = [0.5, 1.0, -0.5], 1.2
+    model = _one_layer_gcn(2, weights, biases, sigma)
+    exact = _gcn_log_z_by_quadrature(np.array(weights), np.array(biases), sigma)
+    estimate = annealed_log_z(model, chains=1024, steps=20, transition="hmc", leapfrog=4, resample=0.5,
+                              batch_size=128, seed=0, backend="torch")  # fmt: skip
+    _check(estimate, exact)
+    with pytest.raises(ConfigError, match="resampling AIS needs batch_size dividing chains"):
+        annealed_log_z(model, chains=8, steps=2, transition="hmc", resample=0.5)
+    with pytest.raises(ConfigError, match="resampling AIS takes transition hmc"):
+        annealed_log_z(model, chains=8, steps=2, resample=0.5, batch_size=4)
+
+
 def test_chain_mixture_ais_matches_quadrature_for_a_one_layer_gcn_in_2d():
     weights = [[1.5, -0.5], [-1.0, 1.2], [0.3, 0.9]]
     biases, sigma = [0.5, 1.0, -0.5], 1.2
@@ -313,6 +333,11 @@ def test_eval_log_likelihood_from_the_chains_mixture(gcn_run, capsys):
         (["--ais-base", "data"], "--ais-base must be reference, chains or pilot"),
         (["--ais-base", "pilot", "--ais-transition", "pcn"], "--ais-base pilot takes --ais-transition mala or hmc"),
         (["--ais-leapfrog", "0"], "argument --ais-leapfrog: expected an integer >= 1"),
+        (["--ais-resample", "0.5"], "--ais-resample takes --ais-transition hmc"),
+        (
+            ["--ais-resample", "0.5", "--ais-transition", "hmc", "--ais-chains", "6", "--ais-populations", "4"],
+            "--ais-populations must be >= 2 and divide --ais-chains (6), got 4",
+        ),
         (["--ais-schedule", "cosine"], "--ais-schedule must be sigmoid, geometric or linear"),
         (["--ais-delta", "-2"], "argument --ais-delta: expected a finite number > 0"),
     ],
