@@ -81,6 +81,12 @@ def likelihood_of_checkpoint(
     schedule: str = "sigmoid",
     delta: float | None = None,
     reverse: bool = False,
+    base: str = "reference",
+    leapfrog: int = 8,
+    equilibrate_moves: int = 0,
+    pilot_steps: int | None = None,
+    resample: float = 0.0,
+    populations: int = 4,
     dequantize: bool = False,
     seed: int = 0,
     backend: str = "auto",
@@ -90,7 +96,10 @@ def likelihood_of_checkpoint(
     run = load_run(path, device="cpu")
     reference, which = reference_images(run.config, data)
     found = log_likelihood(path, reference, chains=chains, steps=steps, transition=transition, delta=delta,
-                           schedule=schedule, reverse=reverse, dequantize=dequantize, seed=seed, backend=backend,
+                           schedule=schedule, reverse=reverse, base=base, leapfrog=leapfrog,
+                           equilibrate_moves=equilibrate_moves, pilot_steps=pilot_steps, resample=resample,
+                           populations=populations, dequantize=dequantize,
+                           seed=seed, backend=backend,
                            device=device)  # fmt: skip
     return {"checkpoint": str(path), "model": run.record["model_kind"], "reference": which,
             "reference_images": int(reference.shape[0]), **found.to_dict()}  # fmt: skip

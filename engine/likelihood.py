@@ -43,10 +43,13 @@ from genconv.bindings.seeding import derive_seed
 from genconv.engine.data import PixelScale
 from genconv.engine.model import GenerativeConvNet
 
-TRANSITIONS: tuple[str, ...] = ("mala", "pcn", "langevin")
+TRANSITIONS: tuple[str, ...] = ("mala", "pcn", "langevin", "hmc")
+BASES: tuple[str, ...] = ("reference", "chains", "pilot")
 SCHEDULES: tuple[str, ...] = ("sigmoid", "geometric", "linear")
 TARGET_ACCEPTANCE = 0.6
+HMC_TARGET_ACCEPTANCE = 0.7
 _INIT_STREAM, _STEP_STREAM, _ACCEPT_STREAM, _DEQUANTIZE_STREAM = 11, 12, 13, 14
+_EQUILIBRATE_STREAM, _PILOT_STREAM, _EQUILIBRATE_ACCEPT_STREAM, _RESAMPLE_STREAM = 15, 16, 17, 18
 
 ScoreAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -59,6 +62,7 @@ class AISEstimate:
     reverse: upper). log_z_se: delta-method standard error of log_z. ess: effective sample size
     of the weights, (sum w)^2 / sum w^2. acceptance: mean MALA acceptance over steps and chains
     (None for Langevin). final_delta: the step size at beta = 1. log_weights: [chains] float64.
+    final_states: [chains, ...] where the chains ended (forward: approximate samples of the model).
     """
 
     log_z: float
@@ -73,11 +77,11 @@ class AISEstimate:
     final_delta: float
     seconds: float
     log_weights: torch.Tensor
+    final_states: torch.Tensor | None = None
 
     def summary(self) -> dict[str, Any]:
-        """The figures as plain numbers (no weights)."""
-        found = asdict(self)
-        found.pop("log_weights")
+        """The figures as plain numbers (no weights, no states)."""
+        found = {key: value for key, value in vars(self).items() if key not in ("log_weights", "final_states")}
         return found
 
 
@@ -134,6 +138,181 @@ def _check_ais_options(chains: int, steps: int, transition: str, delta: float | 
         raise ConfigError(f"AIS delta (the transition step size) must be a positive number, got {delta}")
 
 
+@dataclass
+class MixtureBase:
+    """q(x) = (1/M) sum_m N(x; centres_m, std^2 I): an AIS start that sits on the model's modes.
+
+    On each activation piece of a GCN's f (f = alpha + <B, x> there) the model is the Gaussian
+    N(sigma^2 B, sigma^2 I) cut to the piece, so components at the reconstructions sigma^2 df/dx of
+    model samples, with std sigma, start the chains on the pieces that hold the mass instead of at
+    N(0, sigma^2 I). q is normalised, with exact samples and an exact density, so AIS from it keeps
+    E[weight] = Z and its log Z stays a stochastic lower bound. Chain i starts from component
+    i mod M: with the chains a multiple of M the draws are stratified over the components, the mean
+    weight is still unbiased, and the i.i.d. standard error can only over-state its spread.
+
+    centres: [M, *shape]; std: the components' standard deviation.
+    """
+
+    centres: torch.Tensor
+    std: float
+
+    def __post_init__(self) -> None:
+        if self.centres.dim() < 2 or self.centres.shape[0] < 1:
+            raise ConfigError(f"mixture centres must be [M, ...] with M >= 1, got {list(self.centres.shape)}")
+        if not bool(torch.isfinite(self.centres).all()):
+            raise ConfigError("mixture centres must be finite")
+        if not (math.isfinite(self.std) and self.std > 0):
+            raise ConfigError(f"mixture std must be a positive number, got {self.std}")
+
+    @property
+    def components(self) -> int:
+        return int(self.centres.shape[0])
+
+    def log_density_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log q(x) [B] and d log q / dx (shape of x), float64."""
+        flat = x.to(torch.float64).flatten(1)
+        centres = self.centres.to(device=x.device, dtype=torch.float64).flatten(1)
+        squared = (flat.pow(2).sum(1, keepdim=True) - 2.0 * flat @ centres.T + centres.pow(2).sum(1)).clamp_min(0.0)
+        logits = -squared / (2.0 * self.std**2)
+        normaliser = math.log(self.components) + 0.5 * flat.shape[1] * math.log(2.0 * math.pi * self.std**2)
+        log_q = torch.logsumexp(logits, dim=1) - normaliser
+        pulled = torch.softmax(logits, dim=1) @ centres
+        return log_q, ((pulled - flat) / self.std**2).view(x.shape)
+
+    def sample(self, normals: torch.Tensor, first_chain: int) -> torch.Tensor:
+        """States centres[i mod M] + std * normals for the chains first_chain, first_chain + 1, ..."""
+        index = (torch.arange(normals.shape[0]) + first_chain) % self.components
+        return self.centres[index].to(device=normals.device, dtype=normals.dtype) + self.std * normals
+
+
+def reference_base(shape: tuple[int, ...], sigma: float) -> MixtureBase:
+    """The Gaussian reference N(0, sigma^2 I) as a one-component ``MixtureBase``."""
+    return MixtureBase(torch.zeros((1, *shape)), float(sigma))
+
+
+@dataclass
+class _State:
+    """A batch of chain states with what the transitions need: h = log p~ - log q and log q, with
+    their gradients (float64)."""
+
+    x: torch.Tensor
+    h: torch.Tensor
+    grad_h: torch.Tensor
+    log_q: torch.Tensor
+    grad_log_q: torch.Tensor
+
+    def log_target(self, beta: float) -> torch.Tensor:
+        return self.log_q + beta * self.h
+
+    def grad_log_target(self, beta: float) -> torch.Tensor:
+        return self.grad_log_q + beta * self.grad_h
+
+
+def _evaluator(score_and_grad: ScoreAndGrad, base: MixtureBase, sigma: float) -> Callable[[torch.Tensor], _State]:
+    """x -> its ``_State`` under p~(x) = exp(f(x)) N(x; 0, sigma^2 I) and the base q."""
+
+    def evaluate(x: torch.Tensor) -> _State:
+        score, grad = score_and_grad(x)
+        flat = x.to(torch.float64).flatten(1)
+        log_reference = -flat.pow(2).sum(1) / (2.0 * sigma**2) - 0.5 * flat.shape[1] * math.log(2 * math.pi * sigma**2)
+        log_q, grad_log_q = base.log_density_and_grad(x)
+        grad_h = grad.to(torch.float64) - x.to(torch.float64) / sigma**2 - grad_log_q
+        return _State(x, score.to(torch.float64) + log_reference - log_q, grad_h, log_q, grad_log_q)
+
+    return evaluate
+
+
+def _hmc_move(
+    evaluate: Callable[[torch.Tensor], _State],
+    state: _State,
+    beta: float,
+    step: float,
+    leapfrog: int,
+    momentum: torch.Tensor,
+    uniform_normals: torch.Tensor,
+) -> tuple[_State, torch.Tensor]:
+    """One Hamiltonian Monte Carlo transition leaving q^(1 - beta) p~^beta invariant (unit mass,
+    ``leapfrog`` steps of size ``step``; one step is MALA). Returns the new states and the accepted mask."""
+    p = momentum.to(torch.float64)
+    start_energy = -state.log_target(beta) + 0.5 * p.flatten(1).pow(2).sum(1)
+    moved = state
+    p = p + 0.5 * step * moved.grad_log_target(beta)
+    for index in range(leapfrog):
+        moved = evaluate((moved.x.to(torch.float64) + step * p).to(state.x.dtype))
+        p = p + (step if index < leapfrog - 1 else 0.5 * step) * moved.grad_log_target(beta)
+    end_energy = -moved.log_target(beta) + 0.5 * p.flatten(1).pow(2).sum(1)
+    log_alpha = torch.nan_to_num(start_energy - end_energy, nan=-math.inf)
+    accept = torch.special.log_ndtr(uniform_normals.to(torch.float64)) < log_alpha
+    gate = accept.view(-1, *([1] * (state.x.dim() - 1)))
+    chosen = _State(
+        torch.where(gate, moved.x, state.x), torch.where(accept, moved.h, state.h),
+        torch.where(gate, moved.grad_h, state.grad_h), torch.where(accept, moved.log_q, state.log_q),
+        torch.where(gate, moved.grad_log_q, state.grad_log_q),
+    )  # fmt: skip
+    return chosen, accept
+
+
+def _anneal_hmc(
+    evaluate: Callable[[torch.Tensor], _State],
+    ops: Backend,
+    x: torch.Tensor,
+    betas: torch.Tensor,
+    step: float,
+    leapfrog: int,
+    adapt: bool,
+    seed: int,
+    first_chain: int,
+    reverse: bool,
+    resample: float = 0.0,
+) -> tuple[torch.Tensor, float, float, torch.Tensor]:
+    """``_anneal`` on the path q^(1 - beta) p~^beta from a base q with HMC moves: the weight gains
+    (beta_k - beta_{k-1}) h(x), h = log p~ - log q.
+
+    With ``resample`` > 0 the batch is one sequential Monte Carlo population: whenever the ESS of
+    its weights falls below ``resample`` x its size, the log of their mean is banked and the chains
+    are resampled in proportion to their weights (systematic resampling), weights reset to 1. The
+    returned log weights then include the banked sum, so their mean is the population's estimate
+    of Z (or 1/Z in reverse), unbiased, but the chains of one population are no longer independent.
+    """
+    count, numel = x.shape[0], x[0].numel()
+    banked = 0.0
+    stride = max(first_chain + count, 1 << 20) * numel
+    levels = betas.tolist()
+    order = list(range(1, len(levels))) if not reverse else list(range(len(levels) - 2, -1, -1))
+    log_w = torch.zeros(count, dtype=torch.float64, device=x.device)
+    state = evaluate(x)
+    rates: list[float] = []
+    target = TARGET_ACCEPTANCE if leapfrog == 1 else HMC_TARGET_ACCEPTANCE
+    for position, k in enumerate(order):
+        previous = levels[k - 1] if not reverse else levels[k + 1]
+        beta = levels[k]
+        log_w += (beta - previous) * state.h
+        if position == len(order) - 1:
+            break
+        if resample > 0:
+            log_mean, _, ess = log_mean_exp_with_se(log_w)
+            if ess < resample * count:
+                uniform = ops.standard_normal(derive_seed(seed, _RESAMPLE_STREAM), position * (1 << 20) + first_chain,
+                                              (1,), x.device)  # fmt: skip
+                offset = float(torch.special.ndtr(uniform.to(torch.float64))[0])
+                cumulative = torch.cumsum(torch.softmax(log_w, dim=0), dim=0)
+                marks = (offset + torch.arange(count, dtype=torch.float64, device=x.device)) / count
+                index = torch.searchsorted(cumulative, marks).clamp_max(count - 1)
+                state = _State(state.x[index], state.h[index], state.grad_h[index], state.log_q[index],
+                               state.grad_log_q[index])  # fmt: skip
+                banked += log_mean
+                log_w = torch.zeros_like(log_w)
+        momentum = ops.standard_normal(derive_seed(seed, _STEP_STREAM), position * stride + first_chain * numel,
+                                       tuple(x.shape), x.device)  # fmt: skip
+        normals = ops.standard_normal(derive_seed(seed, _ACCEPT_STREAM), position * (1 << 20) + first_chain,
+                                      (count,), x.device)  # fmt: skip
+        state, accept = _hmc_move(evaluate, state, beta, step, leapfrog, momentum, normals)
+        rates.append(float(accept.double().mean()))
+        if adapt:
+            step = step * math.exp(rates[-1] - target)
+    return log_w + banked, sum(rates) / len(rates) if rates else 1.0, step, state.x
+
+
 def annealed_log_z(
     model: GenerativeConvNet | ScoreAndGrad,
     *,
@@ -146,28 +325,41 @@ def annealed_log_z(
     adapt: bool | None = None,
     schedule: str = "sigmoid",
     start: torch.Tensor | None = None,
+    base: MixtureBase | None = None,
+    leapfrog: int = 8,
+    resample: float = 0.0,
     seed: int = 0,
     batch_size: int | None = None,
     backend: str | Backend = "auto",
     device: torch.device | str = "cpu",
 ) -> AISEstimate:
-    """Estimate log Z of exp(f(x)) N(x; 0, sigma^2 I) by AIS from the Gaussian reference.
+    """Estimate log Z of exp(f(x)) N(x; 0, sigma^2 I) by AIS from the Gaussian reference or a base.
 
     Args:
         model: a ``GenerativeConvNet``, or a function x [B, ...] -> (f(x) [B], df/dx [B, ...]).
         shape: the shape of one state (default: the model's [C, H, W]); sigma: the reference std
             (default: the model's). Both are needed with a function.
         chains: independent AIS runs (importance weights); steps: transitions, one per beta.
-        transition: "mala" (Metropolis-adjusted; exact invariance) or "langevin" (unadjusted:
-            cheaper, biased by its step size).
-        delta: step size of the transitions; default 0.5 sigma D^(-1/6) for MALA (then adapted,
-            see ``adapt``) and the model's training delta is *not* assumed.
+        transition: "mala" (Metropolis-adjusted; exact invariance), "hmc" (Hamiltonian Monte
+            Carlo, ``leapfrog`` steps per move, Metropolis-adjusted), "pcn" or "langevin"
+            (unadjusted: cheaper, biased by its step size); with a ``base``, mala or hmc.
+        delta: step size of the transitions; default 0.5 sigma D^(-1/6) for MALA, sigma D^(-1/4)
+            for HMC's leapfrog (both then adapted, see ``adapt``); the model's training delta is
+            *not* assumed.
         adapt: MALA only (default on): after each step multiply delta by exp(acceptance - 0.6),
             the acceptance taken over all chains, so delta follows the targets as beta grows. It
             depends on each chain's own past only through a 1/chains share.
         schedule: "sigmoid", "geometric" or "linear" (``beta_schedule``).
         start: reverse AIS: [chains, ...] samples of the model (beta = 1), annealed down to 0;
             the estimate is then an upper bound on log Z (exact only for exact samples).
+        base: a normalised start q other than N(0, sigma^2 I) (``MixtureBase``); the path is then
+            q^(1 - beta) p~^beta, p~ = exp(f) N(0, sigma^2 I), and chains should be a multiple of
+            its components.
+        leapfrog: HMC's leapfrog steps per transition (each costs one f and df/dx).
+        resample: mala/hmc with a base or hmc: sequential Monte Carlo, each batch of
+            ``batch_size`` chains one population resampled when its ESS falls below ``resample`` x
+            its size (0: plain AIS). log Z is then the log of the populations' mean estimate and
+            its standard error comes from their spread (at least 2 populations).
         seed: seed of the initial states, the noise and the MALA decisions.
         batch_size: chains run at once (default all).
     Returns:
@@ -199,32 +391,65 @@ def annealed_log_z(
     dimension = math.prod(shape)
     adapt = transition != "langevin" if adapt is None else adapt
     step_size = delta if delta is not None else 0.5 * sigma * dimension ** (-1.0 / 6.0)
+    generic = transition == "hmc" or base is not None
+    if generic:
+        if transition not in ("mala", "hmc"):
+            raise ConfigError(f"AIS from a mixture base takes transition mala or hmc, got {transition!r}")
+        if not isinstance(leapfrog, int) or isinstance(leapfrog, bool) or leapfrog < 1:
+            raise ConfigError(f"HMC leapfrog steps must be a positive integer, got {leapfrog!r}")
+        leapfrog = leapfrog if transition == "hmc" else 1
+        if delta is None and transition == "hmc":
+            step_size = sigma * dimension ** (-0.25)
+        base = base if base is not None else reference_base(shape, sigma)
+        if tuple(base.centres.shape[1:]) != tuple(shape):
+            raise ConfigError(f"mixture centres must be [M, {', '.join(map(str, shape))}], "
+                              f"got {list(base.centres.shape)}")  # fmt: skip
+        if start is None and chains % base.components:
+            raise ConfigError(f"AIS chains ({chains}) must be a multiple of the base's {base.components} components")
+        evaluate = _evaluator(score_and_grad, base, sigma)
+    if not (math.isfinite(resample) and 0 <= resample <= 1):
+        raise ConfigError(f"AIS resample (an ESS fraction) must be in [0, 1], got {resample}")
+    if resample > 0:
+        if not generic:
+            raise ConfigError(f"resampling AIS takes transition hmc, or mala with a base; got {transition!r}")
+        if batch_size is None or chains % max(1, int(batch_size)) or chains // max(1, int(batch_size)) < 2:
+            raise ConfigError(f"resampling AIS needs batch_size dividing chains ({chains}) into at least 2 "
+                              f"populations, got {batch_size!r}")  # fmt: skip
     betas = beta_schedule(steps, schedule)
     batch = chains if batch_size is None else max(1, min(int(batch_size), chains))
     began = time.perf_counter()
-    log_weights, accepted, final_deltas = [], [], []
+    log_weights, accepted, final_deltas, ends = [], [], [], []
     with torch.no_grad(), packing_scope():
         for first in range(0, chains, batch):
             count = min(batch, chains - first)
             if start is None:
                 normals = ops.standard_normal(derive_seed(seed, _INIT_STREAM), first * dimension, (count, *shape),
                                               device)  # fmt: skip
-                x0 = (sigma * normals).to(dtype)
+                x0 = (base.sample(normals, first) if generic else sigma * normals).to(dtype)
             else:
                 x0 = start[first : first + count].to(device=device, dtype=dtype)
-            found = _anneal(score_and_grad, ops, x0, betas, sigma, transition, step_size, adapt, seed, first,
-                            reverse=start is not None)  # fmt: skip
+            if generic:
+                found = _anneal_hmc(evaluate, ops, x0, betas, step_size, leapfrog, adapt, seed, first,
+                                    reverse=start is not None, resample=resample)  # fmt: skip
+            else:
+                found = _anneal(score_and_grad, ops, x0, betas, sigma, transition, step_size, adapt, seed, first,
+                                reverse=start is not None)  # fmt: skip
             log_weights.append(found[0])
             accepted.append(found[1] * count)
             final_deltas.append(found[2])
+            ends.append(found[3])
     weights = torch.cat(log_weights).cpu()
     log_mean, se, ess = log_mean_exp_with_se(weights)
+    if resample > 0:
+        # chains of one population are dependent: the error comes from the populations' estimates
+        populations = torch.stack([torch.logsumexp(w, 0) - math.log(w.numel()) for w in log_weights]).cpu()
+        se = log_mean_exp_with_se(populations)[1]
     acceptance = None if transition == "langevin" else float(sum(accepted) / chains)
     return AISEstimate(
         log_z=log_mean if start is None else -log_mean, log_z_se=se,
         direction="forward" if start is None else "reverse", chains=chains, steps=steps, transition=transition,
         schedule=schedule, ess=ess, acceptance=acceptance, final_delta=float(final_deltas[-1]),
-        seconds=time.perf_counter() - began, log_weights=weights,
+        seconds=time.perf_counter() - began, log_weights=weights, final_states=torch.cat(ends),
     )  # fmt: skip
 
 
@@ -240,8 +465,9 @@ def _anneal(
     seed: int,
     first_chain: int,
     reverse: bool,
-) -> tuple[torch.Tensor, float, float]:
-    """One batch of AIS chains: log weights [B] (float64), mean acceptance over the moves, last delta.
+) -> tuple[torch.Tensor, float, float, torch.Tensor]:
+    """One batch of AIS chains: log weights [B] (float64), mean acceptance over the moves, last delta,
+    the final states.
 
     Forward: w += (beta_k - beta_{k-1}) f(x), then a move at beta_k, k = 1..K (no move after the
     last). Reverse: w += (beta_k - beta_{k+1}) f(x), then a move at beta_k, k = K-1..0 (a move at
@@ -283,7 +509,7 @@ def _anneal(
         if adapt:
             delta = delta * math.exp(rates[-1] - TARGET_ACCEPTANCE)
             delta = min(delta, sigma) if transition == "pcn" else delta
-    return log_w, sum(rates) / len(rates) if rates else 1.0, delta
+    return log_w, sum(rates) / len(rates) if rates else 1.0, delta, x
 
 
 def _proposal_form(transition: str, delta: float, sigma: float) -> tuple[float, float, float]:
@@ -329,6 +555,61 @@ def _mh_log_ratio(
     return log_target(proposal, new_score) - log_target(x, score) + (forward - backward) / (2.0 * delta**2)
 
 
+def equilibrate(
+    model: GenerativeConvNet,
+    states: torch.Tensor,
+    *,
+    moves: int,
+    leapfrog: int = 8,
+    delta: float | None = None,
+    seed: int = 0,
+    backend: str | Backend = "auto",
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, float]:
+    """``moves`` HMC transitions at beta = 1 (the model itself) from ``states``: brings persistent
+    training chains, which lag the model they trained, nearer to its samples before reverse AIS.
+
+    Args:
+        model: a GCN or wGCN; states: [N, C, H, W] in model space; moves: transitions (>= 0);
+        leapfrog, delta: as in ``annealed_log_z`` (the step size is adapted towards 70 % acceptance).
+    Returns:
+        (the states after the moves, their mean acceptance).
+
+    Example:
+        >>> samples, acceptance = equilibrate(model, run.record["chains"], moves=100)
+    """
+    if not isinstance(moves, int) or isinstance(moves, bool) or moves < 0:
+        raise ConfigError(f"equilibration moves must be an integer >= 0, got {moves!r}")
+    if moves == 0:
+        return states, 1.0
+    ops = resolve_backend(backend, device)
+    shape = tuple(states.shape[1:])
+    evaluate = _evaluator(_model_score_and_grad(model, ops), reference_base(shape, model.sigma), model.sigma)
+    step = delta if delta is not None else model.sigma * math.prod(shape) ** (-0.25)
+    count, numel = states.shape[0], math.prod(shape)
+    rates = []
+    with torch.no_grad(), packing_scope():
+        state = evaluate(states.to(device=device, dtype=model.dtype))
+        for move in range(moves):
+            momentum = ops.standard_normal(derive_seed(seed, _EQUILIBRATE_STREAM), move * count * numel,
+                                           (count, *shape), state.x.device)  # fmt: skip
+            normals = ops.standard_normal(derive_seed(seed, _EQUILIBRATE_ACCEPT_STREAM), move * count, (count,),
+                                          state.x.device)  # fmt: skip
+            state, accept = _hmc_move(evaluate, state, 1.0, step, leapfrog, momentum, normals)
+            rates.append(float(accept.double().mean()))
+            step *= math.exp(rates[-1] - HMC_TARGET_ACCEPTANCE)
+    return state.x, sum(rates) / len(rates)
+
+
+def chain_mixture(model: GenerativeConvNet, states: torch.Tensor, components: int, backend: str | Backend = "auto",
+                  std: float | None = None) -> MixtureBase:  # fmt: skip
+    """A ``MixtureBase`` at the reconstructions sigma^2 df/dx of the first ``components`` states
+    (model samples), std sigma: the Gaussian pieces those samples sit on."""
+    with torch.no_grad():
+        centres = model.sigma**2 * model.grad_f(states[:components].to(model.dtype), backend)
+    return MixtureBase(centres.float().cpu(), float(std if std is not None else model.sigma))
+
+
 @dataclass
 class LikelihoodReport:
     """Held-out log-likelihood of a model, with the AIS estimates of log Z it rests on.
@@ -337,7 +618,9 @@ class LikelihoodReport:
     -log p / (D ln 2), from forward AIS: upper bounds on the log-likelihood in expectation (lower
     bounds on bits/dim). *_se: the AIS standard error (log Z's, the same for every image);
     *_data_se: the standard error of the mean over the images. nats_lower / bits_per_dim_upper:
-    from reverse AIS when it ran.
+    from reverse AIS when it ran (log_z_upper < log_z beyond the errors says the reverse start was
+    not a sample of the model). base: the forward start ("reference", "chains" or "pilot"); pilot:
+    the pilot run's figures (its log_z is a lower bound too, from fewer, costlier steps).
     """
 
     images: int
@@ -358,6 +641,9 @@ class LikelihoodReport:
     nats_lower: float | None = None
     bits_per_dim_upper: float | None = None
     reverse: dict[str, Any] | None = None
+    base: str = "reference"
+    equilibrate_acceptance: float | None = None
+    pilot: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -387,6 +673,12 @@ def log_likelihood(
     schedule: str = "sigmoid",
     reverse: bool = False,
     reverse_start: torch.Tensor | None = None,
+    base: str = "reference",
+    leapfrog: int = 8,
+    equilibrate_moves: int = 0,
+    pilot_steps: int | None = None,
+    resample: float = 0.0,
+    populations: int = 4,
     dequantize: bool = False,
     seed: int = 0,
     batch_size: int | None = None,
@@ -406,6 +698,17 @@ def log_likelihood(
         reverse: also run reverse AIS from model samples, an upper bound on log Z (a lower bound
             on the likelihood) when the samples are exact; ``reverse_start`` gives the samples in
             model space, else a checkpoint's persistent chains (cycled) are used.
+        base: the forward start: "reference" (N(0, sigma^2 I)), "chains" (``chain_mixture`` of the
+            model samples, one component per sample up to the largest count dividing ``chains``) or
+            "pilot" (the same mixture at the end states of a first, independent forward AIS run of
+            ``pilot_steps`` from the reference; those states also start reverse AIS). The pilot
+            fixes q before the main run draws anything, so the main run stays a lower bound.
+        pilot_steps: steps of the pilot run (default ``steps``).
+        resample, populations: sequential Monte Carlo for every AIS run here (``annealed_log_z``'s
+            ``resample``), the chains split into ``populations`` equal populations.
+        leapfrog: HMC's leapfrog steps (transition "hmc").
+        equilibrate_moves: HMC moves at beta = 1 applied to the model samples (``equilibrate``)
+            before they start reverse AIS or place the mixture.
         dequantize: add U(-1/2, 1/2) grey levels to every pixel (seeded) before evaluating.
     Returns:
         LikelihoodReport; ``nats`` and ``bits_per_dim`` rest on forward AIS, whose log Z is a
@@ -443,9 +746,35 @@ def log_likelihood(
     x = scale.to_model(images).to(device)
     net.check_input(x)
     dimension = math.prod(x.shape[1:])
+    if base not in BASES:
+        raise ConfigError(f"AIS base must be one of {', '.join(BASES)}; got {base!r}")
+    if resample > 0:
+        if not isinstance(populations, int) or populations < 2 or chains % populations:
+            raise ConfigError(f"AIS populations must be an integer >= 2 dividing the chains ({chains}), "
+                              f"got {populations!r}")  # fmt: skip
+        batch_size = chains // populations
     per_image = unnormalised_log_density(net, x, backend).cpu()
+    samples, settled, pilot = reverse_start, None, None
+    if samples is None and chains_start is not None:
+        samples = chains_start.to(torch.float32)
+    if base == "pilot":
+        pilot = annealed_log_z(net, chains=chains, steps=pilot_steps or steps, transition=transition, delta=delta,
+                               schedule=schedule, leapfrog=leapfrog, seed=derive_seed(seed, _PILOT_STREAM),
+                               resample=resample, batch_size=batch_size, backend=backend, device=device)  # fmt: skip
+        samples = pilot.final_states.to(torch.float32)
+    if samples is not None and (reverse or base != "reference"):
+        samples, settled = equilibrate(net, samples, moves=equilibrate_moves, leapfrog=leapfrog, seed=seed,
+                                       backend=backend, device=device)  # fmt: skip
+        settled = settled if equilibrate_moves else None
+    mixture = None
+    if base != "reference":
+        if samples is None:
+            raise ConfigError("base 'chains' needs model samples: give reverse_start (or a checkpoint with chains)")
+        components = max(m for m in range(1, min(chains, samples.shape[0]) + 1) if chains % m == 0)
+        mixture = chain_mixture(net, samples, components, backend)
     forward = annealed_log_z(net, chains=chains, steps=steps, transition=transition, delta=delta, schedule=schedule,
-                             seed=seed, batch_size=batch_size, backend=backend, device=device)  # fmt: skip
+                             base=mixture, leapfrog=leapfrog, resample=resample, seed=seed, batch_size=batch_size,
+                             backend=backend, device=device)  # fmt: skip
     pixel_shift = dimension * math.log(scale.scale)
     log_p = per_image - forward.log_z - pixel_shift
     nats = float(log_p.mean())
@@ -455,17 +784,16 @@ def log_likelihood(
         images=int(x.shape[0]), dimension=dimension, pixel_scale=scale.scale, dequantized=dequantize,
         log_z=forward.log_z, log_z_se=forward.log_z_se, nats=nats, nats_se=forward.log_z_se, nats_data_se=data_se,
         bits_per_dim=-nats / bits, bits_per_dim_se=forward.log_z_se / bits, bits_per_dim_data_se=data_se / bits,
-        forward=forward.summary(),
+        forward=forward.summary(), base=base, equilibrate_acceptance=settled,
+        pilot=pilot.summary() if pilot is not None else None,
     )  # fmt: skip
     if reverse:
-        start = reverse_start
-        if start is None and chains_start is not None:
-            index = torch.arange(chains) % chains_start.shape[0]
-            start = chains_start[index].to(torch.float32)
-        if start is None:
+        if samples is None:
             raise ConfigError("reverse AIS needs model samples: give reverse_start (or a checkpoint with chains)")
+        start = samples if reverse_start is not None else samples[torch.arange(chains) % samples.shape[0]]
         upper = annealed_log_z(net, chains=chains, steps=steps, transition=transition, delta=delta,
-                               schedule=schedule, start=start, seed=seed + 1, batch_size=batch_size, backend=backend,
+                               schedule=schedule, start=start.to(torch.float32), base=mixture, leapfrog=leapfrog,
+                               resample=resample, seed=seed + 1, batch_size=batch_size, backend=backend,
                                device=device)  # fmt: skip
         lower_nats = float((per_image - upper.log_z - pixel_shift).mean())
         report.log_z_upper, report.log_z_upper_se = upper.log_z, upper.log_z_se

@@ -272,8 +272,33 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     group.add_argument(
         "--ais-transition",
         default="mala",
-        help="AIS transition: mala, pcn (exact on each linear piece of f) or langevin (unadjusted)",
+        help="AIS transition: mala, hmc (--ais-leapfrog steps per move), pcn (exact on each linear piece of f) "
+        "or langevin (unadjusted)",
     )
+    group.add_argument("--ais-leapfrog", type=_COUNT, default=8, help="leapfrog steps per hmc move")
+    group.add_argument(
+        "--ais-base", default="reference",
+        help="forward AIS start: reference (N(0, sigma^2 I)), chains (Gaussians at the reconstructions of the "
+        "run's chains) or pilot (the same at the end states of a first AIS run, which also start --reverse-ais); "
+        "chains and pilot take mala or hmc",
+    )  # fmt: skip
+    group.add_argument(
+        "--ais-pilot-steps", type=_COUNT, default=None, help="steps of the pilot run (default --ais-steps)"
+    )
+    group.add_argument(
+        "--ais-resample", type=_FRACTION, default=0.0,
+        help="sequential Monte Carlo: resample a population when its ESS falls below this fraction (0: plain AIS; "
+        "hmc, or mala with --ais-base chains/pilot)",
+    )  # fmt: skip
+    group.add_argument(
+        "--ais-populations", type=_COUNT, default=4,
+        help="independent populations the chains are split into with --ais-resample (their spread gives the error)",
+    )  # fmt: skip
+    group.add_argument(
+        "--ais-equilibrate", type=_COUNT0, default=0,
+        help="hmc moves on the model applied to the run's chains (or the pilot's end states) before reverse AIS "
+        "and the mixture",
+    )  # fmt: skip
     group.add_argument("--ais-schedule", default="sigmoid", help="inverse temperatures: sigmoid, geometric or linear")
     group.add_argument(
         "--ais-delta", type=_POSITIVE, default=None,
@@ -524,10 +549,20 @@ def _run_sharded_sample(args: argparse.Namespace) -> int:
 
 def _check_ais_flags(args: argparse.Namespace) -> None:
     """One line naming the first unusable --ais-* flag (the numbers are checked as they parse)."""
-    if args.ais_transition not in ("mala", "pcn", "langevin"):
-        raise ConfigError(f"--ais-transition must be mala, pcn or langevin, got {args.ais_transition!r}")
+    if args.ais_transition not in ("mala", "pcn", "langevin", "hmc"):
+        raise ConfigError(f"--ais-transition must be mala, hmc, pcn or langevin, got {args.ais_transition!r}")
     if args.ais_schedule not in ("sigmoid", "geometric", "linear"):
         raise ConfigError(f"--ais-schedule must be sigmoid, geometric or linear, got {args.ais_schedule!r}")
+    if args.ais_base not in ("reference", "chains", "pilot"):
+        raise ConfigError(f"--ais-base must be reference, chains or pilot, got {args.ais_base!r}")
+    if args.ais_base != "reference" and args.ais_transition not in ("mala", "hmc"):
+        raise ConfigError(f"--ais-base {args.ais_base} takes --ais-transition mala or hmc, got {args.ais_transition!r}")
+    if args.ais_resample > 0:
+        if args.ais_transition != "hmc" and not (args.ais_transition == "mala" and args.ais_base != "reference"):
+            raise ConfigError("--ais-resample takes --ais-transition hmc, or mala with --ais-base chains or pilot")
+        if args.ais_populations < 2 or args.ais_chains % args.ais_populations:
+            raise ConfigError(f"--ais-populations must be >= 2 and divide --ais-chains ({args.ais_chains}), "
+                              f"got {args.ais_populations}")  # fmt: skip
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -542,6 +577,10 @@ def _run_eval(args: argparse.Namespace) -> int:
         _check_ais_flags(args)
     elif args.reverse_ais or args.dequantize:
         raise ConfigError("--reverse-ais and --dequantize apply with --log-likelihood only")
+    elif args.ais_base != "reference" or args.ais_equilibrate or args.ais_pilot_steps is not None or args.ais_resample:
+        raise ConfigError(
+            "--ais-base, --ais-pilot-steps, --ais-equilibrate and --ais-resample apply with --log-likelihood only"
+        )
     out = check.output_file("--out", args.out) if args.out else None
     device = resolve_device(check.device("--device", args.device))
     with output_lock(out, folder=False) if out else _nothing():
@@ -549,8 +588,10 @@ def _run_eval(args: argparse.Namespace) -> int:
             report = likelihood_of_checkpoint(
                 args.checkpoint, data=args.data, chains=args.ais_chains, steps=args.ais_steps,
                 transition=args.ais_transition, schedule=args.ais_schedule, delta=args.ais_delta,
-                reverse=args.reverse_ais, dequantize=args.dequantize, seed=args.seed, backend=args.backend,
-                device=device,
+                reverse=args.reverse_ais, base=args.ais_base, leapfrog=args.ais_leapfrog,
+                equilibrate_moves=args.ais_equilibrate, pilot_steps=args.ais_pilot_steps,
+                resample=args.ais_resample, populations=args.ais_populations,
+                dequantize=args.dequantize, seed=args.seed, backend=args.backend, device=device,
             )  # fmt: skip
         else:
             report = evaluate_checkpoint(

@@ -11,8 +11,11 @@ from scipy import integrate
 
 from genconv.bindings.errors import ConfigError
 from genconv.engine.likelihood import (
+    MixtureBase,
     annealed_log_z,
     beta_schedule,
+    chain_mixture,
+    equilibrate,
     log_likelihood,
     log_mean_exp_with_se,
 )
@@ -114,6 +117,111 @@ def test_ais_matches_quadrature_for_a_one_layer_gcn_in_2d():
     _check(estimate, exact)
 
 
+def test_hmc_forward_and_reverse_match_the_gaussian_log_z():
+    sigma = 1.5
+    score_and_grad, a, exact = _linear(24, sigma)
+    lower = annealed_log_z(score_and_grad, shape=(24,), sigma=sigma, chains=512, steps=60, transition="hmc",
+                           leapfrog=4, seed=1)  # fmt: skip
+    _check(lower, exact)
+    assert 0.5 < lower.acceptance < 0.9
+    generator = torch.Generator().manual_seed(3)
+    samples = (sigma**2 * a + sigma * torch.randn(512, 24, generator=generator, dtype=torch.float64)).float()
+    upper = annealed_log_z(score_and_grad, shape=(24,), sigma=sigma, steps=60, transition="hmc", leapfrog=4,
+                           start=samples, seed=2)  # fmt: skip
+    _check(upper, exact)
+
+
+def test_mixture_base_density_and_gradient():
+    generator = torch.Generator().manual_seed(0)
+    centres, std = torch.randn(3, 2, 2, generator=generator, dtype=torch.float64), 0.7
+    base = MixtureBase(centres, std)
+    x = torch.randn(5, 2, 2, generator=generator, dtype=torch.float64, requires_grad=True)
+    components = torch.distributions.MultivariateNormal(centres.flatten(1), std**2 * torch.eye(4, dtype=torch.float64))
+    expected = torch.logsumexp(components.log_prob(x.flatten(1)[:, None, :]), dim=1) - math.log(3)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    log_q, grad = base.log_density_and_grad(x.detach())
+    torch.testing.assert_close(log_q, expected.detach())
+    torch.testing.assert_close(grad, expected_grad)
+
+
+def test_ais_from_a_mixture_base_matches_the_gaussian_log_z():
+    """Components off the target's mean (and narrower than it): the weights must carry the mismatch."""
+    sigma = 1.5
+    score_and_grad, a, exact = _linear(24, sigma)
+    generator = torch.Generator().manual_seed(5)
+    centres = (sigma**2 * a).float() + 0.5 * torch.randn(4, 24, generator=generator)
+    base = MixtureBase(centres, 0.8 * sigma)
+    for transition in ("hmc", "mala"):
+        estimate = annealed_log_z(score_and_grad, shape=(24,), sigma=sigma, chains=512, steps=40,
+                                  transition=transition, leapfrog=4, base=base, seed=1)  # fmt: skip
+        _check(estimate, exact)
+
+
+def test_resampling_ais_matches_the_gaussian_log_z_and_quadrature():
+    """Sequential Monte Carlo (8 populations of 64 / 128): the populations' mean is unbiased for Z."""
+    sigma = 1.5
+    score_and_grad, _, exact = _linear(24, sigma)
+    estimate = annealed_log_z(score_and_grad, shape=(24,), sigma=sigma, chains=512, steps=30, transition="hmc",
+                              leapfrog=4, resample=0.5, batch_size=64, seed=1)  # fmt: skip
+    _check(estimate, exact)
+    weights = [[1.5, -0.5], [-1.0, 1.2], [0.3, 0.9]]
+    biases, sigma = [0.5, 1.0, -0.5], 1.2
+    model = _one_layer_gcn(2, weights, biases, sigma)
+    exact = _gcn_log_z_by_quadrature(np.array(weights), np.array(biases), sigma)
+    estimate = annealed_log_z(model, chains=1024, steps=20, transition="hmc", leapfrog=4, resample=0.5,
+                              batch_size=128, seed=0, backend="torch")  # fmt: skip
+    _check(estimate, exact)
+    with pytest.raises(ConfigError, match="resampling AIS needs batch_size dividing chains"):
+        annealed_log_z(model, chains=8, steps=2, transition="hmc", resample=0.5)
+    with pytest.raises(ConfigError, match="resampling AIS takes transition hmc"):
+        annealed_log_z(model, chains=8, steps=2, resample=0.5, batch_size=4)
+
+
+def test_chain_mixture_ais_matches_quadrature_for_a_one_layer_gcn_in_2d():
+    weights = [[1.5, -0.5], [-1.0, 1.2], [0.3, 0.9]]
+    biases, sigma = [0.5, 1.0, -0.5], 1.2
+    model = _one_layer_gcn(2, weights, biases, sigma)
+    exact = _gcn_log_z_by_quadrature(np.array(weights), np.array(biases), sigma)
+    generator = torch.Generator().manual_seed(2)
+    start = (3.0 * torch.randn(8, 2, 1, 1, generator=generator)).float()
+    samples, acceptance = equilibrate(model, start, moves=30, leapfrog=4, seed=3, backend="torch")
+    assert 0.4 < acceptance < 0.95
+    base = chain_mixture(model, samples, 8, backend="torch")
+    expected_centres = sigma**2 * model.grad_f_autograd(samples)
+    torch.testing.assert_close(base.centres, expected_centres)
+    for transition in ("hmc", "mala"):
+        lower = annealed_log_z(model, chains=1024, steps=40, transition=transition, leapfrog=4, base=base, seed=0,
+                               backend="torch")  # fmt: skip
+        _check(lower, exact)
+
+
+def test_pilot_base_log_likelihood_matches_quadrature_for_a_one_layer_gcn_in_2d():
+    weights = [[1.5, -0.5], [-1.0, 1.2], [0.3, 0.9]]
+    biases, sigma = [0.5, 1.0, -0.5], 1.2
+    model = _one_layer_gcn(2, weights, biases, sigma)
+    exact = _gcn_log_z_by_quadrature(np.array(weights), np.array(biases), sigma)
+    images = 100.0 + torch.randn(4, 2, 1, 1, generator=torch.Generator().manual_seed(1))
+    report = log_likelihood(model, images, chains=512, steps=40, pilot_steps=40, transition="hmc", leapfrog=4,
+                            base="pilot", reverse=True, seed=0, backend="torch")  # fmt: skip
+    assert report.base == "pilot" and report.pilot["direction"] == "forward"
+    for log_z, se in ((report.log_z, report.log_z_se), (report.log_z_upper, report.log_z_upper_se)):
+        assert abs(log_z - exact) <= 3 * se and abs(log_z - exact) <= 0.01 * exact, (log_z, se, exact)
+
+
+def test_equilibrate_draws_the_gaussian_target():
+    """A GCN with zero weights (f constant) is N(0, sigma^2 I): chains started far away
+    must end with its mean and spread."""
+    spec = NetworkSpec(1, (ConvLayer(2, 3, 1, 1),), top="sum", image_size=(3, 3))
+    model = GenerativeConvNet(spec, sigma=2.0)
+    with torch.no_grad():
+        model.convs[0].weight.zero_()
+    start = torch.full((400, 1, 3, 3), 30.0)
+    samples, _ = equilibrate(model, start, moves=40, leapfrog=6, seed=1, backend="torch")
+    # 3600 draws of N(0, 4): the mean's standard error is 0.033, the std's 0.024
+    assert abs(float(samples.mean())) < 0.15
+    assert abs(float(samples.std()) - 2.0) < 0.1
+
+
 def test_log_likelihood_of_gaussian_model_images():
     """A GCN whose f is 0 (zero weights) is N(0, sigma^2 I): log Z = 0 and log p is the Gaussian's."""
     spec = NetworkSpec(1, (ConvLayer(2, 3, 1, 1),), top="sum", image_size=(5, 5))
@@ -153,7 +261,11 @@ def test_schedules_and_log_mean_exp():
     [
         ({"chains": 1}, "AIS chains must be an integer >= 2"),
         ({"steps": 0}, "AIS steps must be a positive integer"),
-        ({"transition": "hmc"}, "AIS transition must be one of mala, pcn, langevin"),
+        ({"transition": "slice"}, "AIS transition must be one of mala, pcn, langevin, hmc"),
+        ({"transition": "hmc", "leapfrog": 0}, "HMC leapfrog steps must be a positive integer"),
+        ({"transition": "pcn", "base": MixtureBase(torch.zeros(2, 1, 1, 1), 1.0)}, "takes transition mala or hmc"),
+        ({"chains": 5, "base": MixtureBase(torch.zeros(2, 1, 1, 1), 1.0)}, "must be a multiple of the base's 2"),
+        ({"base": MixtureBase(torch.zeros(2, 3), 1.0)}, "mixture centres must be"),
         ({"delta": -1.0}, "AIS delta"),
         ({"schedule": "cosine"}, "AIS schedule must be one of"),
     ],
@@ -191,12 +303,41 @@ def test_eval_log_likelihood_on_a_checkpoint(gcn_run, tmp_path, capsys):
     assert math.isfinite(printed["log_z_upper"]) and "swd_x1e3" not in printed
 
 
+def test_eval_pilot_flags_need_log_likelihood(gcn_run, capsys):
+    from genconv.cli import main
+
+    assert main(["eval", "--checkpoint", str(gcn_run / "checkpoint.pt"), "--ais-base", "pilot"]) == 1
+    error = capsys.readouterr().err
+    assert "apply with --log-likelihood only" in error and len(error.strip().splitlines()) == 1
+
+
+def test_eval_log_likelihood_from_the_chains_mixture(gcn_run, capsys):
+    from genconv.cli import main
+
+    args = ["eval", "--checkpoint", str(gcn_run / "checkpoint.pt"), "--log-likelihood", "--ais-chains", "8",
+            "--ais-steps", "6", "--ais-transition", "hmc", "--ais-leapfrog", "2", "--ais-base", "chains",
+            "--ais-equilibrate", "3", "--reverse-ais", "--backend", "torch"]  # fmt: skip
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["base"] == "chains" and printed["forward"]["transition"] == "hmc"
+    assert 0.0 <= printed["equilibrate_acceptance"] <= 1.0
+    assert math.isfinite(printed["log_z"]) and math.isfinite(printed["log_z_upper"])
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--ais-chains", "1"], "argument --ais-chains: expected an integer >= 2"),
         (["--ais-steps", "0"], "argument --ais-steps: expected an integer >= 1"),
-        (["--ais-transition", "hmc"], "--ais-transition must be mala, pcn or langevin"),
+        (["--ais-transition", "slice"], "--ais-transition must be mala, hmc, pcn or langevin"),
+        (["--ais-base", "data"], "--ais-base must be reference, chains or pilot"),
+        (["--ais-base", "pilot", "--ais-transition", "pcn"], "--ais-base pilot takes --ais-transition mala or hmc"),
+        (["--ais-leapfrog", "0"], "argument --ais-leapfrog: expected an integer >= 1"),
+        (["--ais-resample", "0.5"], "--ais-resample takes --ais-transition hmc"),
+        (
+            ["--ais-resample", "0.5", "--ais-transition", "hmc", "--ais-chains", "6", "--ais-populations", "4"],
+            "--ais-populations must be >= 2 and divide --ais-chains (6), got 4",
+        ),
         (["--ais-schedule", "cosine"], "--ais-schedule must be sigmoid, geometric or linear"),
         (["--ais-delta", "-2"], "argument --ais-delta: expected a finite number > 0"),
     ],
