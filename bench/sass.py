@@ -1,0 +1,222 @@
+"""The main loop of a compiled kernel, read from its SASS: instructions per K-step by class.
+
+    python -m bench.sass kernel.cubin          # the loop's mix and the instructions of the loop
+
+Triton's wheel bundles ``nvdisasm`` and ``cuobjdump`` beside ptxas; ``triton.knobs`` finds them the
+way Triton finds ptxas (``TRITON_NVDISASM_PATH`` / ``TRITON_CUOBJDUMP_PATH`` override). The main loop
+is the body of the backward branch (a ``BRA`` to an earlier label) that holds the most tensor-core
+instructions; its instructions run once per warp per K-step. Classes:
+
+- ``mma``: tensor-core instructions (HGMMA: sm_90 wgmma; HMMA: sm_80 mma.sync);
+- ``async_copy``: global -> shared copies that do not stall the warp (LDGSTS: cp.async; UTMALDG: TMA);
+- ``global_load``: synchronous global loads (LDG, LD): the warp waits for them before using the data,
+  which the software pipeline cannot hide;
+- ``shared_load`` (LDS, LDSM), ``shared_store`` (STS, STSM), ``global_store`` (STG, RED, ATOM);
+- ``wait``: barriers and waits (BAR, DEPBAR, WARPGROUP.DEPBAR/ARRIVE, LDGDEPBAR, WARPSYNC, SYNCS);
+- ``uniform``: uniform-datapath ops (U*: scalar address and descriptor arithmetic);
+- ``int_alu``: integer and logic ops on vector registers (IADD3, IMAD, ISETP, LOP3, SEL, LEA, SHF, ...),
+  issued at 16 lanes per clock per scheduler on Hopper, i.e. 2 clocks per warp instruction;
+- ``float``: FP32 arithmetic (FADD, FFMA, FSETP, MUFU, conversions); ``other``: branches, moves, NOPs.
+"""
+# ruff: noqa: E402
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/sass.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import re
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+
+CLASSES = ("mma", "async_copy", "global_load", "shared_load", "shared_store", "global_store", "wait", "uniform",
+           "int_alu", "float", "other")  # fmt: skip
+
+_MMA = ("HGMMA", "HMMA", "BGMMA", "IGMMA", "QGMMA", "IMMA")
+_ASYNC = ("LDGSTS", "UTMALDG", "UBLKCP", "UTMAPF")
+_WAIT = ("BAR", "DEPBAR", "WARPGROUP", "LDGDEPBAR", "WARPSYNC", "SYNCS", "MEMBAR", "ARRIVES", "ERRBAR", "CCTL")
+_INT = ("IADD3", "IMAD", "ISETP", "LOP3", "LOP", "SEL", "LEA", "SHF", "PRMT", "PLOP3", "VIADD", "VIMNMX", "IMNMX",
+        "IABS", "FSEL", "BMSK", "SGXT", "ISCADD", "IDP", "POPC", "FLO", "BREV", "P2R", "R2P", "IMUL", "SHL", "SHR",
+        "ICMP", "VIADDMNMX", "MOV")  # fmt: skip
+_FLOAT = ("FADD", "FMUL", "FFMA", "FSETP", "FMNMX", "MUFU", "F2F", "F2I", "I2F", "FRND", "FCHK", "HADD2", "HMUL2",
+          "HFMA2", "FSWZADD", "F2FP", "I2FP", "F2IP", "DADD", "DMUL", "DFMA")  # fmt: skip
+
+_LINE = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(?:(@!?U?P[0-9T]+)\s+)?([A-Z][A-Za-z0-9_.]*)\s*(.*?)\s*;")
+_LABEL = re.compile(r"^(\.L_x_\d+):")
+_TARGET = re.compile(r"`\((\.L_x_\d+)\)")
+_MMA_SHAPE = re.compile(r"\.(\d+)x(\d+)x(\d+)\.")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    address: int
+    predicate: str
+    opcode: str
+    operands: str
+
+
+def classify(opcode: str) -> str:
+    """The class of one SASS opcode (``HGMMA.64x64x8.F32.TF32`` -> "mma")."""
+    base = opcode.split(".")[0]
+    if base in _MMA:
+        return "mma"
+    if base in _ASYNC:
+        return "async_copy"
+    if base in ("LDG", "LD"):
+        return "global_load"
+    if base in ("LDS", "LDSM"):
+        return "shared_load"
+    if base in ("STS", "STSM"):
+        return "shared_store"
+    if base in ("STG", "ST", "RED", "ATOM", "ATOMG", "REDG"):
+        return "global_store"
+    if base in _WAIT:
+        return "wait"
+    if base.startswith("U") or base in ("S2UR", "R2UR"):
+        return "uniform"
+    if base in _INT:
+        return "int_alu"
+    if base in _FLOAT:
+        return "float"
+    return "other"
+
+
+def mma_flops(opcode: str, warps_per_group: int = 4) -> int:
+    """Floating-point operations one warp's copy of a tensor-core instruction contributes.
+
+    A wgmma (HGMMA.MxNxK) is one MxNxK product for its warpgroup, which all 4 warps issue, so a
+    warp's share is 2 M N K / 4; an mma.sync (HMMA.16816: m16 n8 k16) is a warp's own product.
+    """
+    shape = _MMA_SHAPE.search(opcode + ".")
+    if opcode.startswith("HGMMA") and shape:
+        m, n, k = (int(v) for v in shape.groups())
+        return 2 * m * n * k // warps_per_group
+    sync = re.search(r"\.(\d{2})(\d)(\d+)\.", opcode)  # HMMA.16816, HMMA.1688
+    if sync:
+        m, n, k = (int(v) for v in sync.groups())
+        return 2 * m * n * k
+    return 0
+
+
+def parse(sass: str) -> tuple[list[Instruction], dict[str, int]]:
+    """Instructions in address order and labels -> the index of the instruction after them."""
+    instructions: list[Instruction] = []
+    labels: dict[str, int] = {}
+    for line in sass.splitlines():
+        label = _LABEL.match(line)
+        if label:
+            labels[label.group(1)] = len(instructions)
+            continue
+        match = _LINE.match(line)
+        if match:
+            address, predicate, opcode, operands = match.groups()
+            if predicate != "@!PT":  # never executed: scoreboard padding
+                instructions.append(Instruction(int(address, 16), predicate or "", opcode, operands))
+    return instructions, labels
+
+
+@dataclass
+class LoopMix:
+    """A kernel's main loop: instructions per warp per K-step by class, and what surrounds it."""
+
+    instructions: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
+    mma_flops_per_warp: int = 0
+    waits_all_wgmma: bool = False  # WARPGROUP.DEPBAR.LE gsb0, 0x0 inside the loop: no wgmma overlap
+    waits_all_copies: bool = False  # DEPBAR.LE SB0, 0x0 inside the loop: no copy in flight across steps
+    kernel_instructions: int = 0
+    epilogue_instructions: int = 0  # after the loop, to the last EXIT (straight-line code, once per tile)
+    found: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def main_loop(sass: str) -> LoopMix:
+    """The loop (backward branch) with the most tensor-core instructions, or an empty mix."""
+    instructions, labels = parse(sass)
+    best: tuple[int, int, int] | None = None  # (mma count, start, end)
+    for index, instruction in enumerate(instructions):
+        if not instruction.opcode.startswith("BRA"):
+            continue
+        target = _TARGET.search(instruction.operands)
+        start = labels.get(target.group(1)) if target else None
+        if start is None or start > index:
+            continue
+        mma = sum(classify(i.opcode) == "mma" for i in instructions[start : index + 1])
+        if mma and (best is None or mma > best[0]):
+            best = (mma, start, index)
+    mix = LoopMix(kernel_instructions=len(instructions))
+    if best is None:
+        return mix
+    _, start, end = best
+    body = instructions[start : end + 1]
+    mix.found = True
+    mix.instructions = len(body)
+    for instruction in body:
+        mix.counts[classify(instruction.opcode)] += 1
+        mix.mma_flops_per_warp += mma_flops(instruction.opcode)
+        operands = instruction.operands.replace(" ", "")
+        if instruction.opcode.startswith("WARPGROUP.DEPBAR") and operands.endswith(",0x0"):
+            mix.waits_all_wgmma = True
+        if instruction.opcode.startswith("DEPBAR") and operands.endswith(",0x0"):
+            mix.waits_all_copies = True
+    exits = [i for i, instruction in enumerate(instructions) if instruction.opcode == "EXIT"]
+    last = max((i for i in exits if i > end), default=len(instructions) - 1)
+    mix.epilogue_instructions = max(0, last - end)
+    return mix
+
+
+def _tools() -> tuple[str, str]:
+    from triton import knobs
+
+    return knobs.nvidia.nvdisasm.path, knobs.nvidia.cuobjdump.path
+
+
+def disassemble(cubin: bytes) -> str:
+    """The SASS of a cubin (Triton's bundled nvdisasm)."""
+    nvdisasm, _ = _tools()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "kernel.cubin"
+        path.write_bytes(cubin)
+        return subprocess.run([nvdisasm, "-c", str(path)], capture_output=True, text=True, check=True).stdout
+
+
+def resource_usage(cubin: bytes) -> tuple[int, int]:
+    """(registers per thread, stack bytes per thread) from ``cuobjdump -res-usage``."""
+    _, cuobjdump = _tools()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "kernel.cubin"
+        path.write_bytes(cubin)
+        text = subprocess.run([cuobjdump, "-res-usage", str(path)], capture_output=True, text=True, check=True).stdout
+    registers = re.search(r"REG:(\d+)", text)
+    stack = re.search(r"STACK:(\d+)", text)
+    return int(registers.group(1)) if registers else 0, int(stack.group(1)) if stack else 0
+
+
+def loop_mix(cubin: bytes) -> LoopMix:
+    """The main loop's instruction mix of a compiled kernel."""
+    return main_loop(disassemble(cubin))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.sass", description=__doc__.split("\n")[0])
+    parser.add_argument("cubin", type=Path, help="a compiled kernel (Triton's compiled.asm['cubin'])")
+    args = parser.parse_args(argv)
+    if not args.cubin.is_file():
+        parser.error(f"cubin: expected a cubin file, got {args.cubin}")
+    mix = loop_mix(args.cubin.read_bytes())
+    registers, stack = resource_usage(args.cubin.read_bytes())
+    print(f"registers {registers}, stack {stack} B; main loop found: {mix.found}, {mix.instructions} instructions")
+    for name in CLASSES:
+        print(f"  {name:<13} {mix.counts[name]:>4}")
+    print(f"  tensor FLOPs per warp per K-step {mix.mma_flops_per_warp}; epilogue {mix.epilogue_instructions}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
