@@ -3,8 +3,8 @@
     python -m bench.roofline                                  # -> bench/results/roofline-<date>.json
     python -m bench.roofline --gpu H100-SXM --workloads texture@64:1,16 --dtypes float32
 
-Each workload's chain step is recorded as the launchers issue it (``GENCONV_AUTOTUNE=0``: the tile
-the shape heuristic picks), each launch's variant is compiled for sm_90 with Triton's own compiler
+Each workload's chain step is recorded as the launchers issue it, with the tile the shape heuristic
+picks (what ``GENCONV_AUTOTUNE=0`` runs), each launch's variant is compiled for sm_90 with Triton's own compiler
 (``bench.compile_tier``), and the main loop's instructions per K-step are counted from the SASS
 (``bench.sass``). A per-SM cost model turns the counts into cycles:
 
@@ -22,7 +22,7 @@ the shape heuristic picks), each launch's variant is compiled for sm_90 with Tri
   and one round trip to fill the pipeline;
 - a pass takes max(those cycles / clock, its compulsory bytes / HBM bandwidth).
 
-Roofline of a pass: max(useful FLOPs / the dense tensor peak of its dot dtype (TF32 for float32),
+Roofline of a pass: max(useful FLOPs / the dense tensor peak of the chain's dtype (TF32 for float32),
 compulsory bytes / HBM bandwidth); % roofline = roofline / predicted time; for a chain step, the sums.
 Useful FLOPs are the convolution's own (2 x output pixels x C_out x C_in x K^2; a top-down pass
 counts its layer's); padding efficiency = useful / executed MMA FLOPs (tile padding, zero taps).
@@ -39,13 +39,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/roofline.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import os
-
-os.environ.setdefault("GENCONV_AUTOTUNE", "0")  # the heuristic's tile, as a chain without autotuning runs
-
 import argparse
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -55,7 +52,7 @@ import torch
 import triton
 
 from bench import sass
-from bench.compile_tier import SM_LIMITS, TARGETS, _jit_function, _source, _variant_key, _warps_per_sm
+from bench.sass import SM_LIMITS, warps_per_sm
 
 # Published figures (dense, i.e. without structured sparsity: the datasheets' "with sparsity" / 2).
 # Sources: NVIDIA H100 Tensor Core GPU datasheet (SXM5: BF16 1,979 and TF32 989 TFLOPS with sparsity,
@@ -102,6 +99,7 @@ class PassInput:
     useful_flops: float
     bytes: float
     mix: sass.LoopMix
+    roofline_dot: str = ""  # the chain's dtype ("tf32" / "bf16"), whose peak bounds the pass; default: dot
 
 
 @dataclass
@@ -154,7 +152,7 @@ def predict(p: PassInput, gpu: str = "H200") -> PassPrediction:
     """The predicted time of one pass on ``gpu`` (see the module docstring for the model)."""
     spec = GPUS[gpu]
     sms = int(spec["sms"])
-    occupancy = max(1, _warps_per_sm("sm_90", p.registers, p.shared_bytes, p.warps) // p.warps)
+    occupancy = max(1, warps_per_sm("sm_90", p.registers, p.shared_bytes, p.warps) // p.warps)
     busiest = math.ceil(p.grid / sms)
     full, rest = divmod(busiest, occupancy)
     epilogue = p.warps / SCHEDULERS_PER_SM * p.mix.epilogue_instructions * EPILOGUE_CPI
@@ -171,7 +169,7 @@ def predict(p: PassInput, gpu: str = "H200") -> PassPrediction:
     compute_s = cycles / clock_hz(gpu)
     memory_s = p.bytes / spec["hbm_bytes_per_s"]
     predicted = max(compute_s, memory_s)
-    peak = spec["bf16_flops"] if p.dot == "bf16" else spec["tf32_flops"]
+    peak = spec["bf16_flops"] if (p.roofline_dot or p.dot) == "bf16" else spec["tf32_flops"]
     floor = max(p.useful_flops / peak, memory_s)
     executed = p.grid * p.k_steps * p.warps * p.mix.mma_flops_per_warp
     bound = "memory" if memory_s >= compute_s else max(terms, key=terms.get)
@@ -189,6 +187,7 @@ def predict(p: PassInput, gpu: str = "H200") -> PassPrediction:
 
 WORKLOADS = {"texture@64": (1, 16, 64, 256), "object@100": (16, 256), "texture@224": (256,)}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+CHAIN_DOT = {"float32": "tf32", "bfloat16": "bf16"}
 
 
 def record_step(preset: str, size: int, batch: int, dtype: torch.dtype) -> list[Any]:
@@ -204,6 +203,11 @@ def record_step(preset: str, size: int, batch: int, dtype: torch.dtype) -> list[
     with recording_launches() as launches:
         langevin(model, x, steps=1, delta=0.1, seed=0, backend=TRITON_BACKEND, cuda_graph=False, check_finite=False)
     return list(launches)
+
+
+def _jit_function(kernel: Any) -> Any:
+    """The JITFunction under an Autotuner (or the kernel itself)."""
+    return getattr(kernel, "fn", kernel)
 
 
 def _named(launch: Any) -> dict[str, Any]:
@@ -289,7 +293,7 @@ class Compiler:
         self.seconds = 0.0
 
     def variant(self, launch: Any, config: triton.Config) -> tuple[sass.LoopMix, int, int]:
-        from bench.compile_tier import Variant
+        from bench.compile_tier import TARGETS, Variant, _source, _variant_key
 
         dummy = Variant("", "", "", "", "sm_90", "", config.num_warps, config.num_stages, True, True)
         key = _variant_key(dummy, launch, config)
@@ -304,7 +308,7 @@ class Compiler:
         return self.cache[key]
 
 
-def workload_passes(launches: list[Any], compiler: Compiler) -> list[PassInput]:
+def workload_passes(launches: list[Any], compiler: Compiler, chain_dot: str) -> list[PassInput]:
     flops = useful_flops(launches)
     layers = sum(geometry(launch)["forward"] for launch in launches)
     passes = []
@@ -313,12 +317,14 @@ def workload_passes(launches: list[Any], compiler: Compiler) -> list[PassInput]:
         mix, registers, shared = compiler.variant(launch, config)
         g = geometry(launch)
         bm, bn, bk = (config.kwargs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
-        dot = "bf16" if "bfloat16" in str(g["named"]["DOT_DTYPE"]) else "tf32"
+        # a body unrolled over several K-steps (or the whole loop) holds several tiles' MMAs
+        mix = mix.per_step(round(mix.mma_flops_per_warp * config.num_warps / (2 * bm * bn * bk)))
+        dot = "bf16" if str(g["named"]["DOT_DTYPE"]) in ("bf16", "bfloat16") else "tf32"
         passes.append(PassInput(
             name=pass_name(launch, index, layers), dot=dot, block_m=bm, block_n=bn, block_k=bk,
             warps=config.num_warps, stages=config.num_stages, registers=registers, shared_bytes=shared,
             grid=grid_size(g, bm, bn), k_steps=k_steps(g, bk), useful_flops=useful,
-            bytes=compulsory_bytes(launch), mix=mix,
+            bytes=compulsory_bytes(launch), mix=mix, roofline_dot=chain_dot,
         ))  # fmt: skip
     return passes
 
@@ -340,7 +346,7 @@ def run(workloads: dict[str, tuple[int, ...]], dtypes: list[str], gpu: str) -> l
                 launches = [launch for launch in record_step(preset, int(size), batch, DTYPES[dtype])
                             if _jit_function(launch.kernel).fn.__name__ in ("_conv_forward_kernel",
                                                                              "_conv_transpose_kernel")]  # fmt: skip
-                predictions = [predict(p, gpu) for p in workload_passes(launches, compiler)]
+                predictions = [predict(p, gpu) for p in workload_passes(launches, compiler, CHAIN_DOT[dtype])]
                 rows = [asdict(p) for p in predictions]
                 results.append({"workload": workload, "batch": batch, "dtype": dtype, "gpu": gpu,
                                 "step": summarise(predictions), "passes": rows})  # fmt: skip
@@ -434,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
                  SHARED_BYTES_PER_CLOCK, "latency_cycles": LATENCY, "epilogue_cpi": EPILOGUE_CPI,
                  "sm_limits": SM_LIMITS["sm_90"]}  # fmt: skip
     meta = {"triton": triton.__version__, "torch": torch.__version__, "seconds": time.perf_counter() - start,
-            "autotune": os.environ.get("GENCONV_AUTOTUNE"), "constants": constants}  # fmt: skip
+            "tf32": os.environ.get("GENCONV_TF32", "1") != "0", "constants": constants}  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"schema": "genconv-roofline/1", "meta": meta, "results": results}, indent=1) + "\n")
     print(markdown(results, passes=args.markdown))

@@ -5,7 +5,9 @@
 Triton's wheel bundles ``nvdisasm`` and ``cuobjdump`` beside ptxas; ``triton.knobs`` finds them the
 way Triton finds ptxas (``TRITON_NVDISASM_PATH`` / ``TRITON_CUOBJDUMP_PATH`` override). The main loop
 is the body of the backward branch (a ``BRA`` to an earlier label) that holds the most tensor-core
-instructions; its instructions run once per warp per K-step. Classes:
+instructions; its instructions run once per warp per K-step. Where the compiler unrolled a short
+K loop (no backward branch holds an MMA), the span from the first to the last MMA stands for it.
+Classes:
 
 - ``mma``: tensor-core instructions (HGMMA: sm_90 wgmma; HMMA: sm_80 mma.sync);
 - ``async_copy``: global -> shared copies that do not stall the warp (LDGSTS: cp.async; UTMALDG: TMA);
@@ -129,9 +131,22 @@ class LoopMix:
     kernel_instructions: int = 0
     epilogue_instructions: int = 0  # after the loop, to the last EXIT (straight-line code, once per tile)
     found: bool = False
+    unrolled: bool = False  # no backward branch: the counts cover every K-step (see ``per_step``)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def per_step(self, steps: int) -> "LoopMix":
+        """The mix of one K-step of a body that holds ``steps`` of them (an unrolled loop)."""
+        if steps <= 1:
+            return self
+        counts = {name: count / steps for name, count in self.counts.items()}
+        return LoopMix(
+            instructions=self.instructions / steps, counts=counts, mma_flops_per_warp=self.mma_flops_per_warp / steps,
+            waits_all_wgmma=self.waits_all_wgmma, waits_all_copies=self.waits_all_copies,
+            kernel_instructions=self.kernel_instructions, epilogue_instructions=self.epilogue_instructions,
+            found=self.found, unrolled=self.unrolled,
+        )  # fmt: skip
 
 
 def main_loop(sass: str) -> LoopMix:
@@ -150,7 +165,13 @@ def main_loop(sass: str) -> LoopMix:
             best = (mma, start, index)
     mix = LoopMix(kernel_instructions=len(instructions))
     if best is None:
-        return mix
+        # no loop holds the MMAs: the compiler unrolled a short K loop; its K-steps are the span from
+        # the first to the last MMA (``mma_flops_per_warp`` then covers every step: divide by the tile's)
+        mma = [i for i, instruction in enumerate(instructions) if classify(instruction.opcode) == "mma"]
+        if not mma:
+            return mix
+        best = (len(mma), mma[0], mma[-1])
+        mix.unrolled = True
     _, start, end = best
     body = instructions[start : end + 1]
     mix.found = True
@@ -194,6 +215,21 @@ def resource_usage(cubin: bytes) -> tuple[int, int]:
     registers = re.search(r"REG:(\d+)", text)
     stack = re.search(r"STACK:(\d+)", text)
     return int(registers.group(1)) if registers else 0, int(stack.group(1)) if stack else 0
+
+
+# Per SM (Hopper / Ampere whitepapers): registers, shared memory a block may use, resident warps, resident blocks.
+SM_LIMITS = {"sm_90": (65536, 227 * 1024, 64, 32), "sm_80": (65536, 163 * 1024, 64, 32)}
+
+
+def warps_per_sm(target: str, registers: int, shared: int, warps: int) -> int:
+    """Resident warps per SM: registers allocated per warp in units of 256, blocks limited by the
+    register file, shared memory, the warp limit and the block limit."""
+    register_file, shared_limit, max_warps, max_blocks = SM_LIMITS[target]
+    per_warp = -(-(registers * 32) // 256) * 256
+    blocks = min(register_file // (per_warp * warps), max_warps // warps, max_blocks)
+    if shared:
+        blocks = min(blocks, shared_limit // shared)
+    return blocks * warps
 
 
 def loop_mix(cubin: bytes) -> LoopMix:

@@ -72,6 +72,12 @@ def _pool_backward(grad: torch.Tensor, record: PoolRecord) -> torch.Tensor:
     return full
 
 
+def _gate(grad: torch.Tensor, mask: torch.Tensor, slope: float) -> torch.Tensor:
+    """grad * act'(r) (1 where the unit was on, ``slope`` where off), dense channels-last, grad's dtype."""
+    gated = torch.where(mask, grad, grad * slope)
+    return gated.contiguous(memory_format=torch.channels_last)
+
+
 class GenerativeConvNet(nn.Module):
     """A GCN with a configurable bottom-up ConvNet and Gaussian reference N(0, sigma^2 I).
 
@@ -231,6 +237,12 @@ class GenerativeConvNet(nn.Module):
                 grad = _pool_backward(grad, trace.pools[index])
                 gated = False
             mask = None if gated else trace.masks[index]
+            if grad is not None and mask is not None:
+                # coefficients that are not gated yet (the FC top's, a pooled layer's): gate them here,
+                # one elementwise pass over a small map, so the top-down kernels read dense gated
+                # coefficients with asynchronous copies instead of gating strided loads mask by mask
+                grad = _gate(grad, mask, self.spec.slope)
+                mask = None
             if index == 0 and langevin is not None:
                 return ops.masked_conv_transpose_langevin(
                     grad,

@@ -137,7 +137,7 @@ def _conv_transpose_kernel(
     qw = q0_w + within % nq_w
     acc = conv_tile(
         g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, sample, qh, qw,
-        row_ok, offs_n, column_ok, g_h, g_w, slope, C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE, SPAN, DOT_DTYPE,
+        row_ok, offs_n, g_h, g_w, slope, C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE, SPAN, DOT_DTYPE,
         PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
     )  # fmt: skip
     # Column n = c s^2 + rh s + rw of conv row (qh, qw) is input pixel (qh s + rh - p, qw s + rw - p).
@@ -174,6 +174,18 @@ def _conv_transpose_kernel(
             result = tl.where(on != 0, result, result * slope)
         out_offsets = (rows * in_w + cols) * C_IN + channel  # the layer input's gradient: dense NHWC
     tl.store(out_ptr + image * o_s0 + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
+
+
+def padded_rows(mask: torch.Tensor) -> torch.Tensor | None:
+    """The [B, C_row, H, W] view of an NHWC mask [B, C, H, W] whose pixel rows hold C_row > C bytes
+    (a multiple of 16: the summed top's), or None for any other layout."""
+    batch, channels, height, width = mask.shape
+    s0, s1, s2, s3 = mask.stride()
+    row = s3
+    if s1 != 1 or row <= channels or row % 16 or s2 != width * row or (batch > 1 and s0 != height * width * row):
+        return None
+    return mask.as_strided((batch, row, height, width), (height * width * row, 1, width * row, row),
+                           mask.storage_offset())  # fmt: skip
 
 
 # (x, delta, sigma, seed or [seed, base] tensor, offset, noise, clamp) of a fused Langevin update
@@ -220,7 +232,14 @@ def _launch_transpose(
     compute_dtype = weight.dtype if unit else grad.dtype
     if compute_dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"the weights must be float32 or bfloat16 for the Triton kernels, got {compute_dtype}")
-    packed, form = packed_gemm_transpose(weight, stride, padding, compute_dtype, N_ALIGN)
+    channels = c_out
+    if unit:
+        wide = padded_rows(mask)
+        if wide is not None:  # the summed top's mask: read its padded rows whole, the extra channels' weights 0
+            mask = source = wide
+            channels = wide.shape[1]
+    packed, form = packed_gemm_transpose(weight, stride, padding, compute_dtype, N_ALIGN,
+                                         channels if channels != c_out else None)  # fmt: skip
     taps = form.weight.shape[-1]
     columns = stride * stride * c_in
     # Conv rows q whose pixels q s + r - p fall inside the image.
@@ -254,7 +273,7 @@ def _launch_transpose(
     a_mode = (A_UNIT if unit else A_PLAIN if mask is source else A_MASKED).value
     offset_low, offset_high = split_offset(int(offset_value))
     if interpreting():
-        configs = interpreter_tiles(rows, columns, reduction_per_step(c_out, taps))
+        configs = interpreter_tiles(rows, columns, reduction_per_step(channels, taps))
         heuristic = configs[0]
     else:
         named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
@@ -270,7 +289,7 @@ def _launch_transpose(
             *nhwc_strides(gate),
             packed.stride(0), g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w, rows, columns, float(slope),
             float(half_delta_sq), float(sigma_sq), float(delta_value), offset_low, offset_high, float(low), float(high),
-            C=c_out, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=a_mode,
+            C=channels, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=a_mode,
             DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
             DOT_DTYPE=dot_dtype(compute_dtype), PRECISION=input_precision(compute_dtype), **flags,
         )  # fmt: skip

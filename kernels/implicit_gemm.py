@@ -183,7 +183,6 @@ def conv_tile(
     ow,
     row_ok,
     offs_n,
-    column_ok,
     height,
     width,
     slope,
@@ -220,6 +219,11 @@ def conv_tile(
         m_base = mask_ptr + sample * m_s0
     top = oh * STRIDE - PAD
     left = ow * STRIDE - PAD
+    # The packed weights' rows are zero-padded to a multiple of 16 columns (N_ALIGN, the row stride),
+    # so masking with the padded width keeps the mask constant over 16 columns: the weights load as
+    # 16-byte asynchronous copies (a mask at N = 100 or 30 splits them into 2-byte synchronous loads
+    # for bfloat16).
+    packed_ok = offs_n < w_row_stride
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if C < 16:
         # The image layer has too few channels for channel blocks: K runs over one kernel row of
@@ -243,7 +247,7 @@ def conv_tile(
                 m_offsets = (rows * m_s1)[:, None] + cols * m_s2 + channel * m_s3
             a = _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE)
             b = tl.load(w_ptr + (kh * ROW_K + j)[:, None] * w_row_stride + offs_n[None, :],
-                        mask=j_ok[:, None] & column_ok[None, :], other=0.0)  # fmt: skip
+                        mask=j_ok[:, None] & packed_ok[None, :], other=0.0)  # fmt: skip
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
     else:
         # Taps x channel blocks: one scalar tap per step, a slab contiguous along channels.
@@ -264,7 +268,7 @@ def conv_tile(
                 m_offsets = (rows * m_s1 + cols * m_s2)[:, None] + channel[None, :] * m_s3
             a = _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE)
             b = tl.load(w_ptr + (tap * C + channel)[:, None] * w_row_stride + offs_n[None, :],
-                        mask=k_ok[:, None] & column_ok[None, :], other=0.0)  # fmt: skip
+                        mask=k_ok[:, None] & packed_ok[None, :], other=0.0)  # fmt: skip
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
     return acc
 
