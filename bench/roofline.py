@@ -12,7 +12,8 @@ picks (what ``GENCONV_AUTOTUNE=0`` runs), each launch's variant is compiled for 
   issue = warps/4 x loop instructions (1 instruction per clock per SMSP);
   int/ALU = warps/4 x 2 x integer/logic instructions (16 INT32 lanes per SMSP: 2 clocks a warp);
   tensor = the loop's MMA FLOPs / the SM's dense tensor FLOPs per clock (dot dtype);
-  shared = (the tile's operand bytes written by the copies + read by each warpgroup's wgmma) / 128 B per clock;
+  shared = the loop's shared-memory bytes (the wgmmas' operand reads, from their shapes and whether A
+  comes from registers; LDS/STS/LDSM; the cp.async writes) / 128 B per clock;
   latency = one global round trip (``LATENCY`` cycles) divided by the copies in flight (stages - 1);
   a synchronous global load in the loop exposes a whole round trip plus the step's issue;
   a full wgmma wait in the loop (``WARPGROUP.DEPBAR ... 0x0``) adds the step's tensor time;
@@ -127,14 +128,11 @@ def step_cycles(p: PassInput, resident: int) -> tuple[float, dict[str, float]]:
     per_smsp = p.warps / SCHEDULERS_PER_SM
     mix = p.mix
     per_clock = BF16_FLOP_PER_CLOCK_SM if p.dot == "bf16" else TF32_FLOP_PER_CLOCK_SM
-    element = 2 if p.dot == "bf16" else 4
-    a_bytes, b_bytes = p.block_m * p.block_k * element, p.block_k * p.block_n * element
-    groups = max(1, p.warps // 4)
     terms = {
         "issue": per_smsp * mix.instructions,
         "alu": per_smsp * INT_CLOCKS_PER_WARP_INSTRUCTION * mix.counts["int_alu"],
         "tensor": p.warps * mix.mma_flops_per_warp / per_clock,
-        "shared": (2 * a_bytes + (1 + groups) * b_bytes) / SHARED_BYTES_PER_CLOCK,
+        "shared": p.warps * mix.shared_bytes_per_warp / SHARED_BYTES_PER_CLOCK,
     }
     throughput = {name: resident * value for name, value in terms.items()}
     if mix.counts["global_load"]:

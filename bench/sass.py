@@ -102,6 +102,37 @@ def mma_flops(opcode: str, warps_per_group: int = 4) -> int:
     return 0
 
 
+_ELEMENT_BYTES = {"TF32": 4, "F32": 4, "BF16": 2, "F16": 2, "E4M3": 1, "E5M2": 1, "S8": 1, "U8": 1}
+
+
+def shared_bytes(opcode: str, operands: str) -> float:
+    """Bytes one warp's copy of an instruction moves through shared memory.
+
+    HGMMA: its warpgroup reads B (K x N) and, unless A comes from registers, A (64 x K) from shared
+    memory, so a warp's share is a quarter; LDS/STS/LDGSTS: 32 lanes x the access width; LDSM: 128
+    bytes per 8x8 matrix.
+    """
+    base = opcode.split(".")[0]
+    if base == "HGMMA":
+        shape = _MMA_SHAPE.search(opcode + ".")
+        if not shape:
+            return 0.0
+        m, n, k = (int(v) for v in shape.groups())
+        element = _ELEMENT_BYTES.get(opcode.split(".")[-1], 2)
+        a_shared = operands.replace(" ", "").split(",")[1].startswith("gdesc")
+        return ((m * k if a_shared else 0) + k * n) * element / 4
+    if base == "LDSM":
+        return 128.0 * (4 if ".x4" in opcode.lower() else 2 if ".x2" in opcode.lower() else 1)
+    if base in ("LDS", "STS", "LDGSTS"):
+        parts = opcode.split(".")
+        width = 4
+        for part, size in (("U8", 1), ("S8", 1), ("U16", 2), ("S16", 2), ("64", 8), ("128", 16)):
+            if part in parts:
+                width = size
+        return 32.0 * width
+    return 0.0
+
+
 def parse(sass: str) -> tuple[list[Instruction], dict[str, int]]:
     """Instructions in address order and labels -> the index of the instruction after them."""
     instructions: list[Instruction] = []
@@ -126,6 +157,7 @@ class LoopMix:
     instructions: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
     mma_flops_per_warp: int = 0
+    shared_bytes_per_warp: float = 0.0  # read by the wgmmas + moved by LDS/STS/LDSM/LDGSTS, a warp's share
     waits_all_wgmma: bool = False  # WARPGROUP.DEPBAR.LE gsb0, 0x0 inside the loop: no wgmma overlap
     waits_all_copies: bool = False  # DEPBAR.LE SB0, 0x0 inside the loop: no copy in flight across steps
     kernel_instructions: int = 0
@@ -143,6 +175,7 @@ class LoopMix:
         counts = {name: count / steps for name, count in self.counts.items()}
         return LoopMix(
             instructions=self.instructions / steps, counts=counts, mma_flops_per_warp=self.mma_flops_per_warp / steps,
+            shared_bytes_per_warp=self.shared_bytes_per_warp / steps,
             waits_all_wgmma=self.waits_all_wgmma, waits_all_copies=self.waits_all_copies,
             kernel_instructions=self.kernel_instructions, epilogue_instructions=self.epilogue_instructions,
             found=self.found, unrolled=self.unrolled,
@@ -179,6 +212,7 @@ def main_loop(sass: str) -> LoopMix:
     for instruction in body:
         mix.counts[classify(instruction.opcode)] += 1
         mix.mma_flops_per_warp += mma_flops(instruction.opcode)
+        mix.shared_bytes_per_warp += shared_bytes(instruction.opcode, instruction.operands)
         operands = instruction.operands.replace(" ", "")
         if instruction.opcode.startswith("WARPGROUP.DEPBAR") and operands.endswith(",0x0"):
             mix.waits_all_wgmma = True
@@ -250,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"registers {registers}, stack {stack} B; main loop found: {mix.found}, {mix.instructions} instructions")
     for name in CLASSES:
         print(f"  {name:<13} {mix.counts[name]:>4}")
-    print(f"  tensor FLOPs per warp per K-step {mix.mma_flops_per_warp}; epilogue {mix.epilogue_instructions}")
+    print(f"  tensor FLOPs per warp per K-step {mix.mma_flops_per_warp}; shared-memory bytes per warp "
+          f"{mix.shared_bytes_per_warp:.0f}; epilogue {mix.epilogue_instructions}")  # fmt: skip
     return 0
 
 

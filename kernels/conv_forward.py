@@ -101,7 +101,8 @@ def _conv_forward_kernel(
     # h and the mask are NHWC with pixel rows of C_OUT (the channels, or the summed top's padded mask
     # rows); int32 within the image
     offsets = (pixel * C_OUT)[:, None] + offs_n[None, :]
-    image = sample[:, None] * o_s0 if SPAN else sample * o_s0
+    # o_s0 = pixels x C_OUT (outputs are allocated so); the product with the constexpr keeps its alignment known
+    image = sample[:, None] * (pixels * C_OUT) if SPAN else sample * (pixels * C_OUT)
     tl.store(mask_ptr + image + offsets, on, mask=valid)
     if STORE_OUTPUT:
         tl.store(out_ptr + image + offsets, h.to(out_ptr.dtype.element_ty), mask=valid)
@@ -180,7 +181,7 @@ def _launch_forward(
     else:
         named = {"n_columns": c_out, "n_rows": rows, "out_h": out_h, "out_w": out_w}
         configs = prune_configs(conv_configs(), named, SPAN=span)
-        heuristic = heuristic_config(c_out, tile_rows(named, span))
+        heuristic = heuristic_config(c_out, tile_rows(named, span), images=1 if span else batch)
     if rows:
         launch(
             _conv_forward_kernel,

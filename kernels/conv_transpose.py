@@ -173,7 +173,9 @@ def _conv_transpose_kernel(
             on = tl.load(gate_ptr + image * t_s0 + gate_offsets, mask=valid, other=0)
             result = tl.where(on != 0, result, result * slope)
         out_offsets = (rows * in_w + cols) * C_IN + channel  # the layer input's gradient: dense NHWC
-    tl.store(out_ptr + image * o_s0 + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
+    # o_s0 = in_h x in_w x C_IN (the launcher allocates out densely, NHWC or NCHW); the product with the
+    # constexpr keeps its alignment known to the compiler
+    tl.store(out_ptr + image * (in_h * in_w * C_IN) + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
 
 
 def padded_rows(mask: torch.Tensor) -> torch.Tensor | None:
@@ -278,7 +280,7 @@ def _launch_transpose(
     else:
         named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
         configs = prune_configs(conv_configs(top_down=True), named, SPAN=span)
-        heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True)
+        heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch)
     if rows and out.numel():
         launch(
             _conv_transpose_kernel,

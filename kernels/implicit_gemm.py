@@ -54,9 +54,9 @@ _TILES = (
     (128, 64, 32, 8, 3),
     (64, 64, 16, 4, 4),
     (128, 128, 16, 8, 3),
-    (128, 32, 32, 8, 2),
+    (128, 32, 32, 8, 3),
     (64, 32, 32, 4, 3),
-    (256, 16, 32, 8, 2),
+    (256, 16, 32, 8, 3),
     (64, 16, 32, 4, 3),
 )
 # The top-down kernel's epilogue (sub-pixel scatter, gate or Langevin update) holds more per
@@ -64,22 +64,22 @@ _TILES = (
 # sm_90 with newer ptxas on the gated sub-pixel layers).
 _TOP_DOWN_TILES = (
     (64, 64, 32, 8, 3),
-    (128, 32, 32, 8, 2),
+    (128, 32, 32, 8, 3),
     (64, 32, 32, 4, 3),
-    (256, 16, 32, 8, 2),
+    (256, 16, 32, 8, 3),
     (64, 16, 32, 4, 3),
 )
 # The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise).
 _HEURISTIC = {
     128: ((128, 128, 16, 8, 3), (64, 64, 16, 4, 4)),
     64: ((128, 64, 32, 8, 3), (64, 64, 16, 4, 4)),
-    32: ((128, 32, 32, 8, 2), (64, 32, 32, 4, 3)),
-    16: ((256, 16, 32, 8, 2), (64, 16, 32, 4, 3)),
+    32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 3)),
+    16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
 _TOP_DOWN_HEURISTIC = {
     64: ((64, 64, 32, 8, 3), (64, 64, 32, 8, 3)),
-    32: ((128, 32, 32, 8, 2), (64, 32, 32, 4, 3)),
-    16: ((256, 16, 32, 8, 2), (64, 16, 32, 4, 3)),
+    32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 3)),
+    16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
 
 
@@ -118,12 +118,19 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     return fitting or kept
 
 
-def heuristic_config(columns: int, rows: int, top_down: bool = False) -> triton.Config:
+# Streaming multiprocessors of the GPUs the tiles are sized for (H100 / H200 SXM: 132): a layer whose
+# tall tiles number fewer leaves SMs idle, so it takes 64-row tiles (twice the programs) instead.
+FILL_PROGRAMS = 132
+
+
+def heuristic_config(columns: int, rows: int, top_down: bool = False, images: int = 1) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
-    >= N (16..the widest tile); tall tiles when the tiles cover many rows, 64-row tiles otherwise."""
+    >= N (16..the widest tile); tall tiles when the tiles cover many rows and ``images`` x their tiles
+    fill the GPU, 64-row tiles otherwise (small batches)."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     tall, short = table[_narrow_n(columns, max(table))]
-    return _config(*(tall if rows >= 256 else short))
+    programs = images * triton.cdiv(rows, tall[0]) * triton.cdiv(columns, tall[1])
+    return _config(*(tall if rows >= 256 and programs >= FILL_PROGRAMS else short))
 
 
 def conv_grid(batch: int, per_image: int, columns: int, span: bool):
@@ -211,12 +218,21 @@ def conv_tile(
     """
     offs_k = tl.arange(0, BLOCK_K)
     # the image's base (int64); offsets within an image are int32
-    if SPAN:
-        a_base = (a_ptr + sample * a_s0)[:, None]
-        m_base = (mask_ptr + sample * m_s0)[:, None]
+    if DENSE:
+        # a dense NHWC image holds height x width x C elements: computed with the constexpr C, the
+        # compiler knows the base's alignment (a stride argument not divisible by 16, e.g. 75 x 75 x 100,
+        # would be taken as unaligned and split every load into single elements)
+        a_image = height * width * C
+        m_image = a_image
     else:
-        a_base = a_ptr + sample * a_s0
-        m_base = mask_ptr + sample * m_s0
+        a_image = a_s0
+        m_image = m_s0
+    if SPAN:
+        a_base = (a_ptr + sample * a_image)[:, None]
+        m_base = (mask_ptr + sample * m_image)[:, None]
+    else:
+        a_base = a_ptr + sample * a_image
+        m_base = mask_ptr + sample * m_image
     top = oh * STRIDE - PAD
     left = ow * STRIDE - PAD
     # The packed weights' rows are zero-padded to a multiple of 16 columns (N_ALIGN, the row stride),

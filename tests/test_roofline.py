@@ -42,6 +42,9 @@ def test_the_main_loop_is_counted_by_class() -> None:
     uniform 1 (UIADD3); wait 5 (DEPBAR, BAR, WARPGROUP.ARRIVE, LDGDEPBAR, WARPGROUP.DEPBAR); mma 2;
     int/ALU 2 (ISETP, IMAD); one cp.async (LDGSTS), one synchronous load (LDG), one STS, the BRA.
     A warp's share of one HGMMA.64x64x8 is 2 x 64 x 64 x 8 / 4 = 16384 FLOPs, so 32768 per K-step.
+    Shared memory, a warp's share: each TF32 HGMMA reads A (64 x 8 x 4 B) and B (8 x 64 x 4 B) = 4096 B
+    per warpgroup, 1024 a warp, 2048 for both; the 16-byte cp.async 32 x 16 = 512; the STS 32 x 4 = 128;
+    2688 in all.
     The wgmma wait is to 0 (nothing in flight across steps); the copy wait keeps one group.
     After the branch: FADD, STG, EXIT = 3 epilogue instructions."""
     mix = sass.main_loop(SASS)
@@ -50,6 +53,7 @@ def test_the_main_loop_is_counted_by_class() -> None:
     expected.update(uniform=1, wait=5, mma=2, int_alu=2, async_copy=1, global_load=1, shared_store=1, other=1)
     assert mix.counts == expected
     assert mix.mma_flops_per_warp == 32768
+    assert mix.shared_bytes_per_warp == 2688
     assert mix.waits_all_wgmma and not mix.waits_all_copies
     assert mix.epilogue_instructions == 3
 
@@ -60,19 +64,21 @@ def test_no_loop_without_tensor_core_instructions() -> None:
 
 def test_the_cost_model_by_hand() -> None:
     """A TF32 pass on an H200: 64x64x32 tiles, 4 warps, 3 stages, 128 registers, 48 KB shared memory.
-    Its loop (per warp per K-step): 100 instructions, 40 int/ALU, 4 HGMMA.64x64x8 (65536 FLOPs a warp).
+    Its loop (per warp per K-step): 100 instructions, 40 int/ALU, 4 HGMMA.64x64x8 (65536 FLOPs a warp),
+    8192 bytes of shared-memory traffic a warp.
 
     Occupancy: 128 x 32 = 4096 registers a warp, 16384 a CTA -> 65536 / 16384 = 4 CTAs; shared memory
     232448 // 49152 = 4; warps 64 / 4 = 16 -> 4 CTAs per SM.
     One CTA's K-step, per scheduler (1 warp each): issue 100; ALU 2 x 40 = 80; tensor 4 x 65536 / 2048
-    = 128; shared (2 x 8192 A bytes + 2 x 8192 B bytes, one warpgroup) / 128 = 256; with 4 CTAs
+    = 128; shared 4 x 8192 / 128 = 256; with 4 CTAs
     resident: 400, 320, 512, 1024 -> shared-bound at 1024; latency 600 / (3 - 1) = 300 is below it.
     Grid 1056 = 132 x 8: the busiest SM runs 8 CTAs, 2 rounds of 4. A round: 10 K-steps x 1024 + 4 CTAs
     x 200 epilogue instructions x 1.5 + 600 (fill) = 12040 cycles; 2 rounds = 24080 cycles at
     989.4e12 / (132 x 4096) = 1.83 GHz -> 13.159 us. Memory: 10 MB / 4.8 TB/s = 2.083 us.
     Executed MMA FLOPs 1056 x 10 x 4 x 65536 = 2.768e9; useful 3/4 of that = 2.076e9 -> 4.197 us at
     494.7 TFLOP/s, the floor; 4.197 / 13.159 = 31.9 % of roofline."""
-    mix = sass.LoopMix(instructions=100, mma_flops_per_warp=65536, epilogue_instructions=200, found=True)
+    mix = sass.LoopMix(instructions=100, mma_flops_per_warp=65536, shared_bytes_per_warp=8192,
+                       epilogue_instructions=200, found=True)  # fmt: skip
     mix.counts.update(mma=4, int_alu=40, async_copy=6, uniform=30, wait=6, other=14)
     executed = 1056 * 10 * 4 * 65536
     p = PassInput("hand", "tf32", 64, 64, 32, 4, 3, 128, 49152, 1056, 10, 0.75 * executed, 10e6, mix)
