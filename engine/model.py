@@ -262,9 +262,11 @@ class GenerativeConvNet(nn.Module):
             # Gate the result with the layer below's act' at once (no pooling in between): its
             # top-down pass then reads plain coefficients.
             below = trace.masks[index - 1] if index > 0 and trace.pools[index - 1] is None else None
+            # the summed top (no gradient) computes in the pass's dtype, so a bfloat16 chain's top-down
+            # pass runs in bfloat16 from its first layer on
             grad = ops.masked_conv_transpose(
                 grad, mask, conv.weight, layer.stride, layer.pad, self.spec.slope, trace.input_hws[index],
-                output_mask=below,
+                output_mask=below, dtype=dtype if grad is None else None,
             )  # fmt: skip
             gated = below is not None
         return grad.to(dtype)

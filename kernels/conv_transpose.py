@@ -206,6 +206,7 @@ def _launch_transpose(
     input_hw: tuple[int, int],
     langevin: FusedUpdate | None,
     output_mask: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     unit = grad is None
     if unit and mask is None:
@@ -231,7 +232,7 @@ def _launch_transpose(
     in_h, in_w = input_hw
     if (in_h + 2 * padding - kernel) // stride + 1 != g_h or (in_w + 2 * padding - kernel) // stride + 1 != g_w:
         raise ValueError(f"input size {in_h}x{in_w} does not map to the gradient's {g_h}x{g_w}")
-    compute_dtype = weight.dtype if unit else grad.dtype
+    compute_dtype = (dtype or weight.dtype) if unit else grad.dtype
     if compute_dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"the weights must be float32 or bfloat16 for the Triton kernels, got {compute_dtype}")
     channels = c_out
@@ -307,13 +308,15 @@ def masked_conv_transpose(
     slope: float,
     input_hw: tuple[int, int],
     output_mask: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """One top-down layer, channels-last; the contract of ``reference.masked_conv_transpose``.
 
     ``grad`` None: a unit upstream gradient, only the mask is read; ``mask`` None: ``grad`` is
-    already gated; ``output_mask``: the result is gated by act' of the layer below in the epilogue.
+    already gated; ``output_mask``: the result is gated by act' of the layer below in the epilogue;
+    ``dtype``: with ``grad`` None, the dtype to compute and return in (the weights' by default).
     """
-    return _launch_transpose(grad, mask, weight, stride, padding, slope, input_hw, None, output_mask)
+    return _launch_transpose(grad, mask, weight, stride, padding, slope, input_hw, None, output_mask, dtype)
 
 
 def masked_conv_transpose_langevin(

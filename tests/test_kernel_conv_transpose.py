@@ -128,6 +128,11 @@ def test_unit_gradient_from_the_summed_tops_padded_mask_rows(case) -> None:
     out = masked_conv_transpose(None, padded, weight, stride, padding, slope, hw)
     expected = reference.masked_conv_transpose(None, mask, weight, stride, padding, slope, hw)
     assert_close(out, expected, torch.float32, "df/dx")
+    # a bfloat16 chain's summed top: computed and returned in bfloat16 though the weights are float32
+    half = masked_conv_transpose(None, padded, weight, stride, padding, slope, hw, dtype=torch.bfloat16)
+    twin = reference.masked_conv_transpose(None, mask, weight, stride, padding, slope, hw, dtype=torch.bfloat16)
+    assert half.dtype == twin.dtype == torch.bfloat16
+    assert_close(half, twin, torch.bfloat16, "df/dx")
 
 
 def test_expanded_top_coefficients() -> None:
