@@ -180,8 +180,8 @@ def _launch_forward(
         heuristic = configs[0]
     else:
         named = {"n_columns": c_out, "n_rows": rows, "out_h": out_h, "out_w": out_w}
-        configs = prune_configs(conv_configs(), named, SPAN=span)
-        heuristic = heuristic_config(c_out, tile_rows(named, span), images=1 if span else batch)
+        configs = prune_configs(conv_configs(), named, SPAN=span, C_IN=c_in)
+        heuristic = heuristic_config(c_out, tile_rows(named, span), images=1 if span else batch, channels=c_in)
     if rows:
         launch(
             _conv_forward_kernel,

@@ -280,8 +280,9 @@ def _launch_transpose(
         heuristic = configs[0]
     else:
         named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
-        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span)
-        heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch)
+        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels)
+        heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
+                                     channels=channels)  # fmt: skip
     if rows and out.numel():
         launch(
             _conv_transpose_kernel,

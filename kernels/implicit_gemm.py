@@ -51,6 +51,7 @@ N_ALIGN = 16
 # oldest and the newest supported Triton (the compile tier, ``bench/compile_tier.py``, checks this
 # in the test suite).
 _TILES = (
+    (128, 64, 64, 8, 3),
     (128, 64, 32, 8, 3),
     (64, 64, 16, 4, 4),
     (128, 128, 16, 8, 3),
@@ -63,22 +64,28 @@ _TILES = (
 # element: its tiles stop at 64 columns and give a thread at most 16 accumulators (32 spill on
 # sm_90 with newer ptxas on the gated sub-pixel layers).
 _TOP_DOWN_TILES = (
+    (128, 64, 64, 8, 3),
     (64, 64, 32, 8, 3),
+    (128, 32, 64, 8, 3),
     (128, 32, 32, 8, 3),
     (64, 32, 32, 4, 3),
     (256, 16, 32, 8, 3),
     (64, 16, 32, 4, 3),
 )
-# The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise).
+# Tiles with BLOCK_K 64 halve the K-steps, and so the per-step gather arithmetic, of layers with at
+# least this many input channels; below it most of their K would be padding.
+WIDE_K_CHANNELS = 64
+# The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise); a
+# tall tile with BLOCK_K 64 takes BLOCK_K 32 below WIDE_K_CHANNELS (the short tile for top-down passes).
 _HEURISTIC = {
     128: ((128, 128, 16, 8, 3), (64, 64, 16, 4, 4)),
-    64: ((128, 64, 32, 8, 3), (64, 64, 16, 4, 4)),
+    64: ((128, 64, 64, 8, 3), (64, 64, 16, 4, 4)),
     32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 3)),
     16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
 _TOP_DOWN_HEURISTIC = {
-    64: ((64, 64, 32, 8, 3), (64, 64, 32, 8, 3)),
-    32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 3)),
+    64: ((128, 64, 64, 8, 3), (64, 64, 32, 8, 3)),
+    32: ((128, 32, 64, 8, 3), (64, 32, 32, 4, 3)),
     16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
 
@@ -110,8 +117,11 @@ def tile_rows(named_args: dict, span: bool) -> int:
 def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
     """Tiles that fit the layer: BLOCK_N no wider than its N rounded up to a power of two and at
     least half as wide (narrower tiles only repeat the K loop), BLOCK_M no taller than the rows
-    its tiles cover, rounded up (at least 64)."""
+    its tiles cover, rounded up (at least 64), BLOCK_K 64 only for WIDE_K_CHANNELS channels or more
+    (``C`` of the top-down kernel, ``C_IN`` of the bottom-up one, in ``kwargs``)."""
     widest = _narrow_n(int(named_args["n_columns"]), max(c.kwargs["BLOCK_N"] for c in configs))
+    channels = int(kwargs.get("C", kwargs.get("C_IN", WIDE_K_CHANNELS)))  # the reduction's channels
+    configs = [c for c in configs if c.kwargs["BLOCK_K"] <= 32 or channels >= WIDE_K_CHANNELS]
     kept = [c for c in configs if widest // 2 <= c.kwargs["BLOCK_N"] <= widest]
     rows = tile_rows(named_args, bool(kwargs.get("SPAN", False)))
     fitting = [c for c in kept if c.kwargs["BLOCK_M"] <= max(64, triton.next_power_of_2(rows))]
@@ -123,12 +133,17 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
 FILL_PROGRAMS = 132
 
 
-def heuristic_config(columns: int, rows: int, top_down: bool = False, images: int = 1) -> triton.Config:
+def heuristic_config(
+    columns: int, rows: int, top_down: bool = False, images: int = 1, channels: int = WIDE_K_CHANNELS
+) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
     >= N (16..the widest tile); tall tiles when the tiles cover many rows and ``images`` x their tiles
-    fill the GPU, 64-row tiles otherwise (small batches)."""
+    fill the GPU, 64-row tiles otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     tall, short = table[_narrow_n(columns, max(table))]
+    if tall[2] > 32 and channels < WIDE_K_CHANNELS:
+        narrow_k = (tall[0], tall[1], 32, tall[3], tall[4])
+        tall = narrow_k if narrow_k in (_TOP_DOWN_TILES if top_down else _TILES) else short
     programs = images * triton.cdiv(rows, tall[0]) * triton.cdiv(columns, tall[1])
     return _config(*(tall if rows >= 256 and programs >= FILL_PROGRAMS else short))
 
