@@ -405,6 +405,32 @@ def markdown(results: list[dict[str, Any]], passes: bool = True) -> str:
     return "\n".join(lines)
 
 
+def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """Before/after per chain step and per pass (passes matched by position in the step)."""
+    lines = ["| workload | batch | dtype | pass | before µs | after µs | before % roofline | after % roofline |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    earlier = {(r["workload"], r["batch"], r["dtype"]): r for r in before}
+    for r in after:
+        old = earlier.get((r["workload"], r["batch"], r["dtype"]))
+        if old is None:
+            continue
+        rows = [("step", old["step"], r["step"])]
+        rows += [(new["name"], was, new) for was, new in zip(old["passes"], r["passes"], strict=False)]
+        for name, was, new in rows:
+            cells = [
+                r["workload"],
+                r["batch"],
+                r["dtype"],
+                name,
+                f"{was['predicted_us']:.1f}",
+                f"{new['predicted_us']:.1f}",
+                f"{was['roofline_pct']:.1f}",
+                f"{new['roofline_pct']:.1f}",
+            ]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines)
+
+
 def _workloads(text: str) -> dict[str, tuple[int, ...]]:
     """``texture@64:1,16;object@100:16`` -> {"texture@64": (1, 16), "object@100": (16,)}."""
     chosen = {}
@@ -423,11 +449,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", help="preset@size:b1,b2;... (default: the documented set)")
     parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated, of float32, bfloat16")
     parser.add_argument("--markdown", action="store_true", help="print the per-pass tables as markdown")
+    parser.add_argument("--before", type=Path, help="an earlier table (JSON): print before/after per pass")
     args = parser.parse_args(argv)
     try:
         workloads = _workloads(args.workloads) if args.workloads else WORKLOADS
     except ValueError as error:
         parser.error(str(error))
+    if args.before and not args.before.is_file():
+        parser.error(f"--before: expected a JSON table written by bench.roofline, got {args.before}")
     dtypes = args.dtypes.split(",")
     if not set(dtypes) <= set(DTYPES):
         parser.error(f"--dtypes: expected a comma-separated list of float32, bfloat16, got {args.dtypes!r}")
@@ -442,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"schema": "genconv-roofline/1", "meta": meta, "results": results}, indent=1) + "\n")
     print(markdown(results, passes=args.markdown))
+    if args.before:
+        print("\n" + compare(json.loads(args.before.read_text())["results"], results))
     print(f"\njson: {out} ({meta['seconds']:.0f} s)")
     return 0
 
