@@ -51,7 +51,7 @@ N_ALIGN = 16
 # oldest and the newest supported Triton (the compile tier, ``bench/compile_tier.py``, checks this
 # in the test suite).
 _TILES = (
-    (128, 64, 64, 8, 3),
+    (128, 64, 64, 8, 2),
     (128, 64, 32, 8, 3),
     (64, 64, 16, 4, 4),
     (128, 128, 16, 8, 3),
@@ -73,13 +73,14 @@ _TOP_DOWN_TILES = (
     (64, 16, 32, 4, 3),
 )
 # Tiles with BLOCK_K 64 halve the K-steps, and so the per-step gather arithmetic, of layers with at
-# least this many input channels; below it most of their K would be padding.
+# least this many input channels; below it most of their K would be padding. The bottom-up one runs
+# 2 stages (two CTAs per SM hide each other's copies; with 3 it spills 4 bytes on sm_80 at 224 px).
 WIDE_K_CHANNELS = 64
 # The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise); a
 # tall tile with BLOCK_K 64 takes BLOCK_K 32 below WIDE_K_CHANNELS (the short tile for top-down passes).
 _HEURISTIC = {
     128: ((128, 128, 16, 8, 3), (64, 64, 16, 4, 4)),
-    64: ((128, 64, 64, 8, 3), (64, 64, 16, 4, 4)),
+    64: ((128, 64, 64, 8, 2), (64, 64, 16, 4, 4)),
     32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 3)),
     16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
@@ -142,8 +143,9 @@ def heuristic_config(
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     tall, short = table[_narrow_n(columns, max(table))]
     if tall[2] > 32 and channels < WIDE_K_CHANNELS:
-        narrow_k = (tall[0], tall[1], 32, tall[3], tall[4])
-        tall = narrow_k if narrow_k in (_TOP_DOWN_TILES if top_down else _TILES) else short
+        tiles = _TOP_DOWN_TILES if top_down else _TILES
+        same = [t for t in tiles if t[0] == tall[0] and t[1] == tall[1] and t[2] == 32 and t[3] == tall[3]]
+        tall = same[0] if same else short
     programs = images * triton.cdiv(rows, tall[0]) * triton.cdiv(columns, tall[1])
     return _config(*(tall if rows >= 256 and programs >= FILL_PROGRAMS else short))
 
