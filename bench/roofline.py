@@ -250,18 +250,29 @@ def compulsory_bytes(launch: Any) -> int:
     return sum(seen.values())
 
 
+def real_channels(launch: Any) -> int:
+    """The reduction's channels that carry weights: inputs padded with zero channels (the image layer's
+    4-channel rows, the summed top's 16-byte mask rows) meet all-zero rows of the packed weights."""
+    g = geometry(launch)
+    packed = g["named"]["w_ptr"]
+    rows = packed.reshape(g["kh"] * g["kw"], g["channels"], -1)
+    return int((rows != 0).any(dim=2).any(dim=0).sum())
+
+
 def useful_flops(launches: list[Any]) -> list[float]:
-    """Each launch's convolution FLOPs; a top-down pass counts the bottom-up pass of its layer."""
+    """Each launch's convolution FLOPs (padding channels excluded); a top-down pass counts the bottom-up
+    pass of its layer."""
     forward: dict[tuple, float] = {}
     result = []
     for launch in launches:
         g = geometry(launch)
         named = g["named"]
+        channels = real_channels(launch)
         if g["forward"]:
-            flops = 2.0 * g["rows"] * named["C_OUT"] * named["C_IN"] * named["KH"] * named["KW"]
-            forward[(named["C_OUT"], named["C_IN"], named["STRIDE"])] = flops
+            flops = 2.0 * g["rows"] * g["columns"] * channels * named["KH"] * named["KW"]
+            forward[(g["columns"], channels, named["STRIDE"])] = flops
         else:
-            flops = forward.get((named["C"], named["C_IN"], named["STRIDE"]))
+            flops = forward.get((channels, named["C_IN"], named["STRIDE"]))
             if flops is None:  # no matching bottom-up pass: count the sub-pixel GEMM's taps
                 flops = 2.0 * g["rows"] * g["columns"] * g["kh"] * g["kw"] * g["channels"]
         result.append(flops)
