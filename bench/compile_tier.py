@@ -15,8 +15,11 @@ Columns: kernel, case (preset or op), layer (its compile-time geometry), dtype, 
 (tile, warps, stages), registers per thread, spill stores and loads (bytes per thread), shared
 memory (bytes), whether the PTX uses wgmma (sm_90), how many asynchronous copies (cp.async: the
 software pipeline's loads) it issues, and resident warps per SM (the tighter of the register
-file, shared memory and the hardware limits). ``tests/test_compile.py`` runs this and asserts: every variant compiles,
-spills nothing, fits shared memory, and conv kernels with >= 4 warps use wgmma on sm_90.
+file, shared memory and the hardware limits), and for conv kernels the main loop's instructions per
+K-step by class, read from the SASS (``bench.sass``). ``tests/test_compile.py`` runs this and
+asserts: every variant compiles,
+spills nothing, fits shared memory, conv kernels with >= 4 warps use wgmma on sm_90, and no conv
+main loop waits on a synchronous global load.
 """
 # ruff: noqa: E402
 
@@ -48,13 +51,12 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource, make_backend
 from triton.runtime.jit import create_function_from_signature
 
-from bench import report
+from bench import report, sass
 from bench.compile_cases import CONV_KERNELS, CompileCase, compile_cases
+from bench.sass import warps_per_sm
 from genconv.kernels.launch import Launch, recording_launches
 
 TARGETS = {"sm_90": GPUTarget("cuda", 90, 32), "sm_80": GPUTarget("cuda", 80, 32)}
-# Per SM: registers, shared memory a block may use, resident warps, resident blocks.
-SM_LIMITS = {"sm_90": (65536, 227 * 1024, 64, 32), "sm_80": (65536, 163 * 1024, 64, 32)}
 
 
 def ptxas_path(arch: str) -> str:
@@ -94,6 +96,7 @@ class Row:
     uses_wgmma: bool | None = None
     async_copies: int | None = None
     warps_per_sm: int | None = None
+    loop: dict[str, Any] | None = None  # conv kernels: the main loop's instruction mix (bench.sass)
     seconds: float = 0.0
     error: str | None = None
 
@@ -148,17 +151,6 @@ def _tool_version(path: str) -> str:
     return subprocess.run([path, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
 
 
-def _warps_per_sm(target: str, registers: int, shared: int, warps: int) -> int:
-    """Resident warps per SM: registers allocated per warp in units of 256, blocks limited by the
-    register file, shared memory, the warp limit and the block limit."""
-    register_file, shared_limit, max_warps, max_blocks = SM_LIMITS[target]
-    per_warp = -(-(registers * 32) // 256) * 256
-    blocks = min(register_file // (per_warp * warps), max_warps // warps, max_blocks)
-    if shared:
-        blocks = min(blocks, shared_limit // shared)
-    return blocks * warps
-
-
 def compile_variant(job: tuple[Variant, Launch, triton.Config]) -> Row:
     """Compile one variant and read its resources (runs in a worker process)."""
     variant, launch, config = job
@@ -172,7 +164,9 @@ def compile_variant(job: tuple[Variant, Launch, triton.Config]) -> Row:
         row.shared_bytes = int(compiled.metadata.shared)
         row.uses_wgmma = "wgmma" in ptx
         row.async_copies = ptx.count("cp.async.ca") + ptx.count("cp.async.cg") + ptx.count("cp.async.bulk")
-        row.warps_per_sm = _warps_per_sm(variant.target, row.registers, row.shared_bytes, variant.num_warps)
+        row.warps_per_sm = warps_per_sm(variant.target, row.registers, row.shared_bytes, variant.num_warps)
+        if variant.is_conv:
+            row.loop = sass.loop_mix(compiled.asm["cubin"]).to_dict()
     except Exception as error:  # a failure is a row of the table, and the tier's test fails on it
         row.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
     row.seconds = time.perf_counter() - start
@@ -256,9 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(row.error is None for row in rows) else 1
 
 
+def _loop_cells(loop: dict[str, Any] | None) -> str:
+    """The main loop's instructions per K-step and its synchronous global loads ("-" without a loop)."""
+    if not loop or not loop["found"]:
+        return "-"
+    return f"{loop['instructions']:>4} {loop['counts']['global_load']:>3}"
+
+
 def table(rows: list[Row]) -> str:
     head = (f"{'kernel':<30} {'case':<14} {'layer':<44} {'dtype':<8} {'target':<6} {'config':<40} "
-            "regs spill smem   wgmma async warps/SM")  # fmt: skip
+            "regs spill smem   wgmma async warps/SM loop sync-loads")  # fmt: skip
     lines = [head, "-" * len(head)]
     for row in rows:
         v = row.variant
@@ -269,7 +270,7 @@ def table(rows: list[Row]) -> str:
         mark = "*" if v.heuristic else " "
         lines.append(f"{v.kernel:<30} {v.case:<14} {v.layer:<44} {v.dtype:<8} {v.target:<6} {v.config + mark:<40} "
                      f"{row.registers:>4} {row.spill_stores:>5} {row.shared_bytes:>6} {str(row.uses_wgmma):<5} "
-                     f"{row.async_copies:>5} {row.warps_per_sm:>3}")  # fmt: skip
+                     f"{row.async_copies:>5} {row.warps_per_sm:>3} {_loop_cells(row.loop)}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -116,14 +116,15 @@ def masked_conv_transpose(
     slope: float,
     input_hw: tuple[int, int],
     output_mask: Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Top-down layer by the faster way."""
-    dtype = weight.dtype if grad is None else grad.dtype
+    dtype = (dtype or weight.dtype) if grad is None else grad.dtype
     source = mask if grad is None else grad
     key = (tuple(source.shape), dtype, tuple(weight.shape), stride, padding, grad is None, mask is None,
            output_mask is None, tuple(input_hw))  # fmt: skip
     run = lambda name: _transpose_module(name).masked_conv_transpose(  # noqa: E731
-        grad, mask, weight, stride, padding, slope, input_hw, output_mask
+        grad, mask, weight, stride, padding, slope, input_hw, output_mask, dtype
     )
     return run(CHOOSER.implementation("transpose", key, source.device, run))
 

@@ -72,6 +72,12 @@ def _pool_backward(grad: torch.Tensor, record: PoolRecord) -> torch.Tensor:
     return full
 
 
+def _gate(grad: torch.Tensor, mask: torch.Tensor, slope: float) -> torch.Tensor:
+    """grad * act'(r) (1 where the unit was on, ``slope`` where off), dense channels-last, grad's dtype."""
+    gated = torch.where(mask, grad, grad * slope)
+    return gated.contiguous(memory_format=torch.channels_last)
+
+
 class GenerativeConvNet(nn.Module):
     """A GCN with a configurable bottom-up ConvNet and Gaussian reference N(0, sigma^2 I).
 
@@ -231,6 +237,12 @@ class GenerativeConvNet(nn.Module):
                 grad = _pool_backward(grad, trace.pools[index])
                 gated = False
             mask = None if gated else trace.masks[index]
+            if grad is not None and mask is not None:
+                # coefficients that are not gated yet (the FC top's, a pooled layer's): gate them here,
+                # one elementwise pass over a small map, so the top-down kernels read dense gated
+                # coefficients with asynchronous copies instead of gating strided loads mask by mask
+                grad = _gate(grad, mask, self.spec.slope)
+                mask = None
             if index == 0 and langevin is not None:
                 return ops.masked_conv_transpose_langevin(
                     grad,
@@ -250,9 +262,11 @@ class GenerativeConvNet(nn.Module):
             # Gate the result with the layer below's act' at once (no pooling in between): its
             # top-down pass then reads plain coefficients.
             below = trace.masks[index - 1] if index > 0 and trace.pools[index - 1] is None else None
+            # the summed top (no gradient) computes in the pass's dtype, so a bfloat16 chain's top-down
+            # pass runs in bfloat16 from its first layer on
             grad = ops.masked_conv_transpose(
                 grad, mask, conv.weight, layer.stride, layer.pad, self.spec.slope, trace.input_hws[index],
-                output_mask=below,
+                output_mask=below, dtype=dtype if grad is None else None,
             )  # fmt: skip
             gated = below is not None
         return grad.to(dtype)

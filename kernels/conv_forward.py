@@ -90,7 +90,7 @@ def _conv_forward_kernel(
     ow = pixel % out_w
     acc = conv_tile(
         x_ptr, x_s0, x_s1, x_s2, x_s3, x_ptr, 0, 0, 0, 0, w_ptr, w_row_stride, sample, oh, ow, row_ok,
-        offs_n, column_ok, height, width, slope, C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE, SPAN, DOT_DTYPE,
+        offs_n, height, width, slope, C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE, SPAN, DOT_DTYPE,
         PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
     )  # fmt: skip
     if HAS_BIAS:
@@ -98,14 +98,35 @@ def _conv_forward_kernel(
     on = acc > 0
     h = tl.where(on, acc, acc * slope)
     valid = row_ok[:, None] & column_ok[None, :]
-    offsets = (pixel * C_OUT)[:, None] + offs_n[None, :]  # h and the mask are dense NHWC; int32 within the image
-    image = sample[:, None] * o_s0 if SPAN else sample * o_s0
+    # h and the mask are NHWC with pixel rows of C_OUT (the channels, or the summed top's padded mask
+    # rows); int32 within the image
+    offsets = (pixel * C_OUT)[:, None] + offs_n[None, :]
+    # o_s0 = pixels x C_OUT (outputs are allocated so); the product with the constexpr keeps its alignment known
+    image = sample[:, None] * (pixels * C_OUT) if SPAN else sample * (pixels * C_OUT)
     tl.store(mask_ptr + image + offsets, on, mask=valid)
     if STORE_OUTPUT:
         tl.store(out_ptr + image + offsets, h.to(out_ptr.dtype.element_ty), mask=valid)
     if STORE_PARTIAL_SUM:
         partial = tl.sum(tl.where(valid, h, 0.0), axis=1)
         tl.store(partial_ptr + (pid_n.to(tl.int64) * n_rows + sample * pixels) + pixel, partial, mask=row_ok)
+
+
+# The image layer's input is read as dense NHWC rows of this many channels (a multiple of it), zero
+# padded: a pixel is then 16 bytes (float32) or 8 bytes (bfloat16), so a kernel row's run of
+# (kw, channel) pairs loads with aligned asynchronous copies, not element by element (and, for
+# bfloat16, not with synchronous 2-byte loads).
+IMAGE_CHANNELS = 4
+# The summed top's mask rows are padded to a multiple of this many bytes (its channels stay C_out).
+MASK_ROW_ALIGN = 16
+
+
+def image_rows(x: torch.Tensor) -> torch.Tensor:
+    """x [B, C, H, W] (C < 16) as a dense NHWC view [B, C4, H, W], C4 = C rounded up to a multiple of
+    ``IMAGE_CHANNELS``, the extra channels zero (one copy)."""
+    channels = x.shape[1]
+    padded = -(-channels // IMAGE_CHANNELS) * IMAGE_CHANNELS
+    rows = torch.nn.functional.pad(x.permute(0, 2, 3, 1), (0, padded - channels))
+    return rows.permute(0, 3, 1, 2)
 
 
 def nhwc_strides(tensor: torch.Tensor) -> tuple[int, int, int, int]:
@@ -125,16 +146,16 @@ def _launch_forward(
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     check_dtype("x", x)
     check_device(x, weight, *(() if bias is None else (bias,)))
-    if x.dim() == 4 and x.shape[1] < FLAT_K_CHANNELS and not is_dense_nhwc(x):
-        x = x.contiguous(memory_format=torch.channels_last)  # the image layer reads dense NHWC rows
     if x.dim() != 4 or weight.dim() != 4 or weight.shape[1] != x.shape[1]:
         raise ValueError(
             f"expected x [B, C, H, W] and weight [C_out, C, K, K]; got {list(x.shape)}, {list(weight.shape)}"
         )
+    if x.shape[1] < FLAT_K_CHANNELS and (x.shape[1] % IMAGE_CHANNELS or not is_dense_nhwc(x)):
+        x = image_rows(x)  # the image layer reads dense NHWC rows of 4k channels
     if weight.shape[2] != weight.shape[3]:
         raise ValueError(f"square kernels only, got {list(weight.shape[2:])}")
     batch, c_in, height, width = x.shape
-    c_out, _, kernel_h, kernel_w = weight.shape
+    c_out, weight_c_in, kernel_h, kernel_w = weight.shape
     out_h, out_w = (
         conv_output_size(height, kernel_h, stride, padding),
         conv_output_size(width, kernel_w, stride, padding),
@@ -142,18 +163,25 @@ def _launch_forward(
     rows = batch * out_h * out_w
     span = spans_images(out_h * out_w)
     layout = torch.channels_last
-    mask = torch.empty((batch, c_out, out_h, out_w), dtype=torch.bool, device=x.device, memory_format=layout)
+    if summed:
+        # the summed top's mask feeds the first top-down pass as its A operand: pixel rows padded to 16
+        # bytes let that pass load it with aligned asynchronous copies (``conv_transpose``)
+        row = -(-c_out // MASK_ROW_ALIGN) * MASK_ROW_ALIGN
+        rows_buffer = torch.empty((batch, out_h, out_w, row), dtype=torch.bool, device=x.device)
+        mask = rows_buffer.permute(0, 3, 1, 2)[:, :c_out]
+    else:
+        mask = torch.empty((batch, c_out, out_h, out_w), dtype=torch.bool, device=x.device, memory_format=layout)
     out = mask if summed else torch.empty(mask.shape, dtype=x.dtype, device=x.device, memory_format=layout)
     keeps_score = summed and score
     partial = torch.zeros((triton.cdiv(c_out, 16), rows), dtype=torch.float32, device=x.device) if keeps_score else mask
-    packed = packed_gemm_weight(weight, x.dtype, N_ALIGN)
+    packed = packed_gemm_weight(weight, x.dtype, N_ALIGN, c_in if c_in != weight_c_in else None)
     if interpreting():
         configs = interpreter_tiles(rows, c_out, reduction_per_step(c_in, kernel_w))
         heuristic = configs[0]
     else:
         named = {"n_columns": c_out, "n_rows": rows, "out_h": out_h, "out_w": out_w}
-        configs = prune_configs(conv_configs(), named, SPAN=span)
-        heuristic = heuristic_config(c_out, tile_rows(named, span))
+        configs = prune_configs(conv_configs(), named, SPAN=span, C_IN=c_in)
+        heuristic = heuristic_config(c_out, tile_rows(named, span), images=1 if span else batch, channels=c_in)
     if rows:
         launch(
             _conv_forward_kernel,
@@ -162,8 +190,8 @@ def _launch_forward(
             x, packed, packed if bias is None else bias, out, mask, partial,
             *nhwc_strides(x), mask.stride(0), packed.stride(0),
             height, width, out_h, out_w, rows, c_out, float(slope),
-            C_IN=c_in, C_OUT=c_out, KH=kernel_h, KW=kernel_w, STRIDE=stride, PAD=padding, DENSE=is_dense_nhwc(x),
-            SPAN=span,
+            C_IN=c_in, C_OUT=mask.stride(3), KH=kernel_h, KW=kernel_w, STRIDE=stride, PAD=padding,
+            DENSE=is_dense_nhwc(x), SPAN=span,
             HAS_BIAS=bias is not None, STORE_OUTPUT=not summed, STORE_PARTIAL_SUM=keeps_score,
             DOT_DTYPE=dot_dtype(x.dtype), PRECISION=input_precision(x.dtype),
         )  # fmt: skip

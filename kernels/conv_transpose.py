@@ -137,7 +137,7 @@ def _conv_transpose_kernel(
     qw = q0_w + within % nq_w
     acc = conv_tile(
         g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, sample, qh, qw,
-        row_ok, offs_n, column_ok, g_h, g_w, slope, C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE, SPAN, DOT_DTYPE,
+        row_ok, offs_n, g_h, g_w, slope, C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE, SPAN, DOT_DTYPE,
         PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
     )  # fmt: skip
     # Column n = c s^2 + rh s + rw of conv row (qh, qw) is input pixel (qh s + rh - p, qw s + rw - p).
@@ -173,7 +173,21 @@ def _conv_transpose_kernel(
             on = tl.load(gate_ptr + image * t_s0 + gate_offsets, mask=valid, other=0)
             result = tl.where(on != 0, result, result * slope)
         out_offsets = (rows * in_w + cols) * C_IN + channel  # the layer input's gradient: dense NHWC
-    tl.store(out_ptr + image * o_s0 + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
+    # o_s0 = in_h x in_w x C_IN (the launcher allocates out densely, NHWC or NCHW); the product with the
+    # constexpr keeps its alignment known to the compiler
+    tl.store(out_ptr + image * (in_h * in_w * C_IN) + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
+
+
+def padded_rows(mask: torch.Tensor) -> torch.Tensor | None:
+    """The [B, C_row, H, W] view of an NHWC mask [B, C, H, W] whose pixel rows hold C_row > C bytes
+    (a multiple of 16: the summed top's), or None for any other layout."""
+    batch, channels, height, width = mask.shape
+    s0, s1, s2, s3 = mask.stride()
+    row = s3
+    if s1 != 1 or row <= channels or row % 16 or s2 != width * row or (batch > 1 and s0 != height * width * row):
+        return None
+    return mask.as_strided((batch, row, height, width), (height * width * row, 1, width * row, row),
+                           mask.storage_offset())  # fmt: skip
 
 
 # (x, delta, sigma, seed or [seed, base] tensor, offset, noise, clamp) of a fused Langevin update
@@ -192,6 +206,7 @@ def _launch_transpose(
     input_hw: tuple[int, int],
     langevin: FusedUpdate | None,
     output_mask: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     unit = grad is None
     if unit and mask is None:
@@ -217,10 +232,17 @@ def _launch_transpose(
     in_h, in_w = input_hw
     if (in_h + 2 * padding - kernel) // stride + 1 != g_h or (in_w + 2 * padding - kernel) // stride + 1 != g_w:
         raise ValueError(f"input size {in_h}x{in_w} does not map to the gradient's {g_h}x{g_w}")
-    compute_dtype = weight.dtype if unit else grad.dtype
+    compute_dtype = (dtype or weight.dtype) if unit else grad.dtype
     if compute_dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"the weights must be float32 or bfloat16 for the Triton kernels, got {compute_dtype}")
-    packed, form = packed_gemm_transpose(weight, stride, padding, compute_dtype, N_ALIGN)
+    channels = c_out
+    if unit:
+        wide = padded_rows(mask)
+        if wide is not None:  # the summed top's mask: read its padded rows whole, the extra channels' weights 0
+            mask = source = wide
+            channels = wide.shape[1]
+    packed, form = packed_gemm_transpose(weight, stride, padding, compute_dtype, N_ALIGN,
+                                         channels if channels != c_out else None)  # fmt: skip
     taps = form.weight.shape[-1]
     columns = stride * stride * c_in
     # Conv rows q whose pixels q s + r - p fall inside the image.
@@ -254,12 +276,13 @@ def _launch_transpose(
     a_mode = (A_UNIT if unit else A_PLAIN if mask is source else A_MASKED).value
     offset_low, offset_high = split_offset(int(offset_value))
     if interpreting():
-        configs = interpreter_tiles(rows, columns, reduction_per_step(c_out, taps))
+        configs = interpreter_tiles(rows, columns, reduction_per_step(channels, taps))
         heuristic = configs[0]
     else:
         named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
-        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span)
-        heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True)
+        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels)
+        heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
+                                     channels=channels)  # fmt: skip
     if rows and out.numel():
         launch(
             _conv_transpose_kernel,
@@ -270,7 +293,7 @@ def _launch_transpose(
             *nhwc_strides(gate),
             packed.stride(0), g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w, rows, columns, float(slope),
             float(half_delta_sq), float(sigma_sq), float(delta_value), offset_low, offset_high, float(low), float(high),
-            C=c_out, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=a_mode,
+            C=channels, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=a_mode,
             DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
             DOT_DTYPE=dot_dtype(compute_dtype), PRECISION=input_precision(compute_dtype), **flags,
         )  # fmt: skip
@@ -286,13 +309,15 @@ def masked_conv_transpose(
     slope: float,
     input_hw: tuple[int, int],
     output_mask: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """One top-down layer, channels-last; the contract of ``reference.masked_conv_transpose``.
 
     ``grad`` None: a unit upstream gradient, only the mask is read; ``mask`` None: ``grad`` is
-    already gated; ``output_mask``: the result is gated by act' of the layer below in the epilogue.
+    already gated; ``output_mask``: the result is gated by act' of the layer below in the epilogue;
+    ``dtype``: with ``grad`` None, the dtype to compute and return in (the weights' by default).
     """
-    return _launch_transpose(grad, mask, weight, stride, padding, slope, input_hw, None, output_mask)
+    return _launch_transpose(grad, mask, weight, stride, padding, slope, input_hw, None, output_mask, dtype)
 
 
 def masked_conv_transpose_langevin(

@@ -81,9 +81,10 @@ def masked_conv_transpose(
     slope: float,
     input_hw: tuple[int, int],
     output_mask: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """One top-down layer (channels-last); the contract of ``reference.masked_conv_transpose``."""
-    dtype = weight.dtype if grad is None else grad.dtype
+    dtype = (dtype or weight.dtype) if grad is None else grad.dtype
     coefficients = grad if mask is None else epilogues.masked_coefficients(grad, mask, slope, dtype)
     packed = packed_transpose(weight if weight.dtype == dtype else weight.to(dtype), stride, padding, _LAYOUT)
     with _tf32_policy():

@@ -51,35 +51,43 @@ N_ALIGN = 16
 # oldest and the newest supported Triton (the compile tier, ``bench/compile_tier.py``, checks this
 # in the test suite).
 _TILES = (
+    (128, 64, 64, 8, 2),
     (128, 64, 32, 8, 3),
     (64, 64, 16, 4, 4),
     (128, 128, 16, 8, 3),
-    (128, 32, 32, 8, 2),
+    (128, 32, 32, 8, 3),
     (64, 32, 32, 4, 3),
-    (256, 16, 32, 8, 2),
+    (256, 16, 32, 8, 3),
     (64, 16, 32, 4, 3),
 )
 # The top-down kernel's epilogue (sub-pixel scatter, gate or Langevin update) holds more per
 # element: its tiles stop at 64 columns and give a thread at most 16 accumulators (32 spill on
 # sm_90 with newer ptxas on the gated sub-pixel layers).
 _TOP_DOWN_TILES = (
+    (128, 64, 64, 8, 3),
     (64, 64, 32, 8, 3),
-    (128, 32, 32, 8, 2),
+    (128, 32, 64, 8, 3),
+    (128, 32, 32, 8, 3),
     (64, 32, 32, 4, 3),
-    (256, 16, 32, 8, 2),
+    (256, 16, 32, 8, 3),
     (64, 16, 32, 4, 3),
 )
-# The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise).
+# Tiles with BLOCK_K 64 halve the K-steps, and so the per-step gather arithmetic, of layers with at
+# least this many input channels; below it most of their K would be padding. The bottom-up one runs
+# 2 stages (two CTAs per SM hide each other's copies; with 3 it spills 4 bytes on sm_80 at 224 px).
+WIDE_K_CHANNELS = 64
+# The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise); a
+# tall tile with BLOCK_K 64 takes BLOCK_K 32 below WIDE_K_CHANNELS (the short tile for top-down passes).
 _HEURISTIC = {
     128: ((128, 128, 16, 8, 3), (64, 64, 16, 4, 4)),
-    64: ((128, 64, 32, 8, 3), (64, 64, 16, 4, 4)),
-    32: ((128, 32, 32, 8, 2), (64, 32, 32, 4, 3)),
-    16: ((256, 16, 32, 8, 2), (64, 16, 32, 4, 3)),
+    64: ((128, 64, 64, 8, 2), (64, 64, 16, 4, 4)),
+    32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 3)),
+    16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
 _TOP_DOWN_HEURISTIC = {
-    64: ((64, 64, 32, 8, 3), (64, 64, 32, 8, 3)),
-    32: ((128, 32, 32, 8, 2), (64, 32, 32, 4, 3)),
-    16: ((256, 16, 32, 8, 2), (64, 16, 32, 4, 3)),
+    64: ((128, 64, 64, 8, 3), (64, 64, 32, 8, 3)),
+    32: ((128, 32, 64, 8, 3), (64, 32, 32, 4, 3)),
+    16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
 
 
@@ -110,20 +118,36 @@ def tile_rows(named_args: dict, span: bool) -> int:
 def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
     """Tiles that fit the layer: BLOCK_N no wider than its N rounded up to a power of two and at
     least half as wide (narrower tiles only repeat the K loop), BLOCK_M no taller than the rows
-    its tiles cover, rounded up (at least 64)."""
+    its tiles cover, rounded up (at least 64), BLOCK_K 64 only for WIDE_K_CHANNELS channels or more
+    (``C`` of the top-down kernel, ``C_IN`` of the bottom-up one, in ``kwargs``)."""
     widest = _narrow_n(int(named_args["n_columns"]), max(c.kwargs["BLOCK_N"] for c in configs))
+    channels = int(kwargs.get("C", kwargs.get("C_IN", WIDE_K_CHANNELS)))  # the reduction's channels
+    configs = [c for c in configs if c.kwargs["BLOCK_K"] <= 32 or channels >= WIDE_K_CHANNELS]
     kept = [c for c in configs if widest // 2 <= c.kwargs["BLOCK_N"] <= widest]
     rows = tile_rows(named_args, bool(kwargs.get("SPAN", False)))
     fitting = [c for c in kept if c.kwargs["BLOCK_M"] <= max(64, triton.next_power_of_2(rows))]
     return fitting or kept
 
 
-def heuristic_config(columns: int, rows: int, top_down: bool = False) -> triton.Config:
+# Streaming multiprocessors of the GPUs the tiles are sized for (H100 / H200 SXM: 132): a layer whose
+# tall tiles number fewer leaves SMs idle, so it takes 64-row tiles (twice the programs) instead.
+FILL_PROGRAMS = 132
+
+
+def heuristic_config(
+    columns: int, rows: int, top_down: bool = False, images: int = 1, channels: int = WIDE_K_CHANNELS
+) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
-    >= N (16..the widest tile); tall tiles when the tiles cover many rows, 64-row tiles otherwise."""
+    >= N (16..the widest tile); tall tiles when the tiles cover many rows and ``images`` x their tiles
+    fill the GPU, 64-row tiles otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     tall, short = table[_narrow_n(columns, max(table))]
-    return _config(*(tall if rows >= 256 else short))
+    if tall[2] > 32 and channels < WIDE_K_CHANNELS:
+        tiles = _TOP_DOWN_TILES if top_down else _TILES
+        same = [t for t in tiles if t[0] == tall[0] and t[1] == tall[1] and t[2] == 32 and t[3] == tall[3]]
+        tall = same[0] if same else short
+    programs = images * triton.cdiv(rows, tall[0]) * triton.cdiv(columns, tall[1])
+    return _config(*(tall if rows >= 256 and programs >= FILL_PROGRAMS else short))
 
 
 def conv_grid(batch: int, per_image: int, columns: int, span: bool):
@@ -183,7 +207,6 @@ def conv_tile(
     ow,
     row_ok,
     offs_n,
-    column_ok,
     height,
     width,
     slope,
@@ -212,14 +235,28 @@ def conv_tile(
     """
     offs_k = tl.arange(0, BLOCK_K)
     # the image's base (int64); offsets within an image are int32
-    if SPAN:
-        a_base = (a_ptr + sample * a_s0)[:, None]
-        m_base = (mask_ptr + sample * m_s0)[:, None]
+    if DENSE:
+        # a dense NHWC image holds height x width x C elements: computed with the constexpr C, the
+        # compiler knows the base's alignment (a stride argument not divisible by 16, e.g. 75 x 75 x 100,
+        # would be taken as unaligned and split every load into single elements)
+        a_image = height * width * C
+        m_image = a_image
     else:
-        a_base = a_ptr + sample * a_s0
-        m_base = mask_ptr + sample * m_s0
+        a_image = a_s0
+        m_image = m_s0
+    if SPAN:
+        a_base = (a_ptr + sample * a_image)[:, None]
+        m_base = (mask_ptr + sample * m_image)[:, None]
+    else:
+        a_base = a_ptr + sample * a_image
+        m_base = mask_ptr + sample * m_image
     top = oh * STRIDE - PAD
     left = ow * STRIDE - PAD
+    # The packed weights' rows are zero-padded to a multiple of 16 columns (N_ALIGN, the row stride),
+    # so masking with the padded width keeps the mask constant over 16 columns: the weights load as
+    # 16-byte asynchronous copies (a mask at N = 100 or 30 splits them into 2-byte synchronous loads
+    # for bfloat16).
+    packed_ok = offs_n < w_row_stride
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if C < 16:
         # The image layer has too few channels for channel blocks: K runs over one kernel row of
@@ -243,7 +280,7 @@ def conv_tile(
                 m_offsets = (rows * m_s1)[:, None] + cols * m_s2 + channel * m_s3
             a = _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE)
             b = tl.load(w_ptr + (kh * ROW_K + j)[:, None] * w_row_stride + offs_n[None, :],
-                        mask=j_ok[:, None] & column_ok[None, :], other=0.0)  # fmt: skip
+                        mask=j_ok[:, None] & packed_ok[None, :], other=0.0)  # fmt: skip
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
     else:
         # Taps x channel blocks: one scalar tap per step, a slab contiguous along channels.
@@ -264,7 +301,7 @@ def conv_tile(
                 m_offsets = (rows * m_s1 + cols * m_s2)[:, None] + channel[None, :] * m_s3
             a = _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE)
             b = tl.load(w_ptr + (tap * C + channel)[:, None] * w_row_stride + offs_n[None, :],
-                        mask=k_ok[:, None] & column_ok[None, :], other=0.0)  # fmt: skip
+                        mask=k_ok[:, None] & packed_ok[None, :], other=0.0)  # fmt: skip
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
     return acc
 

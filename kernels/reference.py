@@ -183,6 +183,7 @@ def masked_conv_transpose(
     slope: float,
     input_hw: tuple[int, int],
     output_mask: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """One top-down layer: conv_transpose(grad * act'(r), W), sized back to the layer input.
 
@@ -195,13 +196,15 @@ def masked_conv_transpose(
         input_hw: (H, W) of the layer input.
         output_mask: the mask of the layer below (bool [B, C_in, H, W]): the result is gated by its
             act' at once, ready to be the next top-down layer's ``grad`` with ``mask`` None.
+        dtype: with ``grad`` None, the dtype to compute and return in (a bfloat16 chain's top-down
+            pass); the weights' by default.
     Returns:
         [B, C_in, H, W] gradient with respect to the layer input (times act'(output_mask) if given),
-        in grad's dtype (weight's when grad is None).
+        in grad's dtype (``dtype``, or weight's, when grad is None).
     """
     if grad is None and mask is None:
         raise ValueError("masked_conv_transpose needs a gradient, a mask, or both")
-    dtype = weight.dtype if grad is None else grad.dtype
+    dtype = (dtype or weight.dtype) if grad is None else grad.dtype
     acc = accumulation_dtype(dtype)
     if mask is None:
         coefficients = grad.to(acc)

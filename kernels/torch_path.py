@@ -73,12 +73,13 @@ def masked_conv_transpose(
     slope: float,
     input_hw: tuple[int, int],
     output_mask: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """One top-down layer as a forward convolution; the contract of ``reference.masked_conv_transpose``.
 
     The result may be a strided view (a crop of the sub-pixel grid, channels-last on the CPU).
     """
-    dtype = weight.dtype if grad is None else grad.dtype
+    dtype = (dtype or weight.dtype) if grad is None else grad.dtype
     acc = accumulation_dtype(dtype)
     if mask is None:
         coefficients = grad.to(acc)

@@ -2,8 +2,10 @@
 triton's own compiler and ptxas for Hopper (sm_90) and Ampere (sm_80), without a GPU.
 
 Every config the autotuner can pick for a layer, and the one the shape heuristic picks, must
-compile, spill nothing, fit shared memory, and (conv kernels with at least 4 warps, on sm_90) use
-wgmma. ``python -m bench.compile_tier`` writes the full table; the suite compiles the quick set.
+compile, spill nothing, fit shared memory, (conv kernels with at least 4 warps, on sm_90) use
+wgmma, and (conv kernels) run a main loop, read from the SASS, that does whole tiles per K-step
+and never waits on a synchronous global load. ``python -m bench.compile_tier`` writes the full
+table; the suite compiles the quick set.
 """
 
 import json
@@ -58,3 +60,28 @@ def test_each_launch_is_compiled_with_its_heuristic_config(table: dict) -> None:
     launches = {(r["kernel"], r["case"], r["layer"], r["dtype"]) for r in table["rows"] if r["is_conv"]}
     with_heuristic = {(r["kernel"], r["case"], r["layer"], r["dtype"]) for r in table["rows"] if r["heuristic"]}
     assert launches <= with_heuristic
+
+
+def test_no_conv_main_loop_waits_on_a_synchronous_global_load(table: dict) -> None:
+    """Every conv kernel's main loop on sm_90 (found in its SASS) feeds its MMAs from asynchronous copies
+    only: a synchronous global load (LDG) stalls the warp each K-step, which the software pipeline
+    cannot hide. (sm_80's mma.sync variants, compiled as a portability check, are not held to it.)"""
+    conv = [row for row in table["rows"] if row["is_conv"] and not row["error"] and row["target"] == "sm_90"]
+    assert conv
+    missing = [(r["case"], r["layer"], r["dtype"], r["target"], r["config"]) for r in conv if not r["loop"]["found"]]
+    assert not missing, missing[:5]
+    synchronous = [(r["case"], r["layer"], r["dtype"], r["target"], r["config"], r["loop"]["counts"]["global_load"])
+                   for r in conv if r["loop"]["counts"]["global_load"]]  # fmt: skip
+    assert not synchronous, (len(synchronous), synchronous[:8])
+
+
+def test_each_conv_loop_step_does_its_tile(table: dict) -> None:
+    """The MMA FLOPs of a main loop's body over all warps are whole K-steps of the tile, 2 BM BN BK each
+    (the SASS reader found the right loop and counts MMA shapes right)."""
+    for row in table["rows"]:
+        if not row["is_conv"] or row["error"]:
+            continue
+        tiles = dict(part.split("=") for part in row["config"].split(" ")[0].split(","))
+        tile = 2 * int(tiles["BLOCK_M"]) * int(tiles["BLOCK_N"]) * int(tiles["BLOCK_K"])
+        done = row["loop"]["mma_flops_per_warp"] * row["num_warps"]
+        assert done >= tile and done % tile == 0, (row["case"], row["layer"], row["target"], row["config"], done)

@@ -90,6 +90,7 @@ def test_channels_last_input_and_chain_top_without_score(case) -> None:
     assert_close(h, reference.conv_act_forward(x, weight, bias, stride, padding, slope)[0], dtype, "h")
     score, top_mask = conv_act_forward_sum(x, weight, bias, stride, padding, slope, score=False)
     assert score is None and torch.equal(top_mask, mask)
+    assert top_mask.stride(1) == 1 and top_mask.stride(3) % 16 == 0  # NHWC rows padded for the top-down pass
 
 
 def test_bad_shapes() -> None:

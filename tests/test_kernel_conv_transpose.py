@@ -111,6 +111,30 @@ def test_dense_nhwc_gradient_and_mask(case) -> None:
     assert_close(fused, twin, dtype, "x'")
 
 
+@pytest.mark.parametrize("case", [CASES[2], CASES[9]], ids=[IDS[2], IDS[9]])
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_unit_gradient_from_the_summed_tops_padded_mask_rows(case) -> None:
+    """The summed top's mask as the forward kernel writes it: NHWC pixel rows padded to 16 bytes, the
+    extra bytes arbitrary (here all set). The pass reads whole rows; the extra channels weigh nothing."""
+    from genconv.kernels.conv_transpose import padded_rows
+
+    x, weight, mask, _, stride, padding, slope, dtype = _layer(case, seed=7)
+    batch, channels, height, width = mask.shape
+    rows = torch.ones((batch, height, width, 16 * -(-channels // 16)), dtype=torch.bool, device=DEVICE)
+    padded = rows.permute(0, 3, 1, 2)[:, :channels]
+    padded.copy_(mask)
+    assert padded_rows(padded) is not None and padded_rows(mask) is None
+    hw = (x.shape[-2], x.shape[-1])
+    out = masked_conv_transpose(None, padded, weight, stride, padding, slope, hw)
+    expected = reference.masked_conv_transpose(None, mask, weight, stride, padding, slope, hw)
+    assert_close(out, expected, torch.float32, "df/dx")
+    # a bfloat16 chain's summed top: computed and returned in bfloat16 though the weights are float32
+    half = masked_conv_transpose(None, padded, weight, stride, padding, slope, hw, dtype=torch.bfloat16)
+    twin = reference.masked_conv_transpose(None, mask, weight, stride, padding, slope, hw, dtype=torch.bfloat16)
+    assert half.dtype == twin.dtype == torch.bfloat16
+    assert_close(half, twin, torch.bfloat16, "df/dx")
+
+
 def test_expanded_top_coefficients() -> None:
     """The summed top sends all-ones coefficients: a stride-0 tensor must read correctly."""
     x, weight, mask, _, stride, padding, slope, dtype = _layer(CASES[2])
