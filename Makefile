@@ -10,7 +10,7 @@ DEMO_DIR ?= runs/demo
 DEMO_ITERATIONS ?= 300
 BENCH_ARGS ?=
 
-.PHONY: setup demo test test-gpu gpu-check compile-table roofline docs-images bench bench-pytest lint clean
+.PHONY: setup demo test test-gpu gpu-check compile-table predicted-roofline docs-images bench bench-pytest lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,8 +61,8 @@ compile-table: setup
 	$(BIN)/python -m bench.compile_tier
 
 # Predicted time and % of roofline per chain pass on an H200, from the SASS (no GPU): bench/results/roofline-<date>.json
-roofline: setup
-	$(BIN)/python -m bench.roofline --markdown
+predicted-roofline: setup
+	$(BIN)/python -m bench.cost_model --markdown
 
 # The benchmark matrix for this device (CUDA: texture and object, paper size and 64 px, batches 1-1024,
 # float32 and bfloat16; CPU: 64 px, batches 1 and 16, float32); writes bench/results/<device>-<date>.json/.png.

@@ -3,10 +3,11 @@
 Triton specialises an integer argument on ``== 1`` and ``% 16 == 0``: a value that moves every
 step lands in another class now and then, and the kernel is compiled again (seconds) and, inside
 a CUDA graph capture, the graph is lost. A chain's only such value is the counter offset of its
-noise. This check records the launches of a short chain, a bottom-up pass and the noise on the
-Triton backend (CPU tensors, nothing runs), asks Triton's own binder how it would specialise each
-launch for a sm_90 target with the counter offset at 1, 16, 17 and 2**30, and lists the kernels
-whose specialisation changes with it.
+noise; the conv kernels' batch bucket (an autotuning key only) must not split compilations either.
+This check records the launches of a short chain, a bottom-up pass and the noise on the Triton
+backend (CPU tensors, nothing runs), asks Triton's own binder how it would specialise each launch
+for a sm_90 target with the counter offset at 1, 16, 17 and 2**30 and the batch bucket at 1, 2,
+16 and 256, and lists the kernels whose specialisation changes with either.
 
     python -m bench.specialisation      # exit status 1 and the kernels named when one does
 """
@@ -23,11 +24,11 @@ from triton.compiler import make_backend
 from triton.runtime.jit import create_function_from_signature
 
 from bench.compile_cases import compile_cases
-from genconv.kernels.launch import Launch, recording_launches
-from genconv.kernels.normal import COUNTER_ARGUMENTS
+from genconv.kernels.launch import BATCH_BUCKET, Launch, recording_launches
 
 TARGET = GPUTarget("cuda", 90, 32)
-OFFSETS = (1, 16, 17, 2**30)
+# Arguments whose value must not change a kernel's compilation, and the values tried.
+UNSPECIALISED = {"offset_low": (1, 16, 17, 2**30), BATCH_BUCKET: (1, 2, 16, 256)}
 
 
 def _specialisation(launch: Launch, overrides: dict[str, int]) -> tuple:
@@ -57,25 +58,25 @@ def recorded_launches() -> Iterable[Launch]:
 
 
 def respecialising_kernels() -> list[str]:
-    """Names of the kernels whose specialisation changes with the counter offset (empty: none)."""
+    """'kernel (argument)' for each kernel whose specialisation changes with an argument of
+    ``UNSPECIALISED`` (empty: none)."""
     found = set()
     for launch in recorded_launches():
         jit = getattr(launch.kernel, "fn", launch.kernel)
         names = {parameter.name for parameter in jit.params}
-        if not names.intersection(COUNTER_ARGUMENTS):
-            continue
-        seen = {_specialisation(launch, {"offset_low": offset}) for offset in OFFSETS}
-        if len(seen) > 1:
-            found.add(jit.__name__)
+        for argument in names.intersection(UNSPECIALISED):
+            seen = {_specialisation(launch, {argument: value}) for value in UNSPECIALISED[argument]}
+            if len(seen) > 1:
+                found.add(f"{jit.__name__} ({argument})")
     return sorted(found)
 
 
 def main() -> int:
     kernels = respecialising_kernels()
     if kernels:
-        print(f"specialised on the counter offset (compiled again as a chain runs): {', '.join(kernels)}")
+        print(f"specialised on an argument that must not split compilations: {', '.join(kernels)}")
         return 1
-    print("no kernel is specialised on the counter offset")
+    print("no kernel is specialised on the counter offset or the batch bucket")
     return 0
 
 

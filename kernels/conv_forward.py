@@ -28,7 +28,16 @@ from genconv.kernels.implicit_gemm import (
     spans_images,
     tile_rows,
 )
-from genconv.kernels.launch import check_device, check_dtype, dot_dtype, interpreter_tiles, interpreting, launch
+from genconv.kernels.launch import (
+    BATCH_BUCKET,
+    batch_bucket,
+    check_device,
+    check_dtype,
+    dot_dtype,
+    interpreter_tiles,
+    interpreting,
+    launch,
+)
 from genconv.kernels.packing import packed_gemm_weight
 
 
@@ -38,11 +47,11 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 @triton.autotune(
     configs=conv_configs(),
-    key=["n_columns", "out_h", "out_w", "height", "width"],
+    key=["n_columns", "out_h", "out_w", "height", "width", BATCH_BUCKET],
     prune_configs_by={"early_config_prune": prune_configs},
     reset_to_zero=["partial_ptr"],
 )
-@triton.jit
+@triton.jit(do_not_specialize=[BATCH_BUCKET])
 def _conv_forward_kernel(
     x_ptr,
     w_ptr,
@@ -63,6 +72,7 @@ def _conv_forward_kernel(
     n_rows,
     n_columns,
     slope,
+    batch_bucket,
     C_IN: tl.constexpr,
     C_OUT: tl.constexpr,
     KH: tl.constexpr,
@@ -189,7 +199,7 @@ def _launch_forward(
             configs, heuristic,
             x, packed, packed if bias is None else bias, out, mask, partial,
             *nhwc_strides(x), mask.stride(0), packed.stride(0),
-            height, width, out_h, out_w, rows, c_out, float(slope),
+            height, width, out_h, out_w, rows, c_out, float(slope), batch_bucket=batch_bucket(batch),
             C_IN=c_in, C_OUT=mask.stride(3), KH=kernel_h, KW=kernel_w, STRIDE=stride, PAD=padding,
             DENSE=is_dense_nhwc(x), SPAN=span,
             HAS_BIAS=bias is not None, STORE_OUTPUT=not summed, STORE_PARTIAL_SUM=keeps_score,

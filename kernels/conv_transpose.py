@@ -40,7 +40,9 @@ from genconv.kernels.implicit_gemm import (
     tile_rows,
 )
 from genconv.kernels.launch import (
+    BATCH_BUCKET,
     SUPPORTED_DTYPES,
+    batch_bucket,
     check_device,
     check_dtype,
     dot_dtype,
@@ -54,10 +56,10 @@ from genconv.kernels.packing import packed_gemm_transpose
 
 @triton.autotune(
     configs=conv_configs(top_down=True),
-    key=["n_columns", "nq_h", "nq_w", "g_h", "g_w"],
+    key=["n_columns", "nq_h", "nq_w", "g_h", "g_w", BATCH_BUCKET],
     prune_configs_by={"early_config_prune": prune_configs},
 )
-@triton.jit(do_not_specialize=COUNTER_ARGUMENTS)
+@triton.jit(do_not_specialize=[*COUNTER_ARGUMENTS, BATCH_BUCKET])
 def _conv_transpose_kernel(
     g_ptr,
     mask_ptr,
@@ -110,6 +112,7 @@ def _conv_transpose_kernel(
     offset_high,
     clamp_low,
     clamp_high,
+    batch_bucket,
     C: tl.constexpr,
     C_IN: tl.constexpr,
     TAPS: tl.constexpr,
@@ -293,6 +296,7 @@ def _launch_transpose(
             *nhwc_strides(gate),
             packed.stride(0), g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w, rows, columns, float(slope),
             float(half_delta_sq), float(sigma_sq), float(delta_value), offset_low, offset_high, float(low), float(high),
+            batch_bucket=batch_bucket(batch),
             C=channels, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=a_mode,
             DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
             DOT_DTYPE=dot_dtype(compute_dtype), PRECISION=input_precision(compute_dtype), **flags,

@@ -37,6 +37,17 @@ def autotune_enabled() -> bool:
     return os.environ.get("GENCONV_AUTOTUNE", "1") != "0" and not interpreting()
 
 
+# Autotuning keys carry the batch as a power-of-two bucket: the best tile of a layer depends on how
+# many programs a batch gives the GPU (one image fills few SMs), so a tile tuned at B=1 is not reused
+# at B=256, while batches of one bucket share one tuning. The kernels do not specialise on it.
+BATCH_BUCKET = "batch_bucket"
+
+
+def batch_bucket(batch: int) -> int:
+    """The autotuning bucket of ``batch``: the next power of two (1, 2, 4, ... )."""
+    return triton.next_power_of_2(max(int(batch), 1))
+
+
 def tf32_enabled() -> bool:
     """Float32 convolutions on tensor cores take TF32 operands (10-bit mantissa) unless GENCONV_TF32=0."""
     return os.environ.get("GENCONV_TF32", "1") != "0"

@@ -1,5 +1,5 @@
 """The performance instrument: the main loop read from SASS (``bench/sass.py``) and the cost model that
-turns its instruction mix into a predicted time and % of roofline (``bench/roofline.py``), checked by hand."""
+turns its instruction mix into a predicted time and % of roofline (``bench/cost_model.py``), checked by hand."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench import sass
-from bench.roofline import PassInput, clock_hz, grid_size, k_steps, predict
+from bench.cost_model import PassInput, clock_hz, grid_size, k_steps, predict
 
 # A loop as nvdisasm prints it (sm_90): a label, the body, the backward branch; the epilogue; the
 # trailing self-branch every kernel ends with (no tensor-core instruction: not the main loop).
@@ -119,7 +119,7 @@ def test_the_model_grid_and_k_steps_are_the_launchers() -> None:
     """The model's grid and K-steps for recorded launches (the texture net at 64 px, batch 3: flat-K
     image layer, channel blocks, sub-pixel top-down) are ``implicit_gemm.conv_grid``'s programs and
     ``conv_tile``'s loop trip count."""
-    from bench.roofline import geometry, record_step
+    from bench.cost_model import geometry, record_step
     from genconv.kernels.implicit_gemm import conv_grid
 
     launches = record_step("texture", 64, 3, torch.float32)

@@ -1,0 +1,492 @@
+"""Predicted time and fraction of the roofline of every layer pass of a Langevin chain step, without a GPU.
+
+    python -m bench.cost_model                                  # -> bench/results/roofline-<date>.json
+    python -m bench.cost_model --gpu H100-SXM --workloads texture@64:1,16 --dtypes float32
+
+Each workload's chain step is recorded as the launchers issue it, with the tile the shape heuristic
+picks (what ``GENCONV_AUTOTUNE=0`` runs), each launch's variant is compiled for sm_90 with Triton's own compiler
+(``bench.compile_tier``), and the main loop's instructions per K-step are counted from the SASS
+(``bench.sass``). A per-SM cost model turns the counts into cycles:
+
+- per K-step of one CTA, per scheduler (SMSP; a CTA's warps spread over the 4 of an SM):
+  issue = warps/4 x loop instructions (1 instruction per clock per SMSP);
+  int/ALU = warps/4 x 2 x integer/logic instructions (16 INT32 lanes per SMSP: 2 clocks a warp);
+  tensor = the loop's MMA FLOPs / the SM's dense tensor FLOPs per clock (dot dtype);
+  shared = the loop's shared-memory bytes (the wgmmas' operand reads, from their shapes and whether A
+  comes from registers; LDS/STS/LDSM; the cp.async writes) / 128 B per clock;
+  latency = one global round trip (``LATENCY`` cycles) divided by the copies in flight (stages - 1);
+  a synchronous global load in the loop exposes a whole round trip plus the step's issue;
+  a full wgmma wait in the loop (``WARPGROUP.DEPBAR ... 0x0``) adds the step's tensor time;
+- r CTAs resident on an SM share it: a step takes max(r x (the largest throughput term), latency);
+- the busiest SM runs ceil(grid / SMs) CTAs in rounds of the occupancy (registers, shared memory,
+  warps); each CTA adds its epilogue (instructions after the loop x ``EPILOGUE_CPI`` x warps/4 per SMSP)
+  and one round trip to fill the pipeline;
+- a pass takes max(those cycles / clock, its compulsory bytes / HBM bandwidth).
+
+Roofline of a pass: max(useful FLOPs / the dense tensor peak of the chain's dtype (TF32 for float32),
+compulsory bytes / HBM bandwidth); % roofline = roofline / predicted time; for a chain step, the sums.
+Useful FLOPs are the convolution's own (2 x output pixels x C_out x C_in x K^2; a top-down pass
+counts its layer's); padding efficiency = useful / executed MMA FLOPs (tile padding, zero taps).
+Compulsory bytes: every tensor a launch reads or writes, once (activations, masks, weights).
+Not modelled: L2 misses beyond compulsory traffic, the torch ops between kernels (pooling, the fc
+top), launch gaps (a chain replays as a CUDA graph), clock throttling. These are predictions to
+be checked on a GPU, not measurements.
+"""
+# ruff: noqa: E402
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/cost_model.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any
+
+import torch
+import triton
+
+from bench import sass
+from bench.sass import SM_LIMITS, warps_per_sm
+
+# Published figures (dense, i.e. without structured sparsity: the datasheets' "with sparsity" / 2).
+# Sources: NVIDIA H100 Tensor Core GPU datasheet (SXM5: BF16 1,979 and TF32 989 TFLOPS with sparsity,
+# HBM3 3.35 TB/s); NVIDIA H200 Tensor Core GPU datasheet (SXM: BF16 1,979 and TF32 989 TFLOPS with
+# sparsity, HBM3e 4.8 TB/s); NVIDIA H100 Tensor Core GPU Architecture whitepaper (Hopper, 2022):
+# 132 SMs on the SXM5 part, 4 schedulers (SMSPs) per SM each issuing one warp instruction per clock,
+# 16 INT32 and 32 FP32 lanes per SMSP, 64K registers, 228 KB shared memory (227 KB per block),
+# 64 warps and 32 blocks per SM, and a fourth-generation tensor core with twice A100's per-SM
+# dense rate: 1024 FP16/BF16 FMA per clock per SM on A100, so 4096 BF16 FLOP (2048 TF32) per clock
+# per SM on Hopper. The clock is the one the dense peak implies: 989.4e12 / (132 x 4096) = 1.83 GHz.
+GPUS: dict[str, dict[str, float]] = {
+    "H100-SXM": {"sms": 132, "hbm_bytes_per_s": 3.35e12, "bf16_flops": 989.4e12, "tf32_flops": 494.7e12},
+    "H200": {"sms": 132, "hbm_bytes_per_s": 4.8e12, "bf16_flops": 989.4e12, "tf32_flops": 494.7e12},
+}
+BF16_FLOP_PER_CLOCK_SM = 4096
+TF32_FLOP_PER_CLOCK_SM = 2048
+SCHEDULERS_PER_SM = 4
+INT_CLOCKS_PER_WARP_INSTRUCTION = 2  # 16 INT32 lanes per SMSP
+# Assumptions of the model (not published figures; the first GPU run should calibrate them):
+SHARED_BYTES_PER_CLOCK = 128  # shared-memory bandwidth per SM
+LATENCY = 600  # cycles of a global load round trip (L2 / HBM), as the kernels-v2 review assumed
+EPILOGUE_CPI = 1.5  # cycles per epilogue instruction per warp (mixed ALU / memory, no overlap)
+
+
+def clock_hz(gpu: str) -> float:
+    return GPUS[gpu]["bf16_flops"] / (GPUS[gpu]["sms"] * BF16_FLOP_PER_CLOCK_SM)
+
+
+@dataclass
+class PassInput:
+    """What the cost model needs of one layer pass."""
+
+    name: str
+    dot: str  # "tf32" or "bf16"
+    block_m: int
+    block_n: int
+    block_k: int
+    warps: int
+    stages: int
+    registers: int
+    shared_bytes: int
+    grid: int
+    k_steps: int
+    useful_flops: float
+    bytes: float
+    mix: sass.LoopMix
+    roofline_dot: str = ""  # the chain's dtype ("tf32" / "bf16"), whose peak bounds the pass; default: dot
+
+
+@dataclass
+class PassPrediction:
+    name: str
+    tile: str
+    registers: int
+    ctas_per_sm: int
+    grid: int
+    waves: float
+    k_steps: int
+    loop_instructions: int
+    step_cycles: dict[str, float]
+    bound: str
+    padding_efficiency: float
+    gflop: float
+    megabytes: float
+    floor_us: float
+    predicted_us: float
+    roofline_pct: float
+
+
+def step_cycles(p: PassInput, resident: int) -> tuple[float, dict[str, float]]:
+    """Cycles of one K-step on an SM running ``resident`` CTAs, and each term of the bound."""
+    per_smsp = p.warps / SCHEDULERS_PER_SM
+    mix = p.mix
+    per_clock = BF16_FLOP_PER_CLOCK_SM if p.dot == "bf16" else TF32_FLOP_PER_CLOCK_SM
+    terms = {
+        "issue": per_smsp * mix.instructions,
+        "alu": per_smsp * INT_CLOCKS_PER_WARP_INSTRUCTION * mix.counts["int_alu"],
+        "tensor": p.warps * mix.mma_flops_per_warp / per_clock,
+        "shared": p.warps * mix.shared_bytes_per_warp / SHARED_BYTES_PER_CLOCK,
+    }
+    throughput = {name: resident * value for name, value in terms.items()}
+    if mix.counts["global_load"]:
+        latency = LATENCY + terms["issue"]
+    else:
+        latency = LATENCY / max(1, p.stages - 1)
+    if mix.waits_all_wgmma:
+        latency += terms["tensor"]
+    throughput["latency"] = latency
+    bound = max(throughput, key=throughput.get)
+    return throughput[bound], throughput
+
+
+def predict(p: PassInput, gpu: str = "H200") -> PassPrediction:
+    """The predicted time of one pass on ``gpu`` (see the module docstring for the model)."""
+    spec = GPUS[gpu]
+    sms = int(spec["sms"])
+    occupancy = max(1, warps_per_sm("sm_90", p.registers, p.shared_bytes, p.warps) // p.warps)
+    busiest = math.ceil(p.grid / sms)
+    full, rest = divmod(busiest, occupancy)
+    epilogue = p.warps / SCHEDULERS_PER_SM * p.mix.epilogue_instructions * EPILOGUE_CPI
+
+    def round_cycles(resident: int) -> tuple[float, dict[str, float]]:
+        step, terms = step_cycles(p, resident)
+        return p.k_steps * step + resident * epilogue + LATENCY, terms
+
+    cycles, terms = 0.0, step_cycles(p, min(occupancy, busiest))[1]
+    if full:
+        cycles += full * round_cycles(occupancy)[0]
+    if rest:
+        cycles += round_cycles(rest)[0]
+    compute_s = cycles / clock_hz(gpu)
+    memory_s = p.bytes / spec["hbm_bytes_per_s"]
+    predicted = max(compute_s, memory_s)
+    peak = spec["bf16_flops"] if (p.roofline_dot or p.dot) == "bf16" else spec["tf32_flops"]
+    floor = max(p.useful_flops / peak, memory_s)
+    executed = p.grid * p.k_steps * p.warps * p.mix.mma_flops_per_warp
+    bound = "memory" if memory_s >= compute_s else max(terms, key=terms.get)
+    return PassPrediction(
+        name=p.name, tile=f"{p.block_m}x{p.block_n}x{p.block_k} w{p.warps} s{p.stages}", registers=p.registers,
+        ctas_per_sm=occupancy, grid=p.grid, waves=p.grid / (sms * occupancy), k_steps=p.k_steps,
+        loop_instructions=p.mix.instructions, step_cycles={k: round(v, 1) for k, v in terms.items()}, bound=bound,
+        padding_efficiency=p.useful_flops / executed if executed else 0.0, gflop=p.useful_flops / 1e9,
+        megabytes=p.bytes / 1e6, floor_us=floor * 1e6, predicted_us=predicted * 1e6,
+        roofline_pct=100.0 * floor / predicted if predicted else 0.0,
+    )  # fmt: skip
+
+
+# ---- workloads: a chain step as the launchers issue it -------------------------------------------------------
+
+WORKLOADS = {"texture@64": (1, 16, 64, 256), "object@100": (16, 256), "texture@224": (256,)}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+CHAIN_DOT = {"float32": "tf32", "bfloat16": "bf16"}
+
+
+def record_step(preset: str, size: int, batch: int, dtype: torch.dtype) -> list[Any]:
+    """The Triton launches of one Langevin step of ``preset`` at ``size`` px, batch ``batch``."""
+    from genconv.bindings.triton_backend import TRITON_BACKEND
+    from genconv.engine.langevin import langevin
+    from genconv.engine.model import GenerativeConvNet
+    from genconv.engine.presets import network_for
+    from genconv.kernels.launch import recording_launches
+
+    model = GenerativeConvNet(network_for(preset, 3, size), init_seed=0)
+    x = torch.zeros(batch, 3, size, size, dtype=dtype)
+    with recording_launches() as launches:
+        langevin(model, x, steps=1, delta=0.1, seed=0, backend=TRITON_BACKEND, cuda_graph=False, check_finite=False)
+    return list(launches)
+
+
+def _jit_function(kernel: Any) -> Any:
+    """The JITFunction under an Autotuner (or the kernel itself)."""
+    return getattr(kernel, "fn", kernel)
+
+
+def _named(launch: Any) -> dict[str, Any]:
+    names = _jit_function(launch.kernel).arg_names
+    return {**dict(zip(names, launch.args, strict=False)), **launch.kwargs}
+
+
+def geometry(launch: Any) -> dict[str, Any]:
+    """A conv launch's GEMM: kernel, rows, columns, per-image rows, SPAN, channels, taps, stride."""
+    named = _named(launch)
+    forward = _jit_function(launch.kernel).fn.__name__ == "_conv_forward_kernel"
+    if forward:
+        per_image, channels, kh, kw = named["out_h"] * named["out_w"], named["C_IN"], named["KH"], named["KW"]
+    else:
+        per_image, channels, kh, kw = named["nq_h"] * named["nq_w"], named["C"], named["TAPS"], named["TAPS"]
+    return {"forward": forward, "rows": named["n_rows"], "columns": named["n_columns"], "per_image": per_image,
+            "span": bool(named["SPAN"]), "channels": channels, "kh": kh, "kw": kw, "named": named}  # fmt: skip
+
+
+def k_steps(g: dict[str, Any], block_k: int) -> int:
+    """Trip count of ``implicit_gemm.conv_tile``'s loop."""
+    if g["channels"] < 16:
+        return g["kh"] * math.ceil(g["kw"] * g["channels"] / block_k)
+    return g["kh"] * g["kw"] * math.ceil(g["channels"] / block_k)
+
+
+def grid_size(g: dict[str, Any], block_m: int, block_n: int) -> int:
+    """``implicit_gemm.conv_grid``'s program count."""
+    if g["span"]:
+        rows = math.ceil(g["rows"] / block_m)
+    else:
+        rows = (g["rows"] // g["per_image"]) * math.ceil(g["per_image"] / block_m)
+    return rows * math.ceil(g["columns"] / block_n)
+
+
+def compulsory_bytes(launch: Any) -> int:
+    """Every distinct tensor a launch touches, once."""
+    seen: dict[int, int] = {}
+    for arg in launch.args:
+        if isinstance(arg, torch.Tensor) and arg.numel():
+            seen[arg.untyped_storage().data_ptr()] = max(seen.get(arg.untyped_storage().data_ptr(), 0), arg.nbytes)
+    return sum(seen.values())
+
+
+def real_channels(launch: Any) -> int:
+    """The reduction's channels that carry weights: inputs padded with zero channels (the image layer's
+    4-channel rows, the summed top's 16-byte mask rows) meet all-zero rows of the packed weights."""
+    g = geometry(launch)
+    packed = g["named"]["w_ptr"]
+    rows = packed.reshape(g["kh"] * g["kw"], g["channels"], -1)
+    return int((rows != 0).any(dim=2).any(dim=0).sum())
+
+
+def useful_flops(launches: list[Any]) -> list[float]:
+    """Each launch's convolution FLOPs (padding channels excluded); a top-down pass counts the bottom-up
+    pass of its layer."""
+    forward: dict[tuple, float] = {}
+    result = []
+    for launch in launches:
+        g = geometry(launch)
+        named = g["named"]
+        channels = real_channels(launch)
+        if g["forward"]:
+            flops = 2.0 * g["rows"] * g["columns"] * channels * named["KH"] * named["KW"]
+            forward[(g["columns"], channels, named["STRIDE"])] = flops
+        else:
+            flops = forward.get((channels, named["C_IN"], named["STRIDE"]))
+            if flops is None:  # no matching bottom-up pass: count the sub-pixel GEMM's taps
+                flops = 2.0 * g["rows"] * g["columns"] * g["kh"] * g["kw"] * g["channels"]
+        result.append(flops)
+    return result
+
+
+_NAMES = {True: "BU", False: "TD"}
+
+
+def pass_name(launch: Any, index: int, layers: int) -> str:
+    g = geometry(launch)
+    named = g["named"]
+    if g["forward"]:
+        label = f"BU{index + 1} conv{named['KH']}s{named['STRIDE']} {named['C_IN']}->{named['C_OUT']}"
+        return label + (" mask" if not named["STORE_OUTPUT"] else "")
+    layer = 2 * layers - index
+    mode = {0: "", 1: " gated-load", 2: " unit"}[int(named["A_MODE"])]
+    tail = " +Langevin" if named["FUSE_LANGEVIN"] else ""
+    return f"TD{layer} s{named['STRIDE']} {named['C']}->{g['columns']}{mode}{tail}"
+
+
+class Compiler:
+    """Compiles each distinct variant once (sm_90) and keeps its loop mix and resources."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple, tuple[sass.LoopMix, int, int]] = {}
+        self.seconds = 0.0
+
+    def variant(self, launch: Any, config: triton.Config) -> tuple[sass.LoopMix, int, int]:
+        from bench.compile_tier import TARGETS, Variant, _source, _variant_key
+
+        dummy = Variant("", "", "", "", "sm_90", "", config.num_warps, config.num_stages, True, True)
+        key = _variant_key(dummy, launch, config)
+        if key not in self.cache:
+            start = time.perf_counter()
+            source, options = _source(launch, config, TARGETS["sm_90"])
+            compiled = triton.compile(source, target=TARGETS["sm_90"], options=options)
+            cubin = compiled.asm["cubin"]
+            registers, _ = sass.resource_usage(cubin)
+            self.cache[key] = (sass.loop_mix(cubin), registers, int(compiled.metadata.shared))
+            self.seconds += time.perf_counter() - start
+        return self.cache[key]
+
+
+def workload_passes(launches: list[Any], compiler: Compiler, chain_dot: str) -> list[PassInput]:
+    flops = useful_flops(launches)
+    layers = sum(geometry(launch)["forward"] for launch in launches)
+    passes = []
+    for index, (launch, useful) in enumerate(zip(launches, flops, strict=True)):
+        config = launch.heuristic
+        mix, registers, shared = compiler.variant(launch, config)
+        g = geometry(launch)
+        bm, bn, bk = (config.kwargs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+        # a body unrolled over several K-steps (or the whole loop) holds several tiles' MMAs
+        mix = mix.per_step(round(mix.mma_flops_per_warp * config.num_warps / (2 * bm * bn * bk)))
+        dot = "bf16" if str(g["named"]["DOT_DTYPE"]) in ("bf16", "bfloat16") else "tf32"
+        passes.append(PassInput(
+            name=pass_name(launch, index, layers), dot=dot, block_m=bm, block_n=bn, block_k=bk,
+            warps=config.num_warps, stages=config.num_stages, registers=registers, shared_bytes=shared,
+            grid=grid_size(g, bm, bn), k_steps=k_steps(g, bk), useful_flops=useful,
+            bytes=compulsory_bytes(launch), mix=mix, roofline_dot=chain_dot,
+        ))  # fmt: skip
+    return passes
+
+
+def summarise(predictions: list[PassPrediction]) -> dict[str, float]:
+    floor = sum(p.floor_us for p in predictions)
+    predicted = sum(p.predicted_us for p in predictions)
+    return {"gflop": sum(p.gflop for p in predictions), "megabytes": sum(p.megabytes for p in predictions),
+            "floor_us": floor, "predicted_us": predicted, "roofline_pct": 100.0 * floor / predicted}  # fmt: skip
+
+
+def run(workloads: dict[str, tuple[int, ...]], dtypes: list[str], gpu: str) -> list[dict[str, Any]]:
+    compiler = Compiler()
+    results = []
+    for workload, batches in workloads.items():
+        preset, size = workload.split("@")
+        for dtype in dtypes:
+            for batch in batches:
+                launches = [launch for launch in record_step(preset, int(size), batch, DTYPES[dtype])
+                            if _jit_function(launch.kernel).fn.__name__ in ("_conv_forward_kernel",
+                                                                             "_conv_transpose_kernel")]  # fmt: skip
+                predictions = [predict(p, gpu) for p in workload_passes(launches, compiler, CHAIN_DOT[dtype])]
+                rows = [asdict(p) for p in predictions]
+                results.append({"workload": workload, "batch": batch, "dtype": dtype, "gpu": gpu,
+                                "step": summarise(predictions), "passes": rows})  # fmt: skip
+                step = results[-1]["step"]
+                print(f"{workload} B={batch} {dtype}: {step['predicted_us']:.1f} us predicted, floor "
+                      f"{step['floor_us']:.1f} us, {step['roofline_pct']:.1f}% of roofline", flush=True)  # fmt: skip
+    return results
+
+
+def markdown(results: list[dict[str, Any]], passes: bool = True) -> str:
+    """The step summary table, then (``passes``) one table of passes per workload."""
+    lines = ["| workload | batch | dtype | GFLOP | MB | floor µs | predicted µs | % roofline | vs float32 |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    f32 = {(r["workload"], r["batch"]): r["step"]["predicted_us"] for r in results if r["dtype"] == "float32"}
+    for r in results:
+        s = r["step"]
+        base = f32.get((r["workload"], r["batch"]))
+        speed = f"{base / s['predicted_us']:.2f}x" if base and r["dtype"] != "float32" else ""
+        cells = [
+            r["workload"],
+            r["batch"],
+            r["dtype"],
+            f"{s['gflop']:.2f}",
+            f"{s['megabytes']:.1f}",
+            f"{s['floor_us']:.1f}",
+            f"{s['predicted_us']:.1f}",
+            f"{s['roofline_pct']:.1f}",
+            speed,
+        ]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    if not passes:
+        return "\n".join(lines)
+    for r in results:
+        lines += ["", f"**{r['workload']} B={r['batch']} {r['dtype']}**", "",
+                  "| pass | tile | regs | CTA/SM | grid | waves | K-steps | loop instr | cycles/K-step (bound) | "
+                  "pad eff. | GFLOP | MB | floor µs | predicted µs | % roofline |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for p in r["passes"]:
+            cycles = max(p["step_cycles"].values())
+            cells = [
+                p["name"],
+                p["tile"],
+                p["registers"],
+                p["ctas_per_sm"],
+                p["grid"],
+                f"{p['waves']:.2f}",
+                p["k_steps"],
+                p["loop_instructions"],
+                f"{cycles:.0f} ({p['bound']})",
+                f"{p['padding_efficiency']:.2f}",
+                f"{p['gflop']:.2f}",
+                f"{p['megabytes']:.1f}",
+                f"{p['floor_us']:.1f}",
+                f"{p['predicted_us']:.1f}",
+                f"{p['roofline_pct']:.1f}",
+            ]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines)
+
+
+def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """Before/after per chain step and per pass (passes matched by position in the step)."""
+    lines = ["| workload | batch | dtype | pass | before µs | after µs | before % roofline | after % roofline |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    earlier = {(r["workload"], r["batch"], r["dtype"]): r for r in before}
+    for r in after:
+        old = earlier.get((r["workload"], r["batch"], r["dtype"]))
+        if old is None:
+            continue
+        rows = [("step", old["step"], r["step"])]
+        rows += [(new["name"], was, new) for was, new in zip(old["passes"], r["passes"], strict=False)]
+        for name, was, new in rows:
+            cells = [
+                r["workload"],
+                r["batch"],
+                r["dtype"],
+                name,
+                f"{was['predicted_us']:.1f}",
+                f"{new['predicted_us']:.1f}",
+                f"{was['roofline_pct']:.1f}",
+                f"{new['roofline_pct']:.1f}",
+            ]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines)
+
+
+def _workloads(text: str) -> dict[str, tuple[int, ...]]:
+    """``texture@64:1,16;object@100:16`` -> {"texture@64": (1, 16), "object@100": (16,)}."""
+    chosen = {}
+    for part in filter(None, text.split(";")):
+        name, _, batches = part.partition(":")
+        if not batches or "@" not in name:
+            raise ValueError(f"--workloads: expected preset@size:b1,b2;..., got {part!r}")
+        chosen[name] = tuple(int(b) for b in batches.split(","))
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cost_model", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, help="JSON to write (default bench/results/roofline-<date>.json)")
+    parser.add_argument("--gpu", choices=sorted(GPUS), default="H200")
+    parser.add_argument("--workloads", help="preset@size:b1,b2;... (default: the documented set)")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated, of float32, bfloat16")
+    parser.add_argument("--markdown", action="store_true", help="print the per-pass tables as markdown")
+    parser.add_argument("--before", type=Path, help="an earlier table (JSON): print before/after per pass")
+    args = parser.parse_args(argv)
+    try:
+        workloads = _workloads(args.workloads) if args.workloads else WORKLOADS
+    except ValueError as error:
+        parser.error(str(error))
+    if args.before and not args.before.is_file():
+        parser.error(f"--before: expected a JSON table written by bench.cost_model, got {args.before}")
+    dtypes = args.dtypes.split(",")
+    if not set(dtypes) <= set(DTYPES):
+        parser.error(f"--dtypes: expected a comma-separated list of float32, bfloat16, got {args.dtypes!r}")
+    start = time.perf_counter()
+    results = run(workloads, dtypes, args.gpu)
+    out = args.out or Path(__file__).resolve().parent / "results" / f"roofline-{date.today().isoformat()}.json"
+    constants = {"gpus": GPUS, "clock_hz": {g: clock_hz(g) for g in GPUS}, "shared_bytes_per_clock":
+                 SHARED_BYTES_PER_CLOCK, "latency_cycles": LATENCY, "epilogue_cpi": EPILOGUE_CPI,
+                 "sm_limits": SM_LIMITS["sm_90"]}  # fmt: skip
+    meta = {"triton": triton.__version__, "torch": torch.__version__, "seconds": time.perf_counter() - start,
+            "tf32": os.environ.get("GENCONV_TF32", "1") != "0", "constants": constants}  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"schema": "genconv-roofline/1", "meta": meta, "results": results}, indent=1) + "\n")
+    print(markdown(results, passes=args.markdown))
+    if args.before:
+        print("\n" + compare(json.loads(args.before.read_text())["results"], results))
+    print(f"\njson: {out} ({meta['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
