@@ -27,7 +27,7 @@ from genconv.bindings.errors import ChainDivergedError, CheckpointError
 from genconv.engine.config import TrainConfig
 from genconv.engine.distributed import SINGLE, ProcessGroup, gather_rows, share, sum_all, sum_gradients, sum_tensors
 from genconv.engine.generator import UpsamplingGenerator
-from genconv.engine.hidden import hidden_langevin
+from genconv.engine.hidden import hidden_energy_scale, hidden_langevin
 from genconv.engine.langevin import init_chains, langevin
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.objectives import amortization_loss, maximum_likelihood_loss
@@ -139,6 +139,9 @@ class EnergyLearner:
             float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in layer.parameters()])))
             for layer in self.model._weighted_layers()
         ]
+        if config.warmup:
+            for group in self.optimizer.param_groups:
+                group["lr"] = config.lr * min(1.0, iteration / config.warmup)
         self.optimizer.step()
         names = list(sums)
         totals = sum_all(torch.stack([sums[name].float().to(observed.device) for name in names]), self.group).tolist()
@@ -319,7 +322,8 @@ class GGCNLearner:
             hidden = hidden_langevin(
                 self.model, self.generator, latent, steps=config.hidden_steps, step_size=config.hidden_step_size,
                 seed=derive_seed(config.seed, HIDDEN_STREAM, iteration), stream_offset=offset, stream_stride=stride,
-                grad_clip=config.hidden_grad_clip, backend=config.backend,
+                grad_clip=config.hidden_grad_clip, energy_scale=hidden_energy_scale(self.model, config.hidden_gradient),
+                backend=config.backend,
             ).x  # fmt: skip
         with torch.no_grad():
             proposal = self.generator(hidden)
