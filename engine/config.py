@@ -25,6 +25,9 @@ HIDDEN_GRADIENTS: tuple[str, ...] = ("relative", "absolute")
 # GGCN's top at the start: "zero" (f = 0 with the energy scale) or "least-squares" (fitted to
 # ||x||^2 / (2 sigma^2) on the training images, ``GenerativeConvNet.fit_top``).
 TOP_INITS: tuple[str, ...] = ("zero", "least-squares")
+# GGCN's refinement: "pixel-range" clamps every refined state to the images' range ([-1, 1] for
+# pixel range "unit"), "none" lets the steps leave it.
+REFINE_CLAMPS: tuple[str, ...] = ("pixel-range", "none")
 # The command-line flag of each field whose name differs from ``--field-name``; messages name flags.
 FIELD_FLAGS = {"langevin_steps": "--steps", "num_chains": "--chains", "persistent": "--no-persistent",
                "amortize": "--no-amortize"}  # fmt: skip
@@ -93,6 +96,7 @@ class TrainConfig:
     energy_scale: str | None = None
     hidden_gradient: str | None = None
     top_init: str | None = None
+    refine_clamp: str | None = None
     warmup: int | None = None
     amortize: bool = True
     seed: int = 0
@@ -143,6 +147,7 @@ class TrainConfig:
             energy_scale=pick("energy_scale", None, regime.energy_scale),
             hidden_gradient=pick("hidden_gradient", None, regime.hidden_gradient),
             top_init=pick("top_init", None, regime.top_init),
+            refine_clamp=pick("refine_clamp", None, regime.refine_clamp),
             warmup=pick("warmup", 0, regime.warmup),
         )
         filled.validate()

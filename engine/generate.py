@@ -215,6 +215,9 @@ def sample_range(
         raise ConfigError(f"init must be one of {', '.join(SAMPLE_INITS)}; got {init!r}")
     delta = float(run.config.delta if delta is None else delta)
     check_step_sizes(delta, run.model.sigma)
+    clamp = None  # a GGCN run refining within the pixel range samples within it
+    if run.generator is not None and init == "generator" and run.config.refine_clamp == "pixel-range":
+        clamp = (min(run.generator.spec.output_low), max(run.generator.spec.output_high))
     batches = []
     for start_index in range(first, first + count, batch_size):
         size = min(batch_size, first + count - start_index)
@@ -229,6 +232,7 @@ def sample_range(
             result = langevin(
                 run.model, start, steps=steps, delta=delta, seed=derive_seed(seed, LANGEVIN_STREAM),
                 stream_offset=start_index * chain_size, stream_stride=total * chain_size, backend=backend,
+                clamp=clamp,
             )  # fmt: skip
         except ChainDivergedError as error:
             where = f"at step {error.step} of {steps}" if error.step else f"within {steps} steps"

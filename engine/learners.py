@@ -79,14 +79,15 @@ class ChainShare:
 
 
 def run_with_last_step(
-    model: GenerativeConvNet, x: torch.Tensor, config: TrainConfig, seed: int, start_step: int, chains: ChainShare
-) -> LastStep:
-    """``config.langevin_steps`` steps from x, keeping the state before the last one."""
+    model: GenerativeConvNet, x: torch.Tensor, config: TrainConfig, seed: int, start_step: int, chains: ChainShare,
+    clamp: tuple[float, float] | None = None,
+) -> LastStep:  # fmt: skip
+    """``config.langevin_steps`` steps from x (each state clamped to ``clamp``), keeping the state before the last."""
     offset, stride = chains.stream(math.prod(x.shape[1:]))
     head = langevin(model, x, steps=config.langevin_steps - 1, delta=config.delta, seed=seed, start_step=start_step,
-                    stream_offset=offset, stream_stride=stride, backend=config.backend)  # fmt: skip
+                    stream_offset=offset, stream_stride=stride, backend=config.backend, clamp=clamp)  # fmt: skip
     tail = langevin(model, head.x, steps=1, delta=config.delta, seed=seed, start_step=head.next_step,
-                    stream_offset=offset, stream_stride=stride, backend=config.backend)  # fmt: skip
+                    stream_offset=offset, stream_stride=stride, backend=config.backend, clamp=clamp)  # fmt: skip
     return LastStep(head.x, tail.x, seed, offset + head.next_step * stride, tail.next_step)
 
 
@@ -286,6 +287,16 @@ class ChainLearner:
         self.langevin_step = int(record["rng"]["langevin_step"])
 
 
+def refine_clamp(generator: UpsamplingGenerator, kind: str | None) -> tuple[float, float] | None:
+    """The bounds of GGCN's refined images: the generator's output range for "pixel-range", else None.
+
+    The range spans every channel's [0, 255] in model space ([-1, 1] for pixel range "unit").
+    """
+    if kind != "pixel-range":
+        return None
+    return min(generator.spec.output_low), max(generator.spec.output_high)
+
+
 class GGCNLearner:
     """GGCN: hidden-space sampling through a trainable generator, amortized and symmetrical learning."""
 
@@ -331,7 +342,13 @@ class GGCNLearner:
         refined = proposal
         if config.langevin_steps:
             last = run_with_last_step(
-                self.model, proposal, config, derive_seed(config.seed, LANGEVIN_STREAM, iteration), 0, self.share
+                self.model,
+                proposal,
+                config,
+                derive_seed(config.seed, LANGEVIN_STREAM, iteration),
+                0,
+                self.share,
+                refine_clamp(self.generator, config.refine_clamp),
             )
             refined = last.after
         check_finite(refined, iteration, config)

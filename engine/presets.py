@@ -74,6 +74,7 @@ class GGCNRegime:
     generator_norm: str = "batch"
     energy_scale: str = "inverse-variance"
     top_init: str = "zero"
+    refine_clamp: str = "none"
     warmup: int = 50
     lambda_w: float = 0.0
     beta1: float = 0.5

@@ -156,6 +156,12 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         "(2 sigma^2) on the training images)",
     )
     group.add_argument(
+        "--refine-clamp",
+        default=None,
+        help="ggcn: pixel-range (keep every refined image within the pixel range, [-1, 1] for --pixel-range unit) "
+        "or none",
+    )
+    group.add_argument(
         "--warmup",
         type=_COUNT0,
         default=None,
@@ -182,7 +188,7 @@ def _config_from(args: argparse.Namespace, model: str):
         hidden_grad_clip=args.hidden_grad_clip,
         generator_lr=args.generator_lr, generator_width=args.generator_width, generator_norm=args.generator_norm,
         energy_scale=args.energy_scale, hidden_gradient=args.hidden_gradient, warmup=args.warmup,
-        top_init=args.top_init,
+        top_init=args.top_init, refine_clamp=args.refine_clamp,
         amortize=not args.no_amortize, seed=args.seed, backend=args.backend, device=args.device,
         image_every=getattr(args, "image_every", 50), checkpoint_every=getattr(args, "checkpoint_every", 50),
     )  # fmt: skip

@@ -153,6 +153,7 @@ def test_dip_ratio_catches_downward_collapses_that_spike_ratio_misses() -> None:
         (["train", "--model", "ggcn", "--energy-scale", "sigma", "--out", "X"], "--energy-scale must be one of"),
         (["train", "--energy-scale", "none", "--out", "X"], "--energy-scale applies to --model ggcn only"),
         (["train", "--model", "ggcn", "--top-init", "data", "--out", "X"], "--top-init must be one of"),
+        (["train", "--model", "ggcn", "--refine-clamp", "yes", "--out", "X"], "--refine-clamp must be one of"),
         (["train", "--model", "ggcn", "--hidden-gradient", "scaled", "--out", "X"], "--hidden-gradient must be one"),
         (["train", "--model", "ggcn", "--warmup", "-1", "--out", "X"], "argument --warmup: expected an integer >= 0"),
         (["compare", "--models", "gcn,vae", "--out", "X"], "--models must list"),

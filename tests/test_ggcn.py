@@ -9,6 +9,7 @@ from torch import nn
 from genconv.bindings.errors import ConfigError
 from genconv.engine.checkpoint import load_checkpoint
 from genconv.engine.config import TrainConfig
+from genconv.engine.generate import sample_checkpoint
 from genconv.engine.generator import GeneratorSpec, UpsamplingGenerator
 from genconv.engine.hidden import hidden_energy_scale, hidden_grad, hidden_langevin
 from genconv.engine.model import GenerativeConvNet
@@ -131,7 +132,8 @@ def test_the_energy_scale_starts_at_zero_and_multiplies_the_network(tmp_path) ->
     assert torch.equal(model.f(x), torch.zeros(x.shape[0]))
     assert torch.equal(model.grad_f(x, "torch"), torch.zeros_like(x))
     conv = model.convs[1].weight
-    assert float(conv.detach().std()) == pytest.approx((2 / (1.04 * conv[0].numel())) ** 0.5, rel=0.1)  # He, leaky ReLU 0.2
+    he_std = (2 / (1.04 * conv[0].numel())) ** 0.5  # He initialisation for the leaky ReLU 0.2
+    assert float(conv.detach().std()) == pytest.approx(he_std, rel=0.1)
     with torch.no_grad():
         model.fc.weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(1))
         model.fc.bias.fill_(0.3)
@@ -152,6 +154,18 @@ def test_the_top_fitted_by_least_squares_puts_f_at_its_working_scale(tmp_path) -
     torch.testing.assert_close(trainer.model.f(x), target, rtol=0.05, atol=0)
     with pytest.raises(ConfigError, match="fully connected top"):
         GenerativeConvNet(network_for("texture", 1, 32)).fit_top(torch.zeros(2, 1, 32, 32))
+
+
+def test_the_refinement_can_be_kept_within_the_pixel_range(tmp_path) -> None:
+    config = replace(TINY, delta=0.05, iterations=1)
+    free = Trainer(config, tmp_path / "free", progress=False)
+    free.train_iteration()
+    assert float(free.learner.refined.abs().max()) > 1  # steps of 0.05 from g's output leave [-1, 1]
+    clamped = Trainer(replace(config, refine_clamp="pixel-range"), tmp_path / "clamped", progress=False)
+    clamped.fit()
+    assert float(clamped.learner.refined.abs().max()) <= 1
+    samples = sample_checkpoint(tmp_path / "clamped" / CHECKPOINT_NAME, num=3, steps=5, backend="torch")
+    assert float(samples.x.abs().max()) <= 1
 
 
 def test_relative_hidden_gradient_is_the_networks_own(tmp_path) -> None:
