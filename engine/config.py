@@ -165,6 +165,8 @@ class TrainConfig:
             ("generator_norm", GENERATOR_NORMS),
             ("energy_scale", ENERGY_SCALES),
             ("hidden_gradient", HIDDEN_GRADIENTS),
+            ("top_init", TOP_INITS),
+            ("refine_clamp", REFINE_CLAMPS),
         ):
             if getattr(self, name) is not None:
                 _choice(name, getattr(self, name), allowed)
