@@ -218,7 +218,9 @@ def test_resume_continues_exactly(tmp_path) -> None:
 
 
 def test_kernels_and_reference_train_the_same_ggcn(tmp_path) -> None:
-    config = replace(TINY, iterations=2, device=str(DEVICE))
+    # Without batch normalisation: the biases before a BatchNorm have a zero gradient up to rounding, and
+    # Adam turns that rounding into steps of +-lr, which no two backends share.
+    config = replace(TINY, iterations=2, device=str(DEVICE), generator_norm="none")
     reference_run = Trainer(config, tmp_path / "torch", progress=False)
     fused_run = Trainer(replace(config, backend="triton"), tmp_path / "triton", progress=False)
     for _ in range(2):
