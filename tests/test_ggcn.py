@@ -114,6 +114,16 @@ def test_regime_defaults_and_a_run(tmp_path) -> None:
     assert float(trainer.observed.min()) >= -1 and float(trainer.observed.max()) <= 1
 
 
+def test_the_warm_up_raises_fs_learning_rate_linearly(tmp_path) -> None:
+    trainer = Trainer(replace(TINY, warmup=4, iterations=6), tmp_path, progress=False)
+    rates = []
+    for _ in range(6):
+        trainer.train_iteration()
+        rates.append(trainer.learner.energy.optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert TrainConfig(preset="faces").resolved().warmup == 0  # gcn and wgcn: no warm-up unless asked
+
+
 def test_the_spec_regime_is_reachable_by_options(tmp_path) -> None:
     spec_regime = replace(TINY, energy_scale="none", delta=0.002, lr=7e-3, warmup=0, generator_norm="none",
                           generator_lr=1e-4, lambda_w=1.0)  # fmt: skip
