@@ -159,7 +159,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         "--refine-clamp",
         default=None,
         help="ggcn: pixel-range (keep every refined image within the pixel range, [-1, 1] for --pixel-range unit) "
-        "or none",
+        "or none (the default)",
     )
     group.add_argument(
         "--warmup",
