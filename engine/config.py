@@ -16,6 +16,18 @@ from genconv.engine.seeding import MAX_SEED
 from genconv.engine.wasserstein import PENALTIES, TRANSPORTS
 
 MODEL_KINDS: tuple[str, ...] = ("gcn", "wgcn", "ggcn")
+# GGCN's energy scale: "inverse-variance" is f = h / sigma^2 with He-initialised convs and the top at
+# zero; "none" is f = h with every weight from N(0, 0.01^2) (the spec's CoopNets-style start).
+ENERGY_SCALES: tuple[str, ...] = ("inverse-variance", "none")
+# What the hidden-space steps follow: "relative" is d f(g(z))/dz over the energy scale (d h(g(z))/dz,
+# the clip in h's units); "absolute" is d f(g(z))/dz itself. The two agree for --energy-scale none.
+HIDDEN_GRADIENTS: tuple[str, ...] = ("relative", "absolute")
+# GGCN's top at the start: "zero" (f = 0 with the energy scale) or "least-squares" (fitted to
+# ||x||^2 / (2 sigma^2) on the training images, ``GenerativeConvNet.fit_top``).
+TOP_INITS: tuple[str, ...] = ("zero", "least-squares")
+# GGCN's refinement: "pixel-range" clamps every refined state to the images' range ([-1, 1] for
+# pixel range "unit"), "none" lets the steps leave it.
+REFINE_CLAMPS: tuple[str, ...] = ("pixel-range", "none")
 # The command-line flag of each field whose name differs from ``--field-name``; messages name flags.
 FIELD_FLAGS = {"langevin_steps": "--steps", "num_chains": "--chains", "persistent": "--no-persistent",
                "amortize": "--no-amortize"}  # fmt: skip
@@ -26,7 +38,17 @@ def flag_of(name: str) -> str:
     return FIELD_FLAGS.get(name, f"--{name.replace('_', '-')}")
 
 
-GGCN_ONLY = ("latent_dim", "hidden_steps", "hidden_step_size", "hidden_grad_clip", "generator_lr", "generator_width")
+GGCN_ONLY = (
+    "latent_dim",
+    "hidden_steps",
+    "hidden_step_size",
+    "hidden_grad_clip",
+    "generator_lr",
+    "generator_width",
+    "generator_norm",
+    "energy_scale",
+    "hidden_gradient",
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +59,9 @@ class TrainConfig:
     channel mean for pixel_range "centred", [-1, 1] for "unit"); lr is Adam's step size; *_every
     count iterations. wGCN: lambda_w weighs the transport (or gradient) penalty. GGCN: latent_dim
     is d of z ~ N(0, I_d); hidden_steps and hidden_step_size drive the Langevin run in z;
-    langevin_steps is then the number of image-space refinement steps.
+    langevin_steps is then the number of image-space refinement steps; energy_scale, warmup (the
+    iterations of f's linear lr warm-up, any family) and hidden_gradient are described beside
+    ``ENERGY_SCALES``, ``HIDDEN_GRADIENTS`` and ``genconv.engine.presets.GGCNRegime``.
     """
 
     model: str = "gcn"
@@ -68,7 +92,12 @@ class TrainConfig:
     hidden_grad_clip: float | None = None
     generator_lr: float | None = None
     generator_width: int | None = None
-    generator_norm: str = "none"
+    generator_norm: str | None = None
+    energy_scale: str | None = None
+    hidden_gradient: str | None = None
+    top_init: str | None = None
+    refine_clamp: str | None = None
+    warmup: int | None = None
     amortize: bool = True
     seed: int = 0
     backend: str = "auto"
@@ -107,13 +136,19 @@ class TrainConfig:
             beta1=pick("beta1", preset.beta1, regime.beta1),
             slope=self.slope if self.slope is not None else preset.slope,
             pixel_range=pick("pixel_range", "centred", regime.pixel_range),
-            lambda_w=self.lambda_w if self.lambda_w is not None else (0.0 if self.model == "gcn" else 1.0),
+            lambda_w=pick("lambda_w", 0.0 if self.model == "gcn" else 1.0, regime.lambda_w),
             latent_dim=pick("latent_dim", None, regime.latent_dim),
             hidden_steps=pick("hidden_steps", None, regime.hidden_steps),
             hidden_step_size=pick("hidden_step_size", None, regime.hidden_step_size),
             hidden_grad_clip=pick("hidden_grad_clip", None, regime.hidden_grad_clip),
             generator_lr=pick("generator_lr", None, regime.generator_lr),
             generator_width=pick("generator_width", None, preset.generator_width),
+            generator_norm=pick("generator_norm", None, regime.generator_norm),
+            energy_scale=pick("energy_scale", None, regime.energy_scale),
+            hidden_gradient=pick("hidden_gradient", None, regime.hidden_gradient),
+            top_init=pick("top_init", None, regime.top_init),
+            refine_clamp=pick("refine_clamp", None, regime.refine_clamp),
+            warmup=pick("warmup", 0, regime.warmup),
         )
         filled.validate()
         return filled
@@ -126,7 +161,15 @@ class TrainConfig:
         _choice("pixel_range", self.pixel_range, PIXEL_RANGES)
         _choice("transport", self.transport, TRANSPORTS)
         _choice("penalty", self.penalty, PENALTIES)
-        _choice("generator_norm", self.generator_norm, GENERATOR_NORMS)
+        for name, allowed in (
+            ("generator_norm", GENERATOR_NORMS),
+            ("energy_scale", ENERGY_SCALES),
+            ("hidden_gradient", HIDDEN_GRADIENTS),
+            ("top_init", TOP_INITS),
+            ("refine_clamp", REFINE_CLAMPS),
+        ):
+            if getattr(self, name) is not None:
+                _choice(name, getattr(self, name), allowed)
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -137,7 +180,7 @@ class TrainConfig:
         for name in ("max_images", "num_chains", "batch_size", "latent_dim", "generator_width"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
-        for name in ("langevin_steps", "hidden_steps", "holdout"):
+        for name in ("langevin_steps", "hidden_steps", "holdout", "warmup"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ConfigError(f"{flag_of(name)} must be a non-negative integer, got {value!r}")

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from genconv.engine.data import load_images
-from genconv.engine.generate import load_run, sample_checkpoint
+from genconv.engine.generate import default_init, load_run, sample_checkpoint, sampling_steps
 from genconv.engine.likelihood import log_likelihood
 from genconv.engine.metrics import (
     frechet_distance,
@@ -33,7 +33,7 @@ def evaluate_checkpoint(
     num: int,
     steps: int | None = None,
     init: str | None = None,
-    hidden_steps: int = 0,
+    hidden_steps: int | None = None,
     seed: int = 0,
     data: str | None = None,
     inception: str | None = None,
@@ -42,10 +42,12 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """SWD (and FID/IS with a local Inception network) of ``num`` samples against reference images.
 
-    ``steps`` defaults to the run's Langevin steps per iteration; ``init`` as in ``sample_checkpoint``.
+    ``steps`` defaults to the run's Langevin steps per iteration, ``hidden_steps`` to the run's
+    (GGCN from its generator); ``init`` as in ``sample_checkpoint``.
     """
     run = load_run(path, device="cpu")
     steps = run.config.langevin_steps if steps is None else steps
+    steps, hidden_steps = sampling_steps(run, init or default_init(run), steps, hidden_steps)
     samples = sample_checkpoint(path, num=num, steps=steps, seed=seed, init=init, hidden_steps=hidden_steps,
                                 backend=backend, device=device)  # fmt: skip
     reference, which = reference_images(run.config, data)

@@ -15,7 +15,7 @@ from genconv.engine.checkpoint import check_run_record, load_checkpoint
 from genconv.engine.config import TrainConfig
 from genconv.engine.data import PixelScale
 from genconv.engine.generator import GeneratorSpec, UpsamplingGenerator
-from genconv.engine.hidden import hidden_langevin
+from genconv.engine.hidden import hidden_energy_scale, hidden_langevin
 from genconv.engine.langevin import check_step_sizes, init_chains, langevin
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.network import NetworkSpec
@@ -98,6 +98,24 @@ def default_init(run: LoadedRun) -> str:
     return "chains" if "chains" in run.record else "noise"
 
 
+DEFAULT_SAMPLE_STEPS = 200  # image-space steps of a GCN or wGCN sampling run unless told
+
+
+def sampling_steps(run: LoadedRun, init: str, steps: int | None, hidden_steps: int | None) -> tuple[int, int]:
+    """(image-space steps, hidden steps) of a sampling run, the unset ones from the run.
+
+    GGCN drawing from its generator samples as it trained: the run's hidden steps on z ~ N(0, I),
+    g, then the run's refinement steps. Other runs take ``DEFAULT_SAMPLE_STEPS`` image-space steps
+    and no hidden steps.
+    """
+    ggcn = run.generator is not None and init == "generator"
+    if steps is None:
+        steps = int(run.config.langevin_steps or 0) if ggcn else DEFAULT_SAMPLE_STEPS
+    if hidden_steps is None:
+        hidden_steps = int(run.config.hidden_steps or 0) if ggcn else 0
+    return steps, hidden_steps
+
+
 def _start(run: LoadedRun, init: str, first: int, count: int, total: int, seed: int, hidden_steps: int,
            backend: str, device: torch.device | str) -> torch.Tensor:  # fmt: skip
     """Initial states of chains first .. first + count of a sampling run."""
@@ -117,6 +135,7 @@ def _start(run: LoadedRun, init: str, first: int, count: int, total: int, seed: 
                 run.model, run.generator, z, steps=hidden_steps, step_size=run.config.hidden_step_size,
                 seed=derive_seed(seed, HIDDEN_STREAM), stream_offset=first * latent_dim,
                 stream_stride=total * latent_dim, grad_clip=run.config.hidden_grad_clip, backend=backend,
+                energy_scale=hidden_energy_scale(run.model, run.config.hidden_gradient),
             ).x  # fmt: skip
         with torch.no_grad():
             return run.generator(z)
@@ -130,11 +149,11 @@ def sample_checkpoint(
     path: str | Path,
     *,
     num: int,
-    steps: int,
+    steps: int | None = None,
     seed: int = 0,
     delta: float | None = None,
     init: str | None = None,
-    hidden_steps: int = 0,
+    hidden_steps: int | None = None,
     batch_size: int = 64,
     backend: str = "auto",
     device: torch.device | str = "cpu",
@@ -145,24 +164,26 @@ def sample_checkpoint(
 
     Args:
         path: checkpoint file written by ``genconv train``.
-        num: number of samples; steps: image-space Langevin steps per chain (GGCN: refinement steps).
+        num: number of samples; steps: image-space Langevin steps per chain (GGCN: refinement steps;
+            default ``sampling_steps``: the run's for GGCN from its generator, else 200).
         seed: fixes the result; every chain draws the same noise whatever ``batch_size`` is
             (results then agree up to the rounding of batched convolutions).
         delta: step size, default the run's.
         init: "noise" (N(0, sigma^2)), "zeros", "chains" (the run's persistent chains, cycled) or
             "generator" (GGCN: z ~ N(0, I) -> g(z)); default ``default_init``: "generator" for GGCN,
             "chains" for GCN and wGCN.
-        hidden_steps: GGCN: hidden-space Langevin steps on z before g.
+        hidden_steps: GGCN: hidden-space Langevin steps on z before g (default: the run's).
         batch_size: chains run at once.
     Returns:
         Samples on the CPU.
     """
     if num < 1 or batch_size < 1:
         raise ConfigError(f"num and batch size must be >= 1, got {num} and {batch_size}")
-    if steps < 0 or hidden_steps < 0:
+    if (steps is not None and steps < 0) or (hidden_steps is not None and hidden_steps < 0):
         raise ConfigError(f"steps and hidden steps must be >= 0, got {steps} and {hidden_steps}")
     run = load_run(path, expected_model, device)
     init = init or default_init(run)
+    steps, hidden_steps = sampling_steps(run, init, steps, hidden_steps)
     with progress_reporter(num, enabled=progress, unit="sample") as bar:
         x = sample_range(run, 0, num, num, steps=steps, seed=seed, delta=delta, init=init, hidden_steps=hidden_steps,
                          batch_size=batch_size, backend=backend, device=device, on_batch=bar.update)  # fmt: skip
@@ -194,6 +215,9 @@ def sample_range(
         raise ConfigError(f"init must be one of {', '.join(SAMPLE_INITS)}; got {init!r}")
     delta = float(run.config.delta if delta is None else delta)
     check_step_sizes(delta, run.model.sigma)
+    clamp = None  # a GGCN run refining within the pixel range samples within it
+    if run.generator is not None and init == "generator" and run.config.refine_clamp == "pixel-range":
+        clamp = (min(run.generator.spec.output_low), max(run.generator.spec.output_high))
     batches = []
     for start_index in range(first, first + count, batch_size):
         size = min(batch_size, first + count - start_index)
@@ -208,6 +232,7 @@ def sample_range(
             result = langevin(
                 run.model, start, steps=steps, delta=delta, seed=derive_seed(seed, LANGEVIN_STREAM),
                 stream_offset=start_index * chain_size, stream_stride=total * chain_size, backend=backend,
+                clamp=clamp,
             )  # fmt: skip
         except ChainDivergedError as error:
             where = f"at step {error.step} of {steps}" if error.step else f"within {steps} steps"

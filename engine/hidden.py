@@ -17,18 +17,26 @@ from genconv.engine.langevin import LangevinResult, check_step_sizes
 from genconv.engine.model import GenerativeConvNet
 
 
+def hidden_energy_scale(model: GenerativeConvNet, hidden_gradient: str | None) -> float:
+    """What the hidden steps divide d f(g(z))/dz by: the model's energy scale for "relative", else 1."""
+    return model.scale if hidden_gradient == "relative" else 1.0
+
+
 def hidden_grad(
     model: GenerativeConvNet,
     generator: nn.Module,
     z: torch.Tensor,
     backend: str | Backend,
     max_norm: float | None = None,
+    energy_scale: float = 1.0,
 ) -> torch.Tensor:
-    """d f(g(z)) / dz for every row of z, each row scaled down to norm ``max_norm`` if longer."""
+    """d f(g(z)) / dz / ``energy_scale`` for every row of z, each row scaled down to norm ``max_norm`` if longer."""
     with torch.enable_grad():
         latent = z.detach().requires_grad_(True)
         images = generator(latent)
         image_grad = model.grad_f(images.detach(), backend)
+        if energy_scale != 1.0:
+            image_grad = image_grad / energy_scale
         (grad,) = torch.autograd.grad(images, latent, grad_outputs=image_grad.to(images.dtype))
     if max_norm is not None:
         norms = grad.flatten(1).norm(dim=1).clamp_min(1e-30)
@@ -48,6 +56,7 @@ def hidden_langevin(
     stream_offset: int = 0,
     stream_stride: int | None = None,
     grad_clip: float | None = None,
+    energy_scale: float = 1.0,
     backend: str | Backend = "auto",
 ) -> LangevinResult:
     """Run ``steps`` hidden-space Langevin steps from the latent codes ``z`` ([B, d]).
@@ -55,6 +64,11 @@ def hidden_langevin(
     ``grad_clip`` bounds the norm of each chain's d f(g(z))/dz (None: unbounded, the exact dynamics).
     When f grows steep during learning the unbounded hidden dynamics become unstable for the
     spec's step s = 0.1; GGCN training clips by default (genconv's choice).
+
+    ``energy_scale`` divides the gradient (and so sets the units of the clip): with f = h / sigma^2
+    (GGCN's energy scale) passing 1 / sigma^2 makes the steps follow d h(g(z))/dz, i.e. sample
+    exp(h(g(z))) N(z; 0, I), f at temperature 1 / sigma^2; d f(g(z))/dz itself is ~1e4 there and a
+    clip of 100 would fix every step's drift at s^2 / 2 * 100 whatever f is.
 
     Noise is counter-based like the image-space sampler's: step t draws element e at counter
     stream_offset + (start_step + t) * stream_stride + e of ``seed`` (stride default z.numel()).
@@ -67,7 +81,7 @@ def hidden_langevin(
     state = z
     with packing_scope():
         for step in range(steps):
-            grad = hidden_grad(model, generator, state, ops, grad_clip)
+            grad = hidden_grad(model, generator, state, ops, grad_clip, energy_scale)
             offset = stream_offset + (start_step + step) * stride
             state = ops.langevin_update(state, grad, step_size, 1.0, seed=seed, offset=offset)
     return LangevinResult(x=state, seed=seed, next_step=start_step + steps)

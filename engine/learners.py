@@ -27,7 +27,7 @@ from genconv.bindings.errors import ChainDivergedError, CheckpointError
 from genconv.engine.config import TrainConfig
 from genconv.engine.distributed import SINGLE, ProcessGroup, gather_rows, share, sum_all, sum_gradients, sum_tensors
 from genconv.engine.generator import UpsamplingGenerator
-from genconv.engine.hidden import hidden_langevin
+from genconv.engine.hidden import hidden_energy_scale, hidden_langevin
 from genconv.engine.langevin import init_chains, langevin
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.objectives import amortization_loss, maximum_likelihood_loss
@@ -79,14 +79,15 @@ class ChainShare:
 
 
 def run_with_last_step(
-    model: GenerativeConvNet, x: torch.Tensor, config: TrainConfig, seed: int, start_step: int, chains: ChainShare
-) -> LastStep:
-    """``config.langevin_steps`` steps from x, keeping the state before the last one."""
+    model: GenerativeConvNet, x: torch.Tensor, config: TrainConfig, seed: int, start_step: int, chains: ChainShare,
+    clamp: tuple[float, float] | None = None,
+) -> LastStep:  # fmt: skip
+    """``config.langevin_steps`` steps from x (each state clamped to ``clamp``), keeping the state before the last."""
     offset, stride = chains.stream(math.prod(x.shape[1:]))
     head = langevin(model, x, steps=config.langevin_steps - 1, delta=config.delta, seed=seed, start_step=start_step,
-                    stream_offset=offset, stream_stride=stride, backend=config.backend)  # fmt: skip
+                    stream_offset=offset, stream_stride=stride, backend=config.backend, clamp=clamp)  # fmt: skip
     tail = langevin(model, head.x, steps=1, delta=config.delta, seed=seed, start_step=head.next_step,
-                    stream_offset=offset, stream_stride=stride, backend=config.backend)  # fmt: skip
+                    stream_offset=offset, stream_stride=stride, backend=config.backend, clamp=clamp)  # fmt: skip
     return LastStep(head.x, tail.x, seed, offset + head.next_step * stride, tail.next_step)
 
 
@@ -139,6 +140,9 @@ class EnergyLearner:
             float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in layer.parameters()])))
             for layer in self.model._weighted_layers()
         ]
+        if config.warmup:
+            for group in self.optimizer.param_groups:
+                group["lr"] = config.lr * min(1.0, iteration / config.warmup)
         self.optimizer.step()
         names = list(sums)
         totals = sum_all(torch.stack([sums[name].float().to(observed.device) for name in names]), self.group).tolist()
@@ -283,6 +287,16 @@ class ChainLearner:
         self.langevin_step = int(record["rng"]["langevin_step"])
 
 
+def refine_clamp(generator: UpsamplingGenerator, kind: str | None) -> tuple[float, float] | None:
+    """The bounds of GGCN's refined images: the generator's output range for "pixel-range", else None.
+
+    The range spans every channel's [0, 255] in model space ([-1, 1] for pixel range "unit").
+    """
+    if kind != "pixel-range":
+        return None
+    return min(generator.spec.output_low), max(generator.spec.output_high)
+
+
 class GGCNLearner:
     """GGCN: hidden-space sampling through a trainable generator, amortized and symmetrical learning."""
 
@@ -319,7 +333,8 @@ class GGCNLearner:
             hidden = hidden_langevin(
                 self.model, self.generator, latent, steps=config.hidden_steps, step_size=config.hidden_step_size,
                 seed=derive_seed(config.seed, HIDDEN_STREAM, iteration), stream_offset=offset, stream_stride=stride,
-                grad_clip=config.hidden_grad_clip, backend=config.backend,
+                grad_clip=config.hidden_grad_clip, energy_scale=hidden_energy_scale(self.model, config.hidden_gradient),
+                backend=config.backend,
             ).x  # fmt: skip
         with torch.no_grad():
             proposal = self.generator(hidden)
@@ -327,7 +342,13 @@ class GGCNLearner:
         refined = proposal
         if config.langevin_steps:
             last = run_with_last_step(
-                self.model, proposal, config, derive_seed(config.seed, LANGEVIN_STREAM, iteration), 0, self.share
+                self.model,
+                proposal,
+                config,
+                derive_seed(config.seed, LANGEVIN_STREAM, iteration),
+                0,
+                self.share,
+                refine_clamp(self.generator, config.refine_clamp),
             )
             refined = last.after
         check_finite(refined, iteration, config)

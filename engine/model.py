@@ -113,9 +113,16 @@ class GenerativeConvNet(nn.Module):
             self.fc = nn.Linear(channels * height * width, 1, bias=spec.bias)
         generator = None if init_seed is None else torch.Generator().manual_seed(init_seed)
         for module in self._weighted_layers():
-            nn.init.normal_(module.weight, 0.0, spec.init_std, generator=generator)
+            if spec.init == "normal":
+                nn.init.normal_(module.weight, 0.0, spec.init_std, generator=generator)
+            elif isinstance(module, nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                nn.init.normal_(module.weight, 0.0, (2.0 / ((1 + spec.slope**2) * fan_in)) ** 0.5, generator=generator)
+            else:  # the top at zero: f = 0, the model starts as its Gaussian reference
+                nn.init.zeros_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+        self.scale = float(spec.scale)
 
     def _weighted_layers(self) -> list[nn.Conv2d | nn.Linear]:
         """The conv layers bottom-up, then the fully connected top if there is one."""
@@ -149,8 +156,11 @@ class GenerativeConvNet(nn.Module):
             if layer.pool > 1:
                 h = _pool_forward(h, layer)[0]
         if self.fc is not None:
-            return self.fc(h.flatten(1)).squeeze(1)
-        return h.sum(dim=(1, 2, 3))
+            return self._scaled(self.fc(h.flatten(1)).squeeze(1))
+        return self._scaled(h.sum(dim=(1, 2, 3)))
+
+    def _scaled(self, value: torch.Tensor) -> torch.Tensor:
+        return value if self.scale == 1.0 else value * self.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.f(x)
@@ -199,16 +209,18 @@ class GenerativeConvNet(nn.Module):
             found = self.fc(h.flatten(1).to(self.fc.weight.dtype)).squeeze(1) if score else None
         elif found is None and score:
             found = h.flatten(1).sum(dim=1)
+        if found is not None:
+            found = self._scaled(found)
         return BottomUpPass(found, masks, input_hws, pools, top_shape)
 
     def _top_coefficients(
         self, top_shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
     ) -> torch.Tensor | None:
         """B at the top: None (ones, which the top-down ops take implicitly) for the summed top,
-        the FC weights for the object top."""
+        the FC weights for the object top; times the network's ``scale``."""
         if self.fc is None:
-            return None
-        return self.fc.weight.to(dtype).reshape((1,) + top_shape[1:]).expand(top_shape)
+            return None if self.scale == 1.0 else torch.full(top_shape, self.scale, dtype=dtype, device=device)
+        return self._scaled(self.fc.weight.to(dtype)).reshape((1,) + top_shape[1:]).expand(top_shape)
 
     @torch.no_grad()
     def top_down(
@@ -287,6 +299,38 @@ class GenerativeConvNet(nn.Module):
             (grad,) = torch.autograd.grad(self.f(x).sum(), x)
         return grad
 
+    @torch.no_grad()
+    def fit_top(self, x: torch.Tensor, ridge: float = 1e-2) -> float:
+        """Set the fully connected top so that f fits ||x||^2 / (2 sigma^2) on the images x, by one ridge
+        least-squares step on the top's inputs (the conv layers and every bias stay as they are).
+
+        ||x||^2 / (2 sigma^2) is f's working scale: there E(x) = ||x||^2 / (2 sigma^2) - f(x) is
+        level over the images and the reconstruction sigma^2 df/dx is of the size of x. Starting
+        there, f need not first grow to that scale while it learns. With fewer images than
+        features the fit is the ridge solution of least norm (``ridge`` times the mean squared
+        feature norm). Returns the fit's root-mean-square relative error on x.
+
+        Example:
+            >>> model.fit_top(training_images)
+        """
+        if self.fc is None:
+            raise ConfigError("fitting the top needs a network with a fully connected top (preset object, faces, ...)")
+        self.check_input(x)
+        h = x.to(self.dtype)
+        for layer, conv in zip(self.spec.layers, self.convs, strict=True):
+            h = self._activate(conv(h))
+            if layer.pool > 1:
+                h = _pool_forward(h, layer)[0]
+        features = h.flatten(1).double()
+        bias = self.fc.bias.double() if self.fc.bias is not None else 0.0
+        target = x.double().pow(2).flatten(1).sum(dim=1) / (2.0 * self.sigma**2 * self.scale) - bias
+        gram = features @ features.T
+        gram += ridge * float(gram.diagonal().mean()) * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+        weight = features.T @ torch.linalg.solve(gram, target)
+        self.fc.weight.copy_(weight.view_as(self.fc.weight).to(self.fc.weight.dtype))
+        fitted = features @ weight + bias
+        return float(((fitted - (target + bias)).pow(2).mean() / (target + bias).pow(2).mean()).sqrt())
+
     def reconstruct(self, x: torch.Tensor, backend: str | Backend = "auto") -> torch.Tensor:
         """The auto-encoder reconstruction sigma^2 df/dx: the mean of the Gaussian piece holding x."""
         return self.sigma**2 * self.grad_f(x, backend)
@@ -305,7 +349,7 @@ class GenerativeConvNet(nn.Module):
             grad = torch.ones(trace.top_shape, dtype=dtype, device=x.device)
         alpha = torch.zeros(x.shape[0], dtype=dtype, device=x.device)
         if self.fc is not None and self.fc.bias is not None:
-            alpha = alpha + self.fc.bias.to(dtype)
+            alpha = alpha + self._scaled(self.fc.bias.to(dtype))
         reference_ops = resolve_backend("reference", x.device)
         for index in reversed(range(len(self.spec.layers))):
             layer, conv, mask = self.spec.layers[index], self.convs[index], trace.masks[index]

@@ -3,6 +3,7 @@
 The spec is plain data (JSON-able) so checkpoints and configs can carry it.
 """
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -10,6 +11,8 @@ from genconv.bindings.errors import ConfigError
 
 TopKind = Literal["sum", "fc"]
 PoolKind = Literal["max", "avg"]
+InitKind = Literal["normal", "he"]
+WEIGHT_INITS: tuple[str, ...] = ("normal", "he")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,11 @@ class NetworkSpec:
     stationary/texture model). ``top`` = "fc": a fully connected layer maps the top layer to a
     scalar (the object model); it fixes the input size to ``image_size``.
     ``slope`` is the leaky-ReLU slope (0 = ReLU); ``bias`` = False gives a positively homogeneous f.
+    ``scale`` multiplies the network's output: f(x) = scale * h(x). ``init`` "normal" draws every
+    weight from N(0, init_std^2); "he" draws the conv weights at He initialisation for the leaky
+    ReLU (std sqrt(2 / ((1 + slope^2) fan_in))) and sets the top (and every bias) to zero, so f = 0
+    at the start. GGCN's energy scale is scale = 1 / sigma^2 with init "he": the network itself
+    then needs dh/dx = O(1) to reconstruct images, which He initialisation already gives.
     """
 
     in_channels: int
@@ -49,6 +57,8 @@ class NetworkSpec:
     bias: bool = True
     image_size: tuple[int, int] | None = None
     init_std: float = 0.01
+    scale: float = 1.0
+    init: InitKind = "normal"
 
     def __post_init__(self) -> None:
         if self.in_channels < 1:
@@ -66,6 +76,10 @@ class NetworkSpec:
                 raise ConfigError(f"layer {index}: pool must be 0 (none) or a window >= 2, got {layer.pool}")
             if layer.pool_kind not in ("max", "avg"):
                 raise ConfigError(f"layer {index}: pool_kind must be 'max' or 'avg', got {layer.pool_kind!r}")
+        if not (isinstance(self.scale, int | float) and math.isfinite(self.scale) and self.scale > 0):
+            raise ConfigError(f"scale must be a positive number, got {self.scale!r}")
+        if self.init not in WEIGHT_INITS:
+            raise ConfigError(f"init must be one of {', '.join(WEIGHT_INITS)}; got {self.init!r}")
         if self.top == "fc" and self.image_size is None:
             raise ConfigError("a network with a fully connected top needs image_size")
         if self.image_size is not None:

@@ -10,9 +10,9 @@ smooth blobs (``--sigma 1 --delta 0.1 --lr 1e-4 --iterations 1000`` gives the pa
 convs 128/256/512, leaky ReLU 0.2, a linear top) for 32 and 64 px image folders (CIFAR-10,
 CelebA); ``faces`` (the bundled LFW faces at their native 25 px) and ``patches`` (32 px natural
 image patches) are CPU-sized versions of it. Sampling and learning defaults depend on the model
-family: GCN and wGCN use the preset's values; GGCN uses the CoopNets-style regime of the spec
-(images in [-1, 1], sigma 0.016, delta 0.002, 10 image and 10 hidden steps of size 0.1) with the
-preset's fixed chain count where it has one (64 chains otherwise).
+family: GCN and wGCN use the preset's values; GGCN uses its own regime (``GGCNRegime``: images
+in [-1, 1], sigma 0.016, f = h / sigma^2, 10 refinement steps of delta 0.006) with the preset's
+fixed chain count where it has one (64 chains otherwise).
 """
 
 from dataclasses import dataclass
@@ -46,23 +46,49 @@ class Preset:
 
 @dataclass(frozen=True)
 class GGCNRegime:
-    """The GGCN sampling and learning defaults (spec section 4.5), whatever the preset."""
+    """The GGCN sampling and learning defaults, whatever the preset.
+
+    genconv's regime (see docs/models.md, "GGCN on the bundled faces"): images in [-1, 1] and the
+    spec's sigma 0.016, with
+    - the energy scale f(x) = h(x) / sigma^2 (He-initialised convs, the top at zero: f = 0 at the
+      start), so the network only needs dh/dx = O(1) to reconstruct images;
+    - refinement steps of delta 0.006 (ten of them travel about half the way to the
+      reconstruction sigma^2 df/dx; the spec's 0.002 travels 7.5 % and leaves f a discriminator of
+      g's proposals);
+    - a batch-normalised generator, Adam lr 1e-3 for g and f, beta1 0.5, and a linear warm-up of
+      f's lr over the first ``warmup`` iterations.
+    ``SPEC_GGCN_FLAGS`` gives the CoopNets-style regime of the spec (section 4.5) back.
+    """
 
     pixel_range: str = "unit"
     sigma: float = 0.016
-    delta: float = 0.002
+    delta: float = 0.006
     langevin_steps: int = 10
-    hidden_steps: int = 10
+    hidden_steps: int = 0
     hidden_step_size: float = 0.1
     hidden_grad_clip: float = 100.0
+    hidden_gradient: str = "relative"
     latent_dim: int = 100
-    lr: float = 7e-3
-    generator_lr: float = 1e-4
+    lr: float = 1e-3
+    generator_lr: float = 1e-3
+    generator_norm: str = "batch"
+    energy_scale: str = "inverse-variance"
+    top_init: str = "zero"
+    refine_clamp: str = "none"
+    warmup: int = 50
+    lambda_w: float = 0.0
     beta1: float = 0.5
     num_chains: int = 64
 
 
 GGCN_REGIME = GGCNRegime()
+# The command-line flags that give GGCN the spec's CoopNets-style regime (genconv's defaults before
+# the energy scale): N(0, 0.01^2) weights, delta 0.002, f lr 7e-3, g without normalisation at lr 1e-4,
+# 10 hidden steps of 0.1 clipped at 100, the wGCN term at lambda_W = 1.
+SPEC_GGCN_FLAGS = (
+    "--energy-scale none --delta 0.002 --lr 7e-3 --warmup 0 --generator-norm none --generator-lr 1e-4 "
+    "--hidden-steps 10 --lambda-w 1"
+)
 
 _DCGAN_LAYERS = (ConvLayer(64, 3, 1, 1), ConvLayer(128, 4, 2, 1), ConvLayer(256, 4, 2, 1), ConvLayer(512, 4, 2, 1))
 _SMALL_LAYERS = (ConvLayer(32, 3, 1, 1), ConvLayer(64, 4, 2, 1), ConvLayer(128, 4, 2, 1))

@@ -23,7 +23,7 @@ import torch
 
 from genconv.bindings.errors import ConfigError
 from genconv.engine.distributed import SINGLE, ProcessGroup, barrier
-from genconv.engine.generate import default_init, load_run, sample_range
+from genconv.engine.generate import default_init, load_run, sample_range, sampling_steps
 from genconv.engine.images import grid_array, save_png
 from genconv.engine.outputs import write_atomic
 from genconv.engine.progress import progress_reporter
@@ -122,11 +122,11 @@ def sample_shards(
     *,
     num: int,
     shard_size: int,
-    steps: int,
+    steps: int | None = None,
     seed: int = 0,
     delta: float | None = None,
     init: str | None = None,
-    hidden_steps: int = 0,
+    hidden_steps: int | None = None,
     batch_size: int = 64,
     backend: str = "auto",
     device: torch.device | str = "cpu",
@@ -150,8 +150,9 @@ def sample_shards(
     """
     started = time.perf_counter()
     run = load_run(checkpoint, expected_model, device)
-    plan = ShardPlan(file_sha256(checkpoint), num, shard_size, steps, seed, delta,
-                     init or default_init(run), hidden_steps)  # fmt: skip
+    init = init or default_init(run)
+    steps, hidden_steps = sampling_steps(run, init, steps, hidden_steps)
+    plan = ShardPlan(file_sha256(checkpoint), num, shard_size, steps, seed, delta, init, hidden_steps)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} must be a directory for a sharded run (--shard-size)")

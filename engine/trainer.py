@@ -156,6 +156,9 @@ class Trainer:
         if record is None:
             self.scale = datasets.PixelScale.for_images(config.pixel_range, training)
             spec = network_for(config.preset, images.shape[1], config.image_size, slope=config.slope)
+            if config.energy_scale == "inverse-variance":
+                assert config.sigma is not None
+                spec = replace(spec, scale=1.0 / config.sigma**2, init="he")
         else:
             self.scale = datasets.PixelScale.from_dict(record["pixels"])
             spec = NetworkSpec.from_dict(record["network"])
@@ -169,6 +172,8 @@ class Trainer:
         assert config.sigma is not None
         init_seed = derive_seed(config.seed, MODEL_INIT_STREAM)
         self.model = GenerativeConvNet(spec, sigma=config.sigma, init_seed=init_seed).to(self.device)
+        if record is None and config.top_init == "least-squares":
+            self.model.fit_top(self.observed)
         if config.model == "ggcn":
             generator = build_generator(config, images.shape[1], self.scale).to(self.device)
             check_divisible("the number of chains", config.num_chains or 0, self.group)

@@ -116,7 +116,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         "--lambda-w",
         type=_NON_NEGATIVE,
         default=None,
-        help="weight of the Wasserstein (JKO) transport penalty; 0 = plain MLE (default 1)",
+        help="weight of the Wasserstein (JKO) transport penalty; 0 = plain MLE (default 1 for wgcn, 0 for ggcn)",
     )
     group.add_argument(
         "--transport",
@@ -128,18 +128,50 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gp-target", type=_NON_NEGATIVE, default=1.0, help="target ||df/dx|| of the gradient penalty")
     group.add_argument("--latent-dim", type=_WIDTH, default=None, help="ggcn: dimension d of z ~ N(0, I_d) (100)")
     group.add_argument(
-        "--hidden-steps", type=_COUNT0, default=None, help="ggcn: hidden-space Langevin steps (10; 0 = off)"
+        "--hidden-steps", type=_COUNT0, default=None, help="ggcn: hidden-space Langevin steps (0 = off, the default)"
     )
     group.add_argument("--hidden-step-size", type=_POSITIVE, default=None, help="ggcn: hidden-space step size s (0.1)")
     group.add_argument(
         "--hidden-grad-clip",
         type=_POSITIVE,
         default=None,
-        help="ggcn: largest norm of d f(g(z))/dz per chain in the hidden steps (100)",
+        help="ggcn: largest norm per chain of the hidden steps' gradient (100, in the units --hidden-gradient sets)",
     )
-    group.add_argument("--generator-lr", type=_POSITIVE, default=None, help="ggcn: Adam learning rate of g (1e-4)")
+    group.add_argument(
+        "--hidden-gradient",
+        default=None,
+        help="ggcn: what the hidden steps follow: relative (d f(g(z))/dz over the energy scale, i.e. d h(g(z))/dz; "
+        "the default) or absolute (d f(g(z))/dz)",
+    )
+    group.add_argument(
+        "--energy-scale",
+        default=None,
+        help="ggcn: inverse-variance (f = h / sigma^2, He-initialised convs, top at zero so f = 0 at the start; "
+        "the default) or none (f = h, N(0, 0.01^2) weights: the spec's start)",
+    )
+    group.add_argument(
+        "--top-init",
+        default=None,
+        help="ggcn: f's top at the start: zero (the default) or least-squares (fitted so that f = ||x||^2 / "
+        "(2 sigma^2) on the training images)",
+    )
+    group.add_argument(
+        "--refine-clamp",
+        default=None,
+        help="ggcn: pixel-range (keep every refined image within the pixel range, [-1, 1] for --pixel-range unit) "
+        "or none (the default)",
+    )
+    group.add_argument(
+        "--warmup",
+        type=_COUNT0,
+        default=None,
+        help="iterations of linear warm-up of f's learning rate (default 50 for ggcn, 0 otherwise)",
+    )
+    group.add_argument("--generator-lr", type=_POSITIVE, default=None, help="ggcn: Adam learning rate of g (1e-3)")
     group.add_argument("--generator-width", type=_WIDTH, default=None, help="ggcn: channels of g at 4 x 4")
-    group.add_argument("--generator-norm", default="none", help="ggcn: none or batch normalisation in g")
+    group.add_argument(
+        "--generator-norm", default=None, help="ggcn: batch normalisation in g (batch, the default) or none"
+    )
     group.add_argument("--no-amortize", action="store_true", help="ggcn: do not train g (ablation)")
 
 
@@ -155,6 +187,8 @@ def _config_from(args: argparse.Namespace, model: str):
         latent_dim=args.latent_dim, hidden_steps=args.hidden_steps, hidden_step_size=args.hidden_step_size,
         hidden_grad_clip=args.hidden_grad_clip,
         generator_lr=args.generator_lr, generator_width=args.generator_width, generator_norm=args.generator_norm,
+        energy_scale=args.energy_scale, hidden_gradient=args.hidden_gradient, warmup=args.warmup,
+        top_init=args.top_init, refine_clamp=args.refine_clamp,
         amortize=not args.no_amortize, seed=args.seed, backend=args.backend, device=args.device,
         image_every=getattr(args, "image_every", 50), checkpoint_every=getattr(args, "checkpoint_every", 50),
     )  # fmt: skip
@@ -210,7 +244,12 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
         default=16,
         help="number of samples (under torchrun write --samples: torchrun reads --num as its --numa-binding)",
     )
-    parser.add_argument("--steps", type=_COUNT0, default=200, help="image-space Langevin steps per chain")
+    parser.add_argument(
+        "--steps",
+        type=_COUNT0,
+        default=None,
+        help="image-space Langevin steps per chain (default: the run's refinement steps for ggcn, 200 otherwise)",
+    )
     parser.add_argument(
         "--seed", type=_SEED, default=0, help="seed (each chain draws the same noise whatever --batch-size)"
     )
@@ -223,7 +262,9 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
         help="chain start: noise (N(0, sigma^2)), zeros, chains (the run's persistent chains) or "
         "generator (ggcn: z ~ N(0, I) -> g(z)); default generator for ggcn, chains for gcn and wgcn",
     )
-    parser.add_argument("--hidden-steps", type=_COUNT0, default=0, help="ggcn: hidden-space Langevin steps before g")
+    parser.add_argument(
+        "--hidden-steps", type=_COUNT0, default=None, help="ggcn: hidden-space Langevin steps before g (the run's)"
+    )
     parser.add_argument("--batch-size", type=_COUNT, default=64, help="chains run at once")
     parser.add_argument("--model", default=None, help=f"model family the checkpoint must hold: {MODELS}")
     parser.add_argument(
@@ -253,7 +294,9 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--num", type=_COUNT, default=64, help="number of samples")
     parser.add_argument("--steps", type=_COUNT0, default=None, help="image-space Langevin steps (default: the run's)")
     parser.add_argument("--init", default=None, help="chain start, as for genconv sample")
-    parser.add_argument("--hidden-steps", type=_COUNT0, default=0, help="ggcn: hidden-space Langevin steps before g")
+    parser.add_argument(
+        "--hidden-steps", type=_COUNT0, default=None, help="ggcn: hidden-space Langevin steps before g (the run's)"
+    )
     parser.add_argument("--seed", type=_SEED, default=0, help="seed of the samples and of the SWD projections")
     parser.add_argument("--data", default=None, help="reference images (default: the run's held-out images)")
     parser.add_argument("--inception", default=None, help="TorchScript Inception network for FID and IS")

@@ -49,6 +49,18 @@ def test_sample_from_the_generator_with_hidden_steps(ggcn_run, tmp_path) -> None
     assert 0 <= first.min() and first.max() <= 255  # g emits pixels within [0, 255]; one small step stays near
 
 
+def test_ggcn_samples_as_it_trained_unless_told(ggcn_run, tmp_path) -> None:
+    """Without --steps and --hidden-steps a GGCN checkpoint samples with its run's hidden and refinement steps."""
+    common = ["sample", "--checkpoint", str(ggcn_run / "checkpoint.pt"), "--num", "4", "--seed", "3", "--backend",
+              "torch", "--no-progress"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "default.png")]) == 0
+    assert main([*common, "--steps", "2", "--hidden-steps", "2", "--out", str(tmp_path / "run.png")]) == 0
+    assert main([*common, "--steps", "0", "--hidden-steps", "0", "--out", str(tmp_path / "none.png")]) == 0
+    default, run, bare = (np.load(tmp_path / f"{name}.npy") for name in ("default", "run", "none"))
+    np.testing.assert_array_equal(default, run)
+    assert np.abs(default - bare).max() > 0
+
+
 def test_eval_reports_swd_against_held_out_images(ggcn_run, tmp_path, capsys) -> None:
     report_path = tmp_path / "report.json"
     args = ["eval", "--checkpoint", str(ggcn_run / "checkpoint.pt"), "--num", "6", "--steps", "0", "--backend",
@@ -138,6 +150,12 @@ def test_dip_ratio_catches_downward_collapses_that_spike_ratio_misses() -> None:
         (["train", "--model", "wgcn", "--transport", "sinkhorn", "--out", "X"], "transport must be one of"),
         (["train", "--model", "ggcn", "--generator-norm", "layer", "--out", "X"], "--generator-norm must be one of"),
         (["train", "--pixel-range", "01", "--out", "X"], "--pixel-range must be one of"),
+        (["train", "--model", "ggcn", "--energy-scale", "sigma", "--out", "X"], "--energy-scale must be one of"),
+        (["train", "--energy-scale", "none", "--out", "X"], "--energy-scale applies to --model ggcn only"),
+        (["train", "--model", "ggcn", "--top-init", "data", "--out", "X"], "--top-init must be one of"),
+        (["train", "--model", "ggcn", "--refine-clamp", "yes", "--out", "X"], "--refine-clamp must be one of"),
+        (["train", "--model", "ggcn", "--hidden-gradient", "scaled", "--out", "X"], "--hidden-gradient must be one"),
+        (["train", "--model", "ggcn", "--warmup", "-1", "--out", "X"], "argument --warmup: expected an integer >= 0"),
         (["compare", "--models", "gcn,vae", "--out", "X"], "--models must list"),
         (["compare", "--seeds", "0", "--out", "X"], "argument --seeds: expected a number of runs from 1 to 1000"),
         (["compare", "--ais-steps", "0", "--out", "X"], "argument --ais-steps: expected an integer >= 1"),
