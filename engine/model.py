@@ -141,6 +141,16 @@ class GenerativeConvNet(nn.Module):
     def _activate(self, pre: torch.Tensor) -> torch.Tensor:
         return F.relu(pre) if self.spec.slope == 0 else F.leaky_relu(pre, self.spec.slope)
 
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """The activations under the top: every conv layer, its activation and its pooling."""
+        self.check_input(x)
+        h = x.to(self.dtype)
+        for layer, conv in zip(self.spec.layers, self.convs, strict=True):
+            h = self._activate(conv(h))
+            if layer.pool > 1:
+                h = _pool_forward(h, layer)[0]
+        return h
+
     def f(self, x: torch.Tensor) -> torch.Tensor:
         """The score f(x; w) per image, differentiable in x and w (the learning path).
 
@@ -149,12 +159,7 @@ class GenerativeConvNet(nn.Module):
         Returns:
             [B] scores, in the model's dtype.
         """
-        self.check_input(x)
-        h = x.to(self.dtype)
-        for layer, conv in zip(self.spec.layers, self.convs, strict=True):
-            h = self._activate(conv(h))
-            if layer.pool > 1:
-                h = _pool_forward(h, layer)[0]
+        h = self._features(x)
         if self.fc is not None:
             return self._scaled(self.fc(h.flatten(1)).squeeze(1))
         return self._scaled(h.sum(dim=(1, 2, 3)))
@@ -315,12 +320,7 @@ class GenerativeConvNet(nn.Module):
         """
         if self.fc is None:
             raise ConfigError("fitting the top needs a network with a fully connected top (preset object, faces, ...)")
-        self.check_input(x)
-        h = x.to(self.dtype)
-        for layer, conv in zip(self.spec.layers, self.convs, strict=True):
-            h = self._activate(conv(h))
-            if layer.pool > 1:
-                h = _pool_forward(h, layer)[0]
+        h = self._features(x)
         features = h.flatten(1).double()
         bias = self.fc.bias.double() if self.fc.bias is not None else 0.0
         target = x.double().pow(2).flatten(1).sum(dim=1) / (2.0 * self.sigma**2 * self.scale) - bias
