@@ -134,3 +134,29 @@ def test_clip_value_clamps_each_gradient_element() -> None:
     torch.testing.assert_close(out.x, x - 0.1 * 0.05)
     with pytest.raises(ConfigError, match="clip_value must be a finite number > 0"):
         sample_langevin(ENERGY, x, steps=1, update=SGLDStep(0.1, 0.0), clip_value=-1.0)
+
+
+def test_a_conv_energy_runs_channels_last_and_sees_weight_updates() -> None:
+    """On the CPU a compiled block reads images and conv weights channels-last (copies made in the
+    graph): the chain equals the eager one, the caller's layout comes back, and an in-place update
+    of the weights (training) is seen by the next call."""
+    torch.manual_seed(0)
+    energy = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(8, 4, 3),
+        nn.Flatten(),
+        nn.LazyLinear(1),
+        nn.Flatten(0),
+    )
+    x = torch.rand(5, 3, 13, 13) * 2 - 1
+    energy(x)  # materialise the lazy layer
+    update = SGLDStep(step_size=0.01, noise_std=0.05)
+    for _ in range(2):
+        eager = sample_langevin(energy, x, steps=3, update=update, seed=4, compile=False).x
+        compiled = sample_langevin(energy, x, steps=3, update=update, seed=4, compile=True).x
+        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+        assert compiled.is_contiguous()
+        assert energy[0].weight.is_contiguous()  # the module's own weights keep their layout
+        with torch.no_grad():
+            energy[0].weight.mul_(1.5)
