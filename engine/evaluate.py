@@ -81,6 +81,7 @@ def likelihood_of_checkpoint(
     steps: int = 200,
     transition: str = "mala",
     schedule: str = "sigmoid",
+    cess: float = 0.5,
     delta: float | None = None,
     reverse: bool = False,
     base: str = "reference",
@@ -98,7 +99,7 @@ def likelihood_of_checkpoint(
     run = load_run(path, device="cpu")
     reference, which = reference_images(run.config, data)
     found = log_likelihood(path, reference, chains=chains, steps=steps, transition=transition, delta=delta,
-                           schedule=schedule, reverse=reverse, base=base, leapfrog=leapfrog,
+                           schedule=schedule, cess=cess, reverse=reverse, base=base, leapfrog=leapfrog,
                            equilibrate_moves=equilibrate_moves, pilot_steps=pilot_steps, resample=resample,
                            populations=populations, dequantize=dequantize,
                            seed=seed, backend=backend,

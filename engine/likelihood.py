@@ -45,11 +45,12 @@ from genconv.engine.model import GenerativeConvNet
 
 TRANSITIONS: tuple[str, ...] = ("mala", "pcn", "langevin", "hmc")
 BASES: tuple[str, ...] = ("reference", "chains", "pilot")
-SCHEDULES: tuple[str, ...] = ("sigmoid", "geometric", "linear")
+SCHEDULES: tuple[str, ...] = ("sigmoid", "geometric", "linear", "adaptive")
 TARGET_ACCEPTANCE = 0.6
 HMC_TARGET_ACCEPTANCE = 0.7
 _INIT_STREAM, _STEP_STREAM, _ACCEPT_STREAM, _DEQUANTIZE_STREAM = 11, 12, 13, 14
 _EQUILIBRATE_STREAM, _PILOT_STREAM, _EQUILIBRATE_ACCEPT_STREAM, _RESAMPLE_STREAM = 15, 16, 17, 18
+_LADDER_STREAM = 19
 
 ScoreAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -104,6 +105,21 @@ def beta_schedule(steps: int, kind: str = "sigmoid", *, sharpness: float = 4.0, 
         curve = torch.sigmoid(torch.linspace(-sharpness, sharpness, steps + 1, dtype=torch.float64))
         return (curve - curve[0]) / (curve[-1] - curve[0])
     raise ConfigError(f"AIS schedule must be one of {', '.join(SCHEDULES)}; got {kind!r}")
+
+
+def _ladder(schedule: str | torch.Tensor, steps: int) -> tuple[torch.Tensor, int, str]:
+    """(betas, steps, name) from a schedule name and ``steps``, or from a given ladder of betas."""
+    if not isinstance(schedule, torch.Tensor):
+        if schedule == "adaptive":
+            raise ConfigError("the adaptive schedule is a ladder from adaptive_betas: pass its betas as schedule")
+        return beta_schedule(steps, schedule), steps, schedule
+    betas = schedule.detach().to(device="cpu", dtype=torch.float64)
+    if betas.dim() != 1 or betas.numel() < 2 or not bool(torch.isfinite(betas).all()):
+        raise ConfigError(f"a schedule of inverse temperatures must be a 1-D tensor of >= 2 finite values, got "
+                          f"shape {list(betas.shape)}")  # fmt: skip
+    if float(betas[0]) != 0.0 or float(betas[-1]) != 1.0 or not bool((betas[1:] > betas[:-1]).all()):
+        raise ConfigError("a schedule of inverse temperatures must increase strictly from 0 to 1")
+    return betas, betas.numel() - 1, "given"
 
 
 def log_mean_exp_with_se(log_weights: torch.Tensor) -> tuple[float, float, float]:
@@ -252,6 +268,20 @@ def _hmc_move(
     return chosen, accept
 
 
+def _systematic_resample(
+    ops: Backend, state: _State, log_w: torch.Tensor, seed: int, position: int, first_chain: int
+) -> _State:
+    """The chains drawn in proportion to exp(log_w) by systematic resampling (one seeded uniform)."""
+    count = log_w.shape[0]
+    uniform = ops.standard_normal(derive_seed(seed, _RESAMPLE_STREAM), position * (1 << 20) + first_chain, (1,),
+                                  state.x.device)  # fmt: skip
+    offset = float(torch.special.ndtr(uniform.to(torch.float64))[0])
+    cumulative = torch.cumsum(torch.softmax(log_w, dim=0), dim=0)
+    marks = (offset + torch.arange(count, dtype=torch.float64, device=log_w.device)) / count
+    index = torch.searchsorted(cumulative, marks).clamp_max(count - 1)
+    return _State(state.x[index], state.h[index], state.grad_h[index], state.log_q[index], state.grad_log_q[index])
+
+
 def _anneal_hmc(
     evaluate: Callable[[torch.Tensor], _State],
     ops: Backend,
@@ -292,14 +322,7 @@ def _anneal_hmc(
         if resample > 0:
             log_mean, _, ess = log_mean_exp_with_se(log_w)
             if ess < resample * count:
-                uniform = ops.standard_normal(derive_seed(seed, _RESAMPLE_STREAM), position * (1 << 20) + first_chain,
-                                              (1,), x.device)  # fmt: skip
-                offset = float(torch.special.ndtr(uniform.to(torch.float64))[0])
-                cumulative = torch.cumsum(torch.softmax(log_w, dim=0), dim=0)
-                marks = (offset + torch.arange(count, dtype=torch.float64, device=x.device)) / count
-                index = torch.searchsorted(cumulative, marks).clamp_max(count - 1)
-                state = _State(state.x[index], state.h[index], state.grad_h[index], state.log_q[index],
-                               state.grad_log_q[index])  # fmt: skip
+                state = _systematic_resample(ops, state, log_w, seed, position, first_chain)
                 banked += log_mean
                 log_w = torch.zeros_like(log_w)
         momentum = ops.standard_normal(derive_seed(seed, _STEP_STREAM), position * stride + first_chain * numel,
@@ -313,6 +336,145 @@ def _anneal_hmc(
     return log_w + banked, sum(rates) / len(rates) if rates else 1.0, step, state.x
 
 
+def _target(
+    model: GenerativeConvNet | ScoreAndGrad,
+    shape: tuple[int, ...] | None,
+    sigma: float | None,
+    backend: str | Backend,
+    device: torch.device | str,
+) -> tuple[ScoreAndGrad, tuple[int, ...], float, Backend, torch.dtype]:
+    """(score_and_grad, state shape, reference sigma, ops, state dtype) of a model or a function."""
+    ops = resolve_backend(backend, device)
+    if isinstance(model, GenerativeConvNet):
+        shape = tuple(shape or (model.spec.in_channels, *model.spec.image_size))
+        sigma = model.sigma if sigma is None else float(sigma)
+        score_and_grad, dtype = _model_score_and_grad(model, ops), model.dtype
+    else:
+        if shape is None or sigma is None:
+            raise ConfigError("AIS needs shape and sigma with a score-and-gradient function")
+        score_and_grad, dtype = model, torch.float32
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ConfigError(f"sigma (the reference std) must be a positive number, got {sigma}")
+    return score_and_grad, tuple(shape), float(sigma), ops, dtype
+
+
+def _next_beta(log_w: torch.Tensor, h: torch.Tensor, beta: float, cess: float) -> float:
+    """The largest beta' <= 1 whose step keeps the conditional ESS of the weights >= ``cess``:
+    (sum_i W_i u_i)^2 / sum_i W_i u_i^2 with W the normalised weights and u = exp((beta' - beta) h)."""
+    log_normalised = torch.log_softmax(log_w, dim=0)
+
+    def conditional_ess(candidate: float) -> float:
+        increment = (candidate - beta) * h
+        first = torch.logsumexp(log_normalised + increment, dim=0)
+        second = torch.logsumexp(log_normalised + 2.0 * increment, dim=0)
+        return float(torch.exp(2.0 * first - second))
+
+    if conditional_ess(1.0) >= cess:
+        return 1.0
+    low, high = beta, 1.0
+    for _ in range(60):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if conditional_ess(middle) >= cess else (low, middle)
+    # the conditional ESS tends to 1 as the step shrinks, so low > beta but for rounding
+    return max(low, math.nextafter(beta, 2.0))
+
+
+def adaptive_betas(
+    model: GenerativeConvNet | ScoreAndGrad,
+    *,
+    shape: tuple[int, ...] | None = None,
+    sigma: float | None = None,
+    chains: int = 64,
+    cess: float = 0.5,
+    max_steps: int = 5000,
+    transition: str = "hmc",
+    leapfrog: int = 8,
+    delta: float | None = None,
+    base: MixtureBase | None = None,
+    seed: int = 0,
+    backend: str | Backend = "auto",
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, AISEstimate]:
+    """A ladder of inverse temperatures chosen by conditional ESS, from one sequential Monte Carlo run.
+
+    One population of ``chains`` anneals from the base (default N(0, sigma^2 I)) to the model on the
+    path q^(1 - beta) p~^beta; each next beta is the largest whose weight increments keep the
+    conditional ESS of the weights at ``cess`` (Zhou, Johansen & Aston 2016), so the ladder is dense
+    where the targets change fast; the population is resampled (systematically) when its ESS falls
+    below half its size, and moved by one MALA or HMC transition per beta. The run's own log Z is
+    consistent but, its schedule depending on its own weights, not unbiased: use the ladder, fixed,
+    for an independent ``annealed_log_z`` run (with ``resample`` for SMC), whose log Z is then a
+    stochastic lower bound as with any fixed schedule.
+
+    Args:
+        model, shape, sigma, transition, leapfrog, delta, base, seed, backend, device: as in
+            ``annealed_log_z`` (transition mala or hmc).
+        chains: the population's size; cess: the conditional ESS kept per step, in (0, 1) (higher:
+            more, smaller steps); max_steps: the most steps; a ladder that reaches it takes its last
+            step to beta = 1 (still a valid ladder, a poor one: the estimate says how many it took).
+    Returns:
+        (betas [K + 1] float64 from 0 to 1, the run's AISEstimate with schedule "adaptive", its
+        log_z_se NaN: one resampled population carries no error estimate of its own).
+
+    Example:
+        >>> betas, ladder = adaptive_betas(model, chains=64, cess=0.5)
+        >>> estimate = annealed_log_z(model, chains=64, schedule=betas, transition="hmc", resample=0.5, batch_size=16)
+    """
+    _check_ais_options(chains, 1, transition, delta)
+    if transition not in ("mala", "hmc"):
+        raise ConfigError(f"the adaptive ladder takes transition mala or hmc, got {transition!r}")
+    if not (isinstance(cess, float | int) and 0 < cess < 1):
+        raise ConfigError(f"the conditional ESS of the adaptive ladder must be in (0, 1), got {cess!r}")
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+        raise ConfigError(f"the adaptive ladder's max_steps must be a positive integer, got {max_steps!r}")
+    if not isinstance(leapfrog, int) or isinstance(leapfrog, bool) or leapfrog < 1:
+        raise ConfigError(f"HMC leapfrog steps must be a positive integer, got {leapfrog!r}")
+    score_and_grad, shape, sigma, ops, dtype = _target(model, shape, sigma, backend, device)
+    dimension = math.prod(shape)
+    leapfrog = leapfrog if transition == "hmc" else 1
+    step = delta if delta is not None else (sigma * dimension ** (-0.25) if transition == "hmc"
+                                            else 0.5 * sigma * dimension ** (-1.0 / 6.0))  # fmt: skip
+    base = base if base is not None else reference_base(shape, sigma)
+    if tuple(base.centres.shape[1:]) != tuple(shape):
+        raise ConfigError(f"mixture centres must be [M, {', '.join(map(str, shape))}], got {list(base.centres.shape)}")
+    evaluate = _evaluator(score_and_grad, base, sigma)
+    target = TARGET_ACCEPTANCE if leapfrog == 1 else HMC_TARGET_ACCEPTANCE
+    began = time.perf_counter()
+    with torch.no_grad(), packing_scope():
+        normals = ops.standard_normal(derive_seed(seed, _INIT_STREAM), 0, (chains, *shape), device)
+        state = evaluate(base.sample(normals, 0).to(dtype))
+        log_w = torch.zeros(chains, dtype=torch.float64, device=state.x.device)
+        levels, banked, rates = [0.0], 0.0, []
+        while levels[-1] < 1.0:
+            beta = _next_beta(log_w, state.h, levels[-1], cess) if len(levels) < max_steps else 1.0
+            log_w = log_w + (beta - levels[-1]) * state.h
+            levels.append(beta)
+            if beta >= 1.0:
+                break
+            position = len(levels) - 2
+            log_mean, _, ess = log_mean_exp_with_se(log_w)
+            if ess < 0.5 * chains:
+                state = _systematic_resample(ops, state, log_w, derive_seed(seed, _LADDER_STREAM), position, 0)
+                banked += log_mean
+                log_w = torch.zeros_like(log_w)
+            momentum = ops.standard_normal(derive_seed(seed, _STEP_STREAM), position * chains * dimension,
+                                           (chains, *shape), state.x.device)  # fmt: skip
+            uniform = ops.standard_normal(derive_seed(seed, _ACCEPT_STREAM), position * chains, (chains,),
+                                          state.x.device)  # fmt: skip
+            state, accept = _hmc_move(evaluate, state, beta, step, leapfrog, momentum, uniform)
+            rates.append(float(accept.double().mean()))
+            step *= math.exp(rates[-1] - target)
+    weights = (log_w + banked).cpu()
+    log_z, _, ess = log_mean_exp_with_se(weights)
+    betas = torch.tensor(levels, dtype=torch.float64)
+    estimate = AISEstimate(
+        log_z=log_z, log_z_se=math.nan, direction="forward", chains=chains, steps=len(levels) - 1,
+        transition=transition, schedule="adaptive", ess=ess, acceptance=sum(rates) / len(rates) if rates else 1.0,
+        final_delta=step, seconds=time.perf_counter() - began, log_weights=weights, final_states=state.x,
+    )  # fmt: skip
+    return betas, estimate
+
+
 def annealed_log_z(
     model: GenerativeConvNet | ScoreAndGrad,
     *,
@@ -323,7 +485,7 @@ def annealed_log_z(
     transition: str = "mala",
     delta: float | None = None,
     adapt: bool | None = None,
-    schedule: str = "sigmoid",
+    schedule: str | torch.Tensor = "sigmoid",
     start: torch.Tensor | None = None,
     base: MixtureBase | None = None,
     leapfrog: int = 8,
@@ -349,7 +511,8 @@ def annealed_log_z(
         adapt: MALA only (default on): after each step multiply delta by exp(acceptance - 0.6),
             the acceptance taken over all chains, so delta follows the targets as beta grows. It
             depends on each chain's own past only through a 1/chains share.
-        schedule: "sigmoid", "geometric" or "linear" (``beta_schedule``).
+        schedule: "sigmoid", "geometric" or "linear" (``beta_schedule``), or the inverse temperatures
+            themselves, [K + 1] increasing from 0 to 1 (``adaptive_betas``' ladder); ``steps`` is then K.
         start: reverse AIS: [chains, ...] samples of the model (beta = 1), annealed down to 0;
             the estimate is then an upper bound on log Z (exact only for exact samples).
         base: a normalised start q other than N(0, sigma^2 I) (``MixtureBase``); the path is then
@@ -369,20 +532,9 @@ def annealed_log_z(
         >>> estimate = annealed_log_z(model, chains=64, steps=100)
         >>> estimate.log_z, estimate.log_z_se
     """
+    betas, steps, schedule_name = _ladder(schedule, steps)
     _check_ais_options(chains, steps, transition, delta)
-    if isinstance(model, GenerativeConvNet):
-        shape = tuple(shape or (model.spec.in_channels, *model.spec.image_size))
-        sigma = model.sigma if sigma is None else float(sigma)
-        ops = resolve_backend(backend, device)
-        score_and_grad = _model_score_and_grad(model, ops)
-        dtype = model.dtype
-    else:
-        if shape is None or sigma is None:
-            raise ConfigError("annealed_log_z needs shape and sigma with a score-and-gradient function")
-        ops = resolve_backend(backend, device)
-        score_and_grad, dtype = model, torch.float32
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ConfigError(f"sigma (the reference std) must be a positive number, got {sigma}")
+    score_and_grad, shape, sigma, ops, dtype = _target(model, shape, sigma, backend, device)
     if start is not None and (start.dim() != len(shape) + 1 or tuple(start.shape[1:]) != tuple(shape)):
         raise ConfigError(f"start must be model samples [chains, {', '.join(map(str, shape))}], "
                           f"got {list(start.shape)}")  # fmt: skip
@@ -415,7 +567,6 @@ def annealed_log_z(
         if batch_size is None or chains % max(1, int(batch_size)) or chains // max(1, int(batch_size)) < 2:
             raise ConfigError(f"resampling AIS needs batch_size dividing chains ({chains}) into at least 2 "
                               f"populations, got {batch_size!r}")  # fmt: skip
-    betas = beta_schedule(steps, schedule)
     batch = chains if batch_size is None else max(1, min(int(batch_size), chains))
     began = time.perf_counter()
     log_weights, accepted, final_deltas, ends = [], [], [], []
@@ -448,7 +599,7 @@ def annealed_log_z(
     return AISEstimate(
         log_z=log_mean if start is None else -log_mean, log_z_se=se,
         direction="forward" if start is None else "reverse", chains=chains, steps=steps, transition=transition,
-        schedule=schedule, ess=ess, acceptance=acceptance, final_delta=float(final_deltas[-1]),
+        schedule=schedule_name, ess=ess, acceptance=acceptance, final_delta=float(final_deltas[-1]),
         seconds=time.perf_counter() - began, log_weights=weights, final_states=torch.cat(ends),
     )  # fmt: skip
 
@@ -620,7 +771,9 @@ class LikelihoodReport:
     *_data_se: the standard error of the mean over the images. nats_lower / bits_per_dim_upper:
     from reverse AIS when it ran (log_z_upper < log_z beyond the errors says the reverse start was
     not a sample of the model). base: the forward start ("reference", "chains" or "pilot"); pilot:
-    the pilot run's figures (its log_z is a lower bound too, from fewer, costlier steps).
+    the pilot run's figures (its log_z is a lower bound too, from fewer, costlier steps). ladder:
+    with the adaptive schedule, the figures of the run that chose the betas (its log_z is
+    consistent, not a bound: its schedule follows its own weights).
     """
 
     images: int
@@ -644,6 +797,7 @@ class LikelihoodReport:
     base: str = "reference"
     equilibrate_acceptance: float | None = None
     pilot: dict[str, Any] | None = None
+    ladder: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -671,6 +825,7 @@ def log_likelihood(
     transition: str = "mala",
     delta: float | None = None,
     schedule: str = "sigmoid",
+    cess: float = 0.5,
     reverse: bool = False,
     reverse_start: torch.Tensor | None = None,
     base: str = "reference",
@@ -694,7 +849,10 @@ def log_likelihood(
             training images when it held none out).
         scale: the model's ``PixelScale`` (default for a model: centred on the data's own mean).
         chains, steps, transition, delta, schedule, seed, batch_size: the forward AIS run
-            (``annealed_log_z``).
+            (``annealed_log_z``). schedule "adaptive": a first, independent run (``adaptive_betas``, as
+            many chains as one population, mala or hmc, at most ``steps`` steps) chooses the betas by
+            conditional ESS ``cess`` on the main run's path; the forward and reverse runs then use
+            that ladder, fixed, so their bounds hold as with any fixed schedule.
         reverse: also run reverse AIS from model samples, an upper bound on log Z (a lower bound
             on the likelihood) when the samples are exact; ``reverse_start`` gives the samples in
             model space, else a checkpoint's persistent chains (cycled) are used.
@@ -703,7 +861,8 @@ def log_likelihood(
             "pilot" (the same mixture at the end states of a first, independent forward AIS run of
             ``pilot_steps`` from the reference; those states also start reverse AIS). The pilot
             fixes q before the main run draws anything, so the main run stays a lower bound.
-        pilot_steps: steps of the pilot run (default ``steps``).
+        pilot_steps: steps of the pilot run (default ``steps``; with the adaptive schedule the pilot
+            runs the sigmoid one).
         resample, populations: sequential Monte Carlo for every AIS run here (``annealed_log_z``'s
             ``resample``), the chains split into ``populations`` equal populations.
         leapfrog: HMC's leapfrog steps (transition "hmc").
@@ -748,6 +907,9 @@ def log_likelihood(
     dimension = math.prod(x.shape[1:])
     if base not in BASES:
         raise ConfigError(f"AIS base must be one of {', '.join(BASES)}; got {base!r}")
+    adaptive = schedule == "adaptive"
+    if adaptive and transition not in ("mala", "hmc"):
+        raise ConfigError(f"the adaptive schedule takes transition mala or hmc, got {transition!r}")
     if resample > 0:
         if not isinstance(populations, int) or populations < 2 or chains % populations:
             raise ConfigError(f"AIS populations must be an integer >= 2 dividing the chains ({chains}), "
@@ -759,8 +921,9 @@ def log_likelihood(
         samples = chains_start.to(torch.float32)
     if base == "pilot":
         pilot = annealed_log_z(net, chains=chains, steps=pilot_steps or steps, transition=transition, delta=delta,
-                               schedule=schedule, leapfrog=leapfrog, seed=derive_seed(seed, _PILOT_STREAM),
-                               resample=resample, batch_size=batch_size, backend=backend, device=device)  # fmt: skip
+                               schedule="sigmoid" if adaptive else schedule, leapfrog=leapfrog,
+                               seed=derive_seed(seed, _PILOT_STREAM), resample=resample, batch_size=batch_size,
+                               backend=backend, device=device)  # fmt: skip
         samples = pilot.final_states.to(torch.float32)
     if samples is not None and (reverse or base != "reference"):
         samples, settled = equilibrate(net, samples, moves=equilibrate_moves, leapfrog=leapfrog, seed=seed,
@@ -772,6 +935,12 @@ def log_likelihood(
             raise ConfigError("base 'chains' needs model samples: give reverse_start (or a checkpoint with chains)")
         components = max(m for m in range(1, min(chains, samples.shape[0]) + 1) if chains % m == 0)
         mixture = chain_mixture(net, samples, components, backend)
+    ladder = None
+    if adaptive:
+        schedule, ladder = adaptive_betas(net, chains=batch_size or chains, cess=cess, max_steps=steps,
+                                          transition=transition, leapfrog=leapfrog, delta=delta, base=mixture,
+                                          seed=derive_seed(seed, _LADDER_STREAM), backend=backend,
+                                          device=device)  # fmt: skip
     forward = annealed_log_z(net, chains=chains, steps=steps, transition=transition, delta=delta, schedule=schedule,
                              base=mixture, leapfrog=leapfrog, resample=resample, seed=seed, batch_size=batch_size,
                              backend=backend, device=device)  # fmt: skip
@@ -786,6 +955,7 @@ def log_likelihood(
         bits_per_dim=-nats / bits, bits_per_dim_se=forward.log_z_se / bits, bits_per_dim_data_se=data_se / bits,
         forward=forward.summary(), base=base, equilibrate_acceptance=settled,
         pilot=pilot.summary() if pilot is not None else None,
+        ladder=ladder.summary() if ladder is not None else None,
     )  # fmt: skip
     if reverse:
         if samples is None:

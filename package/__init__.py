@@ -64,6 +64,7 @@ _API: dict[str, str] = {
     "AISEstimate": "genconv.engine.likelihood",
     "LikelihoodReport": "genconv.engine.likelihood",
     "annealed_log_z": "genconv.engine.likelihood",
+    "adaptive_betas": "genconv.engine.likelihood",
     "log_likelihood": "genconv.engine.likelihood",
     "GenerativeConvNet": "genconv.engine.model",
     "ConvLayer": "genconv.engine.network",

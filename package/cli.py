@@ -34,6 +34,7 @@ _AIS_CHAINS = check.integer(2, check.MAX_COUNT, "an integer >= 2")
 _POSITIVE = check.number(positive=True)
 _NON_NEGATIVE = check.number(non_negative=True)
 _FRACTION = check.number(non_negative=True, below=1.0)
+_OPEN_FRACTION = check.number(positive=True, below=1.0)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -342,7 +343,15 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         help="hmc moves on the model applied to the run's chains (or the pilot's end states) before reverse AIS "
         "and the mixture",
     )  # fmt: skip
-    group.add_argument("--ais-schedule", default="sigmoid", help="inverse temperatures: sigmoid, geometric or linear")
+    group.add_argument(
+        "--ais-schedule", default="sigmoid",
+        help="inverse temperatures: sigmoid, geometric, linear, or adaptive (chosen by conditional ESS in a first, "
+        "independent run of one population, mala or hmc; --ais-steps caps it)",
+    )  # fmt: skip
+    group.add_argument(
+        "--ais-cess", type=_OPEN_FRACTION, default=0.5,
+        help="conditional ESS kept per step by --ais-schedule adaptive (higher: more, smaller steps)",
+    )  # fmt: skip
     group.add_argument(
         "--ais-delta", type=_POSITIVE, default=None,
         help="transition step size (default 0.5 sigma D^-1/6; mala adapts it)",
@@ -594,8 +603,10 @@ def _check_ais_flags(args: argparse.Namespace) -> None:
     """One line naming the first unusable --ais-* flag (the numbers are checked as they parse)."""
     if args.ais_transition not in ("mala", "pcn", "langevin", "hmc"):
         raise ConfigError(f"--ais-transition must be mala, hmc, pcn or langevin, got {args.ais_transition!r}")
-    if args.ais_schedule not in ("sigmoid", "geometric", "linear"):
-        raise ConfigError(f"--ais-schedule must be sigmoid, geometric or linear, got {args.ais_schedule!r}")
+    if args.ais_schedule not in ("sigmoid", "geometric", "linear", "adaptive"):
+        raise ConfigError(f"--ais-schedule must be sigmoid, geometric, linear or adaptive, got {args.ais_schedule!r}")
+    if args.ais_schedule == "adaptive" and args.ais_transition not in ("mala", "hmc"):
+        raise ConfigError(f"--ais-schedule adaptive takes --ais-transition mala or hmc, got {args.ais_transition!r}")
     if args.ais_base not in ("reference", "chains", "pilot"):
         raise ConfigError(f"--ais-base must be reference, chains or pilot, got {args.ais_base!r}")
     if args.ais_base != "reference" and args.ais_transition not in ("mala", "hmc"):
@@ -630,7 +641,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         if args.log_likelihood:
             report = likelihood_of_checkpoint(
                 args.checkpoint, data=args.data, chains=args.ais_chains, steps=args.ais_steps,
-                transition=args.ais_transition, schedule=args.ais_schedule, delta=args.ais_delta,
+                transition=args.ais_transition, schedule=args.ais_schedule, cess=args.ais_cess, delta=args.ais_delta,
                 reverse=args.reverse_ais, base=args.ais_base, leapfrog=args.ais_leapfrog,
                 equilibrate_moves=args.ais_equilibrate, pilot_steps=args.ais_pilot_steps,
                 resample=args.ais_resample, populations=args.ais_populations,

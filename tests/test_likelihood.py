@@ -12,6 +12,7 @@ from scipy import integrate
 from genconv.bindings.errors import ConfigError
 from genconv.engine.likelihood import (
     MixtureBase,
+    adaptive_betas,
     annealed_log_z,
     beta_schedule,
     chain_mixture,
@@ -177,6 +178,60 @@ def test_resampling_ais_matches_the_gaussian_log_z_and_quadrature():
         annealed_log_z(model, chains=8, steps=2, resample=0.5, batch_size=4)
 
 
+def test_adaptive_ladder_then_smc_matches_the_gaussian_log_z_and_quadrature():
+    """A ladder chosen by conditional ESS, then fixed for an independent SMC run (8 populations)."""
+    sigma = 1.5
+    score_and_grad, a, exact = _linear(24, sigma)
+    betas, ladder = adaptive_betas(score_and_grad, shape=(24,), sigma=sigma, chains=128, cess=0.5, leapfrog=4,
+                                   seed=3)  # fmt: skip
+    assert float(betas[0]) == 0.0 and float(betas[-1]) == 1.0 and bool((betas[1:] > betas[:-1]).all())
+    assert ladder.schedule == "adaptive" and ladder.steps == betas.numel() - 1 and math.isnan(ladder.log_z_se)
+    # f has variance sigma^2 ||a||^2 under every p_beta, and a step of d keeps the conditional ESS
+    # exp(-d^2 sigma^2 ||a||^2): log(2)^(1/2) / (sigma ||a||) per step at 0.5
+    expected = sigma * float(a.norm()) / math.sqrt(math.log(2.0))
+    assert abs(ladder.steps - expected) <= 2, (ladder.steps, expected)
+    # the ladder run's own figure: six coarse steps with one move each lag the target, so only near
+    assert abs(ladder.log_z - exact) <= 0.05 * exact
+    finer, _ = adaptive_betas(score_and_grad, shape=(24,), sigma=sigma, chains=128, cess=0.9, leapfrog=4, seed=3)
+    assert finer.numel() > betas.numel()
+    estimate = annealed_log_z(score_and_grad, shape=(24,), sigma=sigma, chains=512, schedule=betas,
+                              transition="hmc", leapfrog=4, resample=0.5, batch_size=64, seed=1)  # fmt: skip
+    assert estimate.schedule == "given" and estimate.steps == betas.numel() - 1
+    _check(estimate, exact)
+    weights = [[1.5, -0.5], [-1.0, 1.2], [0.3, 0.9]]
+    biases, sigma = [0.5, 1.0, -0.5], 1.2
+    model = _one_layer_gcn(2, weights, biases, sigma)
+    exact = _gcn_log_z_by_quadrature(np.array(weights), np.array(biases), sigma)
+    betas, _ = adaptive_betas(model, chains=128, cess=0.5, leapfrog=4, seed=0, backend="torch")
+    estimate = annealed_log_z(model, chains=1024, schedule=betas, transition="hmc", leapfrog=4, resample=0.5,
+                              batch_size=128, seed=0, backend="torch")  # fmt: skip
+    _check(estimate, exact)
+    images = 100.0 + torch.randn(4, 2, 1, 1, generator=torch.Generator().manual_seed(1))
+    report = log_likelihood(model, images, chains=1024, steps=200, transition="hmc", leapfrog=4, schedule="adaptive",
+                            cess=0.5, resample=0.5, populations=8, seed=0, backend="torch")  # fmt: skip
+    assert report.ladder["chains"] == 128 and report.forward["steps"] == report.ladder["steps"]
+    assert abs(report.log_z - exact) <= 3 * report.log_z_se and abs(report.log_z - exact) <= 0.01 * exact
+    capped, short = adaptive_betas(model, chains=16, cess=0.999, max_steps=3, leapfrog=4, seed=0, backend="torch")
+    assert short.steps == 3 and float(capped[-1]) == 1.0
+
+
+def test_given_ladders_are_checked():
+    model = _one_layer_gcn(1, [[2.0], [-1.0]], [0.5, 0.5], 1.0)
+    for betas, message in ((torch.tensor([0.0, 0.7, 0.5, 1.0]), "increase strictly from 0 to 1"),
+                           (torch.tensor([0.1, 1.0]), "increase strictly from 0 to 1"),
+                           (torch.zeros(2, 2), "1-D tensor")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            annealed_log_z(model, chains=4, schedule=betas, backend="torch")
+    with pytest.raises(ConfigError, match="ladder from adaptive_betas"):
+        annealed_log_z(model, chains=4, schedule="adaptive", backend="torch")
+    with pytest.raises(ConfigError, match=r"conditional ESS of the adaptive ladder must be in \(0, 1\)"):
+        adaptive_betas(model, chains=4, cess=1.0, backend="torch")
+    # a given ladder reproduces the named schedule it was made from
+    named = annealed_log_z(model, chains=8, steps=12, seed=2, backend="torch")
+    given = annealed_log_z(model, chains=8, schedule=beta_schedule(12, "sigmoid"), seed=2, backend="torch")
+    torch.testing.assert_close(named.log_weights, given.log_weights)
+
+
 def test_chain_mixture_ais_matches_quadrature_for_a_one_layer_gcn_in_2d():
     weights = [[1.5, -0.5], [-1.0, 1.2], [0.3, 0.9]]
     biases, sigma = [0.5, 1.0, -0.5], 1.2
@@ -324,6 +379,23 @@ def test_eval_log_likelihood_from_the_chains_mixture(gcn_run, capsys):
     assert math.isfinite(printed["log_z"]) and math.isfinite(printed["log_z_upper"])
 
 
+def test_eval_log_likelihood_on_an_adaptive_ladder(gcn_run, capsys):
+    from genconv.cli import main
+
+    args = ["eval", "--checkpoint", str(gcn_run / "checkpoint.pt"), "--log-likelihood", "--ais-chains", "8",
+            "--ais-steps", "5", "--ais-transition", "hmc", "--ais-leapfrog", "2", "--ais-schedule", "adaptive",
+            "--ais-cess", "0.9", "--ais-resample", "0.5", "--ais-populations", "2", "--reverse-ais",
+            "--backend", "torch"]  # fmt: skip
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["ladder"]["schedule"] == "adaptive" and printed["ladder"]["chains"] == 4
+    # the ladder is capped at --ais-steps; both runs take its steps
+    steps = printed["ladder"]["steps"]
+    assert 1 <= steps <= 5 and printed["forward"]["steps"] == steps == printed["reverse"]["steps"]
+    assert printed["forward"]["schedule"] == "given"
+    assert math.isfinite(printed["log_z"]) and math.isfinite(printed["log_z_upper"])
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -338,7 +410,9 @@ def test_eval_log_likelihood_from_the_chains_mixture(gcn_run, capsys):
             ["--ais-resample", "0.5", "--ais-transition", "hmc", "--ais-chains", "6", "--ais-populations", "4"],
             "--ais-populations must be >= 2 and divide --ais-chains (6), got 4",
         ),
-        (["--ais-schedule", "cosine"], "--ais-schedule must be sigmoid, geometric or linear"),
+        (["--ais-schedule", "cosine"], "--ais-schedule must be sigmoid, geometric, linear or adaptive"),
+        (["--ais-schedule", "adaptive", "--ais-transition", "pcn"], "--ais-schedule adaptive takes --ais-transition"),
+        (["--ais-cess", "1"], "argument --ais-cess: expected a finite number > 0 and < 1"),
         (["--ais-delta", "-2"], "argument --ais-delta: expected a finite number > 0"),
     ],
 )
