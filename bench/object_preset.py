@@ -5,10 +5,13 @@ Run from the project root (one training run at a time; 64 px, 700 iterations is 
     OMP_NUM_THREADS=1 python -m bench.object_preset --out runs/object-check --iterations 700 --seeds 0 1 2
     OMP_NUM_THREADS=1 python -m bench.object_preset --out runs/object-check --iterations 700 --paper
     OMP_NUM_THREADS=1 python -m bench.object_preset --out runs/object-check --image-size 100 --iterations 400
+    OMP_NUM_THREADS=1 python -m bench.object_preset --out runs/object-check --image-size 100 --iterations 400 \
+        --sigma 4 --delta 2.8 --seeds 2
 
 Each run trains ``genconv train --preset object --max-images 36 --holdout 20`` (the preset's 16
 training faces, the next 20 held out) at the preset's defaults, or with ``--paper`` at the GCN
-paper's settings (sigma 1, delta 0.1, lr 1e-4), and prints one JSON line: the patch SWD x1e3 of
+paper's settings (sigma 1, delta 0.1, lr 1e-4), or with --sigma / --delta / --langevin-steps in
+place of the preset's, and prints one JSON line: the patch SWD x1e3 of
 the 16 persistent chains (clipped to [0, 255]) against the held-out faces (projection seed 0), the
 largest upward and downward energy excursions and the median seconds per iteration. A run folder
 that holds a checkpoint is resumed (exactly), so an interrupted check finishes where it stopped.
@@ -35,12 +38,18 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=700)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--paper", action="store_true", help="the GCN paper's sigma 1, delta 0.1, lr 1e-4")
+    parser.add_argument("--sigma", type=float, default=None, help="reference std in place of the preset's")
+    parser.add_argument("--delta", type=float, default=None, help="Langevin step size in place of the preset's")
+    parser.add_argument("--langevin-steps", type=int, default=None, help="Langevin steps per iteration")
     args = parser.parse_args()
+    changed = {key: value for key, value in (("sigma", args.sigma), ("delta", args.delta),
+                                             ("langevin_steps", args.langevin_steps)) if value is not None}  # fmt: skip
     for seed in args.seeds:
-        name = f"{'paper' if args.paper else 'preset'}-{args.image_size}px-seed{seed}"
+        label = "paper" if args.paper else "preset" + "".join(f"-{key}{value:g}" for key, value in changed.items())
+        name = f"{label}-{args.image_size}px-seed{seed}"
         config = TrainConfig(
             model="gcn", preset="object", image_size=args.image_size, max_images=36, holdout=20,
-            iterations=args.iterations, seed=seed, **(PAPER if args.paper else {}),
+            iterations=args.iterations, seed=seed, **(PAPER if args.paper else {}), **changed,
         )  # fmt: skip
         run_dir = Path(args.out) / name
         trainer = Trainer(config, run_dir, resume=(run_dir / CHECKPOINT_NAME).exists(), progress=False)
