@@ -45,7 +45,7 @@ from genconv.engine.model import GenerativeConvNet
 
 TRANSITIONS: tuple[str, ...] = ("mala", "pcn", "langevin", "hmc")
 BASES: tuple[str, ...] = ("reference", "chains", "pilot")
-SCHEDULES: tuple[str, ...] = ("sigmoid", "geometric", "linear", "adaptive")
+SCHEDULES: tuple[str, ...] = ("sigmoid", "geometric", "linear")  # and "adaptive" in log_likelihood
 TARGET_ACCEPTANCE = 0.6
 HMC_TARGET_ACCEPTANCE = 0.7
 _INIT_STREAM, _STEP_STREAM, _ACCEPT_STREAM, _DEQUANTIZE_STREAM = 11, 12, 13, 14
