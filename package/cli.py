@@ -349,8 +349,8 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         "independent run of one population, mala or hmc; --ais-steps caps it)",
     )  # fmt: skip
     group.add_argument(
-        "--ais-cess", type=_OPEN_FRACTION, default=0.5,
-        help="conditional ESS kept per step by --ais-schedule adaptive (higher: more, smaller steps)",
+        "--ais-cess", type=_OPEN_FRACTION, default=None,
+        help="conditional ESS kept per step by --ais-schedule adaptive (default 0.5; higher: more, smaller steps)",
     )  # fmt: skip
     group.add_argument(
         "--ais-delta", type=_POSITIVE, default=None,
@@ -605,6 +605,8 @@ def _check_ais_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"--ais-transition must be mala, hmc, pcn or langevin, got {args.ais_transition!r}")
     if args.ais_schedule not in ("sigmoid", "geometric", "linear", "adaptive"):
         raise ConfigError(f"--ais-schedule must be sigmoid, geometric, linear or adaptive, got {args.ais_schedule!r}")
+    if args.ais_cess is not None and args.ais_schedule != "adaptive":
+        raise ConfigError("--ais-cess applies with --ais-schedule adaptive only")
     if args.ais_schedule == "adaptive" and args.ais_transition not in ("mala", "hmc"):
         raise ConfigError(f"--ais-schedule adaptive takes --ais-transition mala or hmc, got {args.ais_transition!r}")
     if args.ais_base not in ("reference", "chains", "pilot"):
@@ -631,17 +633,18 @@ def _run_eval(args: argparse.Namespace) -> int:
         _check_ais_flags(args)
     elif args.reverse_ais or args.dequantize:
         raise ConfigError("--reverse-ais and --dequantize apply with --log-likelihood only")
-    elif args.ais_base != "reference" or args.ais_equilibrate or args.ais_pilot_steps is not None or args.ais_resample:
-        raise ConfigError(
-            "--ais-base, --ais-pilot-steps, --ais-equilibrate and --ais-resample apply with --log-likelihood only"
-        )
+    elif (args.ais_base != "reference" or args.ais_equilibrate or args.ais_pilot_steps is not None
+          or args.ais_resample or args.ais_cess is not None):  # fmt: skip
+        raise ConfigError("--ais-base, --ais-pilot-steps, --ais-equilibrate, --ais-resample and --ais-cess apply "
+                          "with --log-likelihood only")  # fmt: skip
     out = check.output_file("--out", args.out) if args.out else None
     device = resolve_device(check.device("--device", args.device))
     with output_lock(out, folder=False) if out else _nothing():
         if args.log_likelihood:
             report = likelihood_of_checkpoint(
                 args.checkpoint, data=args.data, chains=args.ais_chains, steps=args.ais_steps,
-                transition=args.ais_transition, schedule=args.ais_schedule, cess=args.ais_cess, delta=args.ais_delta,
+                transition=args.ais_transition, schedule=args.ais_schedule, cess=args.ais_cess or 0.5,
+                delta=args.ais_delta,
                 reverse=args.reverse_ais, base=args.ais_base, leapfrog=args.ais_leapfrog,
                 equilibrate_moves=args.ais_equilibrate, pilot_steps=args.ais_pilot_steps,
                 resample=args.ais_resample, populations=args.ais_populations,

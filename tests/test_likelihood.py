@@ -413,6 +413,7 @@ def test_eval_log_likelihood_on_an_adaptive_ladder(gcn_run, capsys):
         (["--ais-schedule", "cosine"], "--ais-schedule must be sigmoid, geometric, linear or adaptive"),
         (["--ais-schedule", "adaptive", "--ais-transition", "pcn"], "--ais-schedule adaptive takes --ais-transition"),
         (["--ais-cess", "1"], "argument --ais-cess: expected a finite number > 0 and < 1"),
+        (["--ais-cess", "0.8"], "--ais-cess applies with --ais-schedule adaptive only"),
         (["--ais-delta", "-2"], "argument --ais-delta: expected a finite number > 0"),
     ],
 )
