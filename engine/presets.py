@@ -11,7 +11,7 @@ convs 128/256/512, leaky ReLU 0.2, a linear top) for 32 and 64 px image folders 
 CelebA); ``faces`` (the bundled LFW faces at their native 25 px) and ``patches`` (32 px natural
 image patches) are CPU-sized versions of it. Sampling and learning defaults depend on the model
 family: GCN and wGCN use the preset's values; GGCN uses its own regime (``GGCNRegime``: images
-in [-1, 1], sigma 0.016, f = h / sigma^2, 10 refinement steps of delta 0.006) with the preset's
+in [-1, 1], sigma 0.016, f = h / sigma^2, 10 refinement steps of delta 0.016) with the preset's
 fixed chain count where it has one (64 chains otherwise).
 """
 
@@ -52,24 +52,26 @@ class GGCNRegime:
     spec's sigma 0.016, with
     - the energy scale f(x) = h(x) / sigma^2 (He-initialised convs, the top at zero: f = 0 at the
       start), so the network only needs dh/dx = O(1) to reconstruct images;
-    - refinement steps of delta 0.006 (ten of them travel about half the way to the
-      reconstruction sigma^2 df/dx; the spec's 0.002 travels 7.5 % and leaves f a discriminator of
-      g's proposals);
-    - a batch-normalised generator, Adam lr 1e-3 for g and f, beta1 0.5, and a linear warm-up of
-      f's lr over the first ``warmup`` iterations.
+    - refinement steps of delta = sigma (T = delta^2 / (2 sigma^2) = 1/2 per step: ten of them
+      travel 99.9 % of the way to the reconstruction sigma^2 df/dx, so the refined images are the
+      model's and not g's; at 0.006 they travel half the way and the energies swing while f first
+      grows; the spec's 0.002 travels 7.5 % and leaves f a discriminator of g's proposals);
+    - a batch-normalised generator at Adam lr 1e-3, f at lr 5e-4 (at 1e-3 f overcorrects every
+      other iteration while it first grows), beta1 0.5 for both, and a linear warm-up of f's lr
+      over the first ``warmup`` iterations.
     ``SPEC_GGCN_FLAGS`` gives the CoopNets-style regime of the spec (section 4.5) back.
     """
 
     pixel_range: str = "unit"
     sigma: float = 0.016
-    delta: float = 0.006
+    delta: float = 0.016
     langevin_steps: int = 10
     hidden_steps: int = 0
     hidden_step_size: float = 0.1
     hidden_grad_clip: float = 100.0
     hidden_gradient: str = "relative"
     latent_dim: int = 100
-    lr: float = 1e-3
+    lr: float = 5e-4
     generator_lr: float = 1e-3
     generator_norm: str = "batch"
     energy_scale: str = "inverse-variance"

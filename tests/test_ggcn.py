@@ -105,9 +105,9 @@ def _generator_state(trainer: Trainer) -> torch.Tensor:
 def test_regime_defaults_and_a_run(tmp_path) -> None:
     trainer = Trainer(replace(TINY, langevin_steps=None, hidden_steps=None, latent_dim=None), tmp_path, progress=False)
     config = trainer.config
-    assert (config.pixel_range, config.sigma, config.delta, config.langevin_steps) == ("unit", 0.016, 0.006, 10)
+    assert (config.pixel_range, config.sigma, config.delta, config.langevin_steps) == ("unit", 0.016, 0.016, 10)
     assert (config.hidden_steps, config.hidden_step_size, config.latent_dim, config.lambda_w) == (0, 0.1, 100, 0.0)
-    assert (config.lr, config.generator_lr, config.generator_norm, config.warmup) == (1e-3, 1e-3, "batch", 50)
+    assert (config.lr, config.generator_lr, config.generator_norm, config.warmup) == (5e-4, 1e-3, "batch", 50)
     assert (config.energy_scale, config.hidden_gradient, config.top_init) == ("inverse-variance", "relative", "zero")
     metrics = trainer.train_iteration()
     assert {"f_data", "f_syn", "transport", "amortization", "hidden_move"} <= set(metrics)
@@ -120,7 +120,8 @@ def test_the_warm_up_raises_fs_learning_rate_linearly(tmp_path) -> None:
     for _ in range(6):
         trainer.train_iteration()
         rates.append(trainer.learner.energy.optimizer.param_groups[0]["lr"])
-    assert rates == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    peak = trainer.config.lr
+    assert rates == pytest.approx([peak / 4, peak / 2, 3 * peak / 4, peak, peak, peak])
     assert TrainConfig(preset="faces").resolved().warmup == 0  # gcn and wgcn: no warm-up unless asked
 
 
