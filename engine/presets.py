@@ -53,8 +53,8 @@ class GGCNRegime:
     - the energy scale f(x) = h(x) / sigma^2 (He-initialised convs, the top at zero: f = 0 at the
       start), so the network only needs dh/dx = O(1) to reconstruct images;
     - refinement steps of delta = sigma (T = delta^2 / (2 sigma^2) = 1/2 per step: ten of them
-      travel 99.9 % of the way to the reconstruction sigma^2 df/dx, so the refined images are the
-      model's and not g's; at 0.006 they travel half the way and the energies swing while f first
+      travel 99.9 % of the way to the reconstruction sigma^2 df/dx, so the refined images follow
+      the model, not g's proposals; at 0.006 they travel half the way and the energies swing while f first
       grows; the spec's 0.002 travels 7.5 % and leaves f a discriminator of g's proposals);
     - a batch-normalised generator at Adam lr 1e-3, f at lr 5e-4 (at 1e-3 f overcorrects every
       other iteration while it first grows), beta1 0.5 for both, and a linear warm-up of f's lr
