@@ -244,12 +244,9 @@ def conv_tile(
     else:
         a_image = a_s0
         m_image = m_s0
-    if SPAN:
-        a_base = (a_ptr + sample * a_image)[:, None]
-        m_base = (mask_ptr + sample * m_image)[:, None]
-    else:
-        a_base = a_ptr + sample * a_image
-        m_base = mask_ptr + sample * m_image
+    # one pointer per program, or (SPAN) one per row
+    a_base = a_ptr + sample * a_image
+    m_base = mask_ptr + sample * m_image
     top = oh * STRIDE - PAD
     left = ow * STRIDE - PAD
     # The packed weights' rows are zero-padded to a multiple of 16 columns (N_ALIGN, the row stride),
@@ -278,44 +275,92 @@ def conv_tile(
                 channel = (j % C)[None, :]
                 a_offsets = (rows * a_s1)[:, None] + cols * a_s2 + channel * a_s3
                 m_offsets = (rows * m_s1)[:, None] + cols * m_s2 + channel * m_s3
-            a = _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE)
+            if SPAN:
+                a_ptrs = a_base[:, None] + a_offsets
+                m_ptrs = m_base[:, None] + m_offsets
+            else:
+                a_ptrs = a_base + a_offsets
+                m_ptrs = m_base + m_offsets
+            a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE)
             b = tl.load(w_ptr + (kh * ROW_K + j)[:, None] * w_row_stride + offs_n[None, :],
                         mask=j_ok[:, None] & packed_ok[None, :], other=0.0)  # fmt: skip
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
     else:
-        # Taps x channel blocks: one scalar tap per step, a slab contiguous along channels.
+        # Taps x channel blocks: one scalar tap per step, a slab contiguous along channels. What varies
+        # per row (the image base, the window's corner, which taps fall inside the image) is computed
+        # once, before the loop; a K-step adds one scalar offset to each row's pointer and tests one
+        # bit of the row's tap mask, instead of rebuilding every row's coordinates, bounds and offsets.
         C_BLOCKS: tl.constexpr = (C + BLOCK_K - 1) // BLOCK_K
+        inside_bits = _taps_inside(top, left, row_ok, height, width, KH, KW)
+        if DENSE:
+            corner = (top * width + left) * C
+            a_rows = a_base + corner
+            m_rows = m_base + corner
+            tap_h, tap_w, a_channel, m_channel = width * C, C, offs_k, offs_k
+        else:
+            a_rows = a_base + (top * a_s1 + left * a_s2)
+            m_rows = m_base + (top * m_s1 + left * m_s2)
+            tap_h, tap_w, a_channel, m_channel = a_s1, a_s2, offs_k * a_s3, offs_k * m_s3
+        w_slab = w_ptr + offs_k[:, None] * w_row_stride + offs_n[None, :]
         for step in range(KH * KW * C_BLOCKS):
             tap = step // C_BLOCKS
-            channel = (step % C_BLOCKS) * BLOCK_K + offs_k
-            rows = top + tap // KW
-            cols = left + tap % KW
-            k_ok = channel < C
-            inside = row_ok & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-            ok = inside[:, None] & k_ok[None, :]
+            c0 = (step % C_BLOCKS) * BLOCK_K
+            kh = tap // KW
+            kw = tap - kh * KW
+            k_ok = offs_k < C - c0
+            ok = _tap_inside(inside_bits, kh, kw, KH, KW)[:, None] & k_ok[None, :]
             if DENSE:
-                a_offsets = ((rows * width + cols) * C)[:, None] + channel[None, :]
+                shift = kh * tap_h + kw * tap_w + c0
+                a_offsets = shift + a_channel
                 m_offsets = a_offsets
             else:
-                a_offsets = (rows * a_s1 + cols * a_s2)[:, None] + channel[None, :] * a_s3
-                m_offsets = (rows * m_s1 + cols * m_s2)[:, None] + channel[None, :] * m_s3
-            a = _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE)
-            b = tl.load(w_ptr + (tap * C + channel)[:, None] * w_row_stride + offs_n[None, :],
-                        mask=k_ok[:, None] & packed_ok[None, :], other=0.0)  # fmt: skip
+                a_offsets = (kh * tap_h + kw * tap_w + c0 * a_s3) + a_channel
+                m_offsets = (kh * m_s1 + kw * m_s2 + c0 * m_s3) + m_channel
+            a = _a_slab(a_rows[:, None] + a_offsets[None, :], m_rows[:, None] + m_offsets[None, :], ok, slope, A_MODE)
+            b = tl.load(w_slab + (tap * C + c0) * w_row_stride, mask=k_ok[:, None] & packed_ok[None, :], other=0.0)
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
     return acc
 
 
 @triton.jit
-def _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE: tl.constexpr):
+def _taps_inside(top, left, row_ok, height, width, KH: tl.constexpr, KW: tl.constexpr):
+    """Per row, which taps (kh, kw) of its window fall inside the image: one bit per tap (bit kh * KW +
+    kw) when there are at most 31 taps, else a pair (bits of kh, bits of kw) packed as KH | KW << 16."""
+    h_bits = tl.zeros_like(top)
+    for kh in tl.static_range(KH):
+        h_bits |= tl.where(row_ok & (top + kh >= 0) & (top + kh < height), 1 << kh, 0)
+    w_bits = tl.zeros_like(left)
+    for kw in tl.static_range(KW):
+        w_bits |= tl.where((left + kw >= 0) & (left + kw < width), 1 << kw, 0)
+    if KH * KW <= 31:
+        bits = tl.zeros_like(top)
+        for kh in tl.static_range(KH):
+            bits |= tl.where(((h_bits >> kh) & 1) != 0, w_bits << (kh * KW), 0)
+    else:
+        bits = h_bits | (w_bits << 16)
+    return bits
+
+
+@triton.jit
+def _tap_inside(bits, kh, kw, KH: tl.constexpr, KW: tl.constexpr):
+    """Whether tap (kh, kw) of each row's window lies inside the image (``_taps_inside``'s bits)."""
+    if KH * KW <= 31:
+        inside = ((bits >> (kh * KW + kw)) & 1) != 0
+    else:
+        inside = ((bits >> kh) & (bits >> (16 + kw)) & 1) != 0
+    return inside
+
+
+@triton.jit
+def _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE: tl.constexpr):
     """One [BLOCK_M, BLOCK_K] slab of A: the input, a gradient gated by act'(mask), or act'(mask)."""
     if A_MODE == 2:
-        on = tl.load(m_base + m_offsets, mask=ok, other=0)
+        on = tl.load(m_ptrs, mask=ok, other=0)
         a = tl.where(ok, tl.where(on != 0, 1.0, slope), 0.0)
     else:
-        a = tl.load(a_base + a_offsets, mask=ok, other=0.0)
+        a = tl.load(a_ptrs, mask=ok, other=0.0)
         if A_MODE == 1:
-            on = tl.load(m_base + m_offsets, mask=ok, other=0)
+            on = tl.load(m_ptrs, mask=ok, other=0)
             a = a.to(tl.float32) * tl.where(on != 0, 1.0, slope)
     return a
 
