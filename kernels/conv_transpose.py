@@ -283,9 +283,10 @@ def _launch_transpose(
         heuristic = configs[0]
     else:
         named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
-        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels)
+        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels,
+                                FUSE_LANGEVIN=langevin is not None)  # fmt: skip
         heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
-                                     channels=channels)  # fmt: skip
+                                     channels=channels, langevin=langevin is not None)  # fmt: skip
     if rows and out.numel():
         launch(
             _conv_transpose_kernel,

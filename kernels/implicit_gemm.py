@@ -54,24 +54,29 @@ _TILES = (
     (128, 64, 64, 8, 2),
     (128, 64, 32, 8, 3),
     (64, 64, 16, 4, 4),
-    (128, 128, 16, 8, 3),
+    (64, 64, 32, 4, 4),
+    (128, 128, 16, 8, 4),
     (128, 32, 32, 8, 3),
     (64, 32, 32, 4, 3),
     (256, 16, 32, 8, 3),
     (64, 16, 32, 4, 3),
 )
 # The top-down kernel's epilogue (sub-pixel scatter, gate or Langevin update) holds more per
-# element: its tiles stop at 64 columns and give a thread at most 16 accumulators (32 spill on
-# sm_90 with newer ptxas on the gated sub-pixel layers).
+# element: with the Langevin update its tiles stop at 64 columns (128 spill); the gated and plain
+# passes may take 128 (64 accumulators per thread over 8 warps), which halves how often each
+# wgmma re-reads A from shared memory per output column.
 _TOP_DOWN_TILES = (
     (128, 64, 64, 8, 3),
+    (128, 128, 32, 8, 3),
     (64, 64, 32, 8, 3),
     (128, 32, 64, 8, 3),
     (128, 32, 32, 8, 3),
-    (64, 32, 32, 4, 3),
+    (64, 32, 32, 4, 4),
     (256, 16, 32, 8, 3),
     (64, 16, 32, 4, 3),
 )
+# The widest tile of a top-down pass with the Langevin update in its epilogue.
+LANGEVIN_COLUMNS = 64
 # Tiles with BLOCK_K 64 halve the K-steps, and so the per-step gather arithmetic, of layers with at
 # least this many input channels; below it most of their K would be padding. The bottom-up one runs
 # 2 stages (two CTAs per SM hide each other's copies; with 3 it spills 4 bytes on sm_80 at 224 px).
@@ -79,14 +84,15 @@ WIDE_K_CHANNELS = 64
 # The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise); a
 # tall tile with BLOCK_K 64 takes BLOCK_K 32 below WIDE_K_CHANNELS (the short tile for top-down passes).
 _HEURISTIC = {
-    128: ((128, 128, 16, 8, 3), (64, 64, 16, 4, 4)),
-    64: ((128, 64, 64, 8, 2), (64, 64, 16, 4, 4)),
+    128: ((128, 128, 16, 8, 4), (64, 64, 32, 4, 4)),
+    64: ((128, 64, 64, 8, 2), (64, 64, 32, 4, 4)),
     32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 3)),
     16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
 _TOP_DOWN_HEURISTIC = {
+    128: ((128, 128, 32, 8, 3), (64, 64, 32, 8, 3)),
     64: ((128, 64, 64, 8, 3), (64, 64, 32, 8, 3)),
-    32: ((128, 32, 64, 8, 3), (64, 32, 32, 4, 3)),
+    32: ((128, 32, 64, 8, 3), (64, 32, 32, 4, 4)),
     16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
 
@@ -119,8 +125,11 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     """Tiles that fit the layer: BLOCK_N no wider than its N rounded up to a power of two and at
     least half as wide (narrower tiles only repeat the K loop), BLOCK_M no taller than the rows
     its tiles cover, rounded up (at least 64), BLOCK_K 64 only for WIDE_K_CHANNELS channels or more
-    (``C`` of the top-down kernel, ``C_IN`` of the bottom-up one, in ``kwargs``)."""
+    (``C`` of the top-down kernel, ``C_IN`` of the bottom-up one, in ``kwargs``), and at most
+    LANGEVIN_COLUMNS columns with the Langevin update in the epilogue (``FUSE_LANGEVIN``)."""
     widest = _narrow_n(int(named_args["n_columns"]), max(c.kwargs["BLOCK_N"] for c in configs))
+    if kwargs.get("FUSE_LANGEVIN"):
+        widest = min(widest, LANGEVIN_COLUMNS)
     channels = int(kwargs.get("C", kwargs.get("C_IN", WIDE_K_CHANNELS)))  # the reduction's channels
     configs = [c for c in configs if c.kwargs["BLOCK_K"] <= 32 or channels >= WIDE_K_CHANNELS]
     kept = [c for c in configs if widest // 2 <= c.kwargs["BLOCK_N"] <= widest]
@@ -135,13 +144,19 @@ FILL_PROGRAMS = 132
 
 
 def heuristic_config(
-    columns: int, rows: int, top_down: bool = False, images: int = 1, channels: int = WIDE_K_CHANNELS
+    columns: int,
+    rows: int,
+    top_down: bool = False,
+    images: int = 1,
+    channels: int = WIDE_K_CHANNELS,
+    langevin: bool = False,
 ) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
-    >= N (16..the widest tile); tall tiles when the tiles cover many rows and ``images`` x their tiles
-    fill the GPU, 64-row tiles otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64."""
+    >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update); tall tiles when the tiles
+    cover many rows and ``images`` x their tiles fill the GPU, 64-row tiles otherwise (small
+    batches); BLOCK_K 64 for ``channels`` >= 64."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
-    tall, short = table[_narrow_n(columns, max(table))]
+    tall, short = table[_narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))]
     if tall[2] > 32 and channels < WIDE_K_CHANNELS:
         tiles = _TOP_DOWN_TILES if top_down else _TILES
         same = [t for t in tiles if t[0] == tall[0] and t[1] == tall[1] and t[2] == 32 and t[3] == tall[3]]
