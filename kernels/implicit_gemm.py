@@ -67,6 +67,7 @@ _TILES = (
 # wgmma re-reads A from shared memory per output column.
 _TOP_DOWN_TILES = (
     (128, 64, 64, 8, 3),
+    (128, 64, 32, 8, 3),
     (128, 128, 32, 8, 3),
     (64, 64, 32, 8, 3),
     (128, 32, 64, 8, 3),
@@ -82,7 +83,7 @@ LANGEVIN_COLUMNS = 64
 # 2 stages (two CTAs per SM hide each other's copies; with 3 it spills 4 bytes on sm_80 at 224 px).
 WIDE_K_CHANNELS = 64
 # The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise); a
-# tall tile with BLOCK_K 64 takes BLOCK_K 32 below WIDE_K_CHANNELS (the short tile for top-down passes).
+# tall tile with BLOCK_K 64 takes its BLOCK_K 32 twin below WIDE_K_CHANNELS (or the short tile where there is none).
 _HEURISTIC = {
     128: ((128, 128, 16, 8, 4), (64, 64, 32, 4, 4)),
     64: ((128, 64, 64, 8, 2), (64, 64, 32, 4, 4)),
