@@ -51,13 +51,14 @@ N_ALIGN = 16
 # oldest and the newest supported Triton (the compile tier, ``bench/compile_tier.py``, checks this
 # in the test suite).
 _TILES = (
+    (256, 64, 32, 8, 3),
     (128, 64, 64, 8, 2),
     (128, 64, 32, 8, 3),
     (64, 64, 16, 4, 4),
     (64, 64, 32, 4, 4),
     (128, 128, 16, 8, 4),
     (128, 32, 32, 8, 3),
-    (64, 32, 32, 4, 3),
+    (64, 32, 32, 4, 4),
     (256, 16, 32, 8, 3),
     (64, 16, 32, 4, 3),
 )
@@ -83,13 +84,21 @@ LANGEVIN_COLUMNS = 64
 # 2 stages (two CTAs per SM hide each other's copies; with 3 it spills 4 bytes on sm_80 at 224 px).
 WIDE_K_CHANNELS = 64
 # The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise); a
-# tall tile with BLOCK_K 64 takes its BLOCK_K 32 twin below WIDE_K_CHANNELS (or the short tile where there is none).
+# tall tile with BLOCK_K 64 takes its BLOCK_K 32 twin below WIDE_K_CHANNELS (or the short tile where
+# there is none). Wider and taller tiles move fewer shared-memory bytes per FLOP (each wgmma reads its
+# 64 rows of A and all of B from shared memory; the copies write both): 64 / BLOCK_N + 32 / BLOCK_M
+# + 1/2 bytes-per-clock units per tensor-core clock, 1.75 for 128x64, 1.625 for 256x64, 1.25 for
+# 128x128 (``bench.cost_model``'s shared-memory term); 64-row tiles run 4 stages, since at small
+# batches one CTA per SM waits on its copies.
 _HEURISTIC = {
     128: ((128, 128, 16, 8, 4), (64, 64, 32, 4, 4)),
     64: ((128, 64, 64, 8, 2), (64, 64, 32, 4, 4)),
-    32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 3)),
+    32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 4)),
     16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
+# Bottom-up tiles taller than the tall one, taken where they fill the GPU and pad an image's rows
+# no more than it (75 x 75 = 44 x 128 = 22 x 256 rows; not 25 x 25, 5 x 128 but 3 x 256).
+_TALLER = {64: (256, 64, 32, 8, 3)}
 _TOP_DOWN_HEURISTIC = {
     128: ((128, 128, 32, 8, 3), (64, 64, 32, 8, 3)),
     64: ((128, 64, 64, 8, 3), (64, 64, 32, 8, 3)),
@@ -162,8 +171,14 @@ def heuristic_config(
         tiles = _TOP_DOWN_TILES if top_down else _TILES
         same = [t for t in tiles if t[0] == tall[0] and t[1] == tall[1] and t[2] == 32 and t[3] == tall[3]]
         tall = same[0] if same else short
-    programs = images * triton.cdiv(rows, tall[0]) * triton.cdiv(columns, tall[1])
-    return _config(*(tall if rows >= 256 and programs >= FILL_PROGRAMS else short))
+
+    def fills(tile: tuple[int, ...]) -> bool:
+        return rows >= 256 and images * triton.cdiv(rows, tile[0]) * triton.cdiv(columns, tile[1]) >= FILL_PROGRAMS
+
+    taller = None if top_down else _TALLER.get(tall[1])
+    if taller and fills(taller) and triton.cdiv(rows, taller[0]) * taller[0] <= triton.cdiv(rows, tall[0]) * tall[0]:
+        return _config(*taller)
+    return _config(*(tall if fills(tall) else short))
 
 
 def conv_grid(batch: int, per_image: int, columns: int, span: bool):
