@@ -202,7 +202,8 @@ def collect_jobs(cases: list[CompileCase], targets: list[str]) -> list[tuple[Var
                         kernel=name, case=case.name, layer=_layer_label(launch), dtype=case.dtype, target=target,
                         config=_config_label(config), num_warps=config.num_warps, num_stages=config.num_stages,
                         heuristic=_config_label(launch.heuristic) == _config_label(config),
-                        is_conv=name in CONV_KERNELS,
+                        # a split-K sum launch adds partial sums: a conv kernel with no main loop
+                        is_conv=name in CONV_KERNELS and launch.kwargs.get("SPLIT_PHASE", 0) != 2,
                     )  # fmt: skip
                     key = _variant_key(variant, launch, config)
                     if key in seen:

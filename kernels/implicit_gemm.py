@@ -181,6 +181,49 @@ def heuristic_config(
     return _config(*(tall if fills(tall) else short))
 
 
+# Split-K: a pass whose programs fill less than half the GPU (one image, or a few) cuts its K loop
+# into runs of at least SPLIT_MIN_STEPS K-steps, at most MAX_SPLIT of them, one program each, so that
+# FILL_PROGRAMS are busy; a second launch adds the runs' partial sums and applies the epilogue.
+SPLIT_MIN_STEPS = 8
+MAX_SPLIT = 16
+# The split the interpreter uses (tests raise it to run the split path on tiny shapes).
+INTERPRETER_SPLIT = 1
+# The sum launch's tile: it has no K loop, only the epilogue (with the Langevin update, thousands of
+# instructions per thread at 16 elements each), so small tiles spread it over more SMs.
+SUM_TILE = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=1)
+
+
+def k_steps(channels: int, kernel_h: int, kernel_w: int, block_k: int) -> int:
+    """Trip count of ``conv_tile``'s K loop: kernel rows x (kw, channel) blocks for the image layer,
+    taps x channel blocks otherwise."""
+    if channels < FLAT_K_CHANNELS:
+        return kernel_h * triton.cdiv(kernel_w * channels, block_k)
+    return kernel_h * kernel_w * triton.cdiv(channels, block_k)
+
+
+def split_count(programs: int, steps: int) -> int:
+    """How many runs to cut a pass's K loop into (1: no split) when it launches ``programs`` programs
+    of ``steps`` K-steps each."""
+    if programs * 2 > FILL_PROGRAMS:
+        return 1
+    return max(1, min(MAX_SPLIT, FILL_PROGRAMS // max(programs, 1), steps // SPLIT_MIN_STEPS))
+
+
+def split_for(config: triton.Config, grid, channels: int, kernel_h: int, kernel_w: int) -> int:
+    """The split of a launch with ``config`` (the heuristic's) and ``grid`` (``conv_grid``'s)."""
+    if interpreting():
+        return INTERPRETER_SPLIT
+    programs = 1
+    for size in grid(config.kwargs):
+        programs *= size
+    return split_count(programs, k_steps(channels, kernel_h, kernel_w, config.kwargs["BLOCK_K"]))
+
+
+def split_grid(grid, split: int):
+    """``grid`` with a third axis of ``split`` runs."""
+    return lambda meta: (*grid(meta), split)
+
+
 def conv_grid(batch: int, per_image: int, columns: int, span: bool):
     """Programs over (rows, columns): whole tiles per image, or tiles spanning small images."""
     if span:
@@ -241,6 +284,7 @@ def conv_tile(
     height,
     width,
     slope,
+    split,
     C: tl.constexpr,
     KH: tl.constexpr,
     KW: tl.constexpr,
@@ -249,6 +293,7 @@ def conv_tile(
     A_MODE: tl.constexpr,
     DENSE: tl.constexpr,
     SPAN: tl.constexpr,
+    SPLIT: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -263,6 +308,9 @@ def conv_tile(
     DENSE: A (and the mask) are dense NHWC with C channels, so offsets are computed from C and the
     width and the compiler sees rows contiguous along channels (vector loads); otherwise they
     come from the strides, whatever the layout.
+
+    SPLIT > 1: the K loop is cut into SPLIT runs of whole K-steps and this program does run ``split``
+    (split-K: a partial sum that ``store_split`` writes and ``sum_splits`` adds up).
     """
     offs_k = tl.arange(0, BLOCK_K)
     # the image's base (int64); offsets within an image are int32
@@ -291,7 +339,14 @@ def conv_tile(
         # (kw, channel) pairs at a time, kh a scalar of the loop (weights row kh * KW * C + j).
         ROW_K: tl.constexpr = KW * C
         ROW_BLOCKS: tl.constexpr = (ROW_K + BLOCK_K - 1) // BLOCK_K
-        for step in range(KH * ROW_BLOCKS):
+        STEPS: tl.constexpr = KH * ROW_BLOCKS
+        if SPLIT > 1:  # this program's run of K-steps
+            first = split * ((STEPS + SPLIT - 1) // SPLIT)
+            last = tl.minimum(first + (STEPS + SPLIT - 1) // SPLIT, STEPS)
+        else:
+            first = 0
+            last = STEPS
+        for step in range(first, last):
             kh = step // ROW_BLOCKS
             j = (step % ROW_BLOCKS) * BLOCK_K + offs_k
             j_ok = j < ROW_K
@@ -333,7 +388,14 @@ def conv_tile(
             m_rows = m_base + (top * m_s1 + left * m_s2)
             tap_h, tap_w, a_channel, m_channel = a_s1, a_s2, offs_k * a_s3, offs_k * m_s3
         w_slab = w_ptr + offs_k[:, None] * w_row_stride + offs_n[None, :]
-        for step in range(KH * KW * C_BLOCKS):
+        STEPS: tl.constexpr = KH * KW * C_BLOCKS
+        if SPLIT > 1:
+            first = split * ((STEPS + SPLIT - 1) // SPLIT)
+            last = tl.minimum(first + (STEPS + SPLIT - 1) // SPLIT, STEPS)
+        else:
+            first = 0
+            last = STEPS
+        for step in range(first, last):
             tap = step // C_BLOCKS
             c0 = (step % C_BLOCKS) * BLOCK_K
             kh = tap // KW
@@ -350,6 +412,30 @@ def conv_tile(
             a = _a_slab(a_rows[:, None] + a_offsets[None, :], m_rows[:, None] + m_offsets[None, :], ok, slope, A_MODE)
             b = tl.load(w_slab + (tap * C + c0) * w_row_stride, mask=k_ok[:, None] & packed_ok[None, :], other=0.0)
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
+def store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns):
+    """Split-K, first launch: this program's partial sum into the workspace [SPLIT, rows, columns]
+    (float32, dense), run ``tl.program_id(2)``; ``row`` the GEMM rows (int64)."""
+    split = tl.program_id(2).to(tl.int64)
+    offsets = (split * n_rows + row)[:, None] * n_columns + offs_n[None, :]
+    tl.store(ws_ptr + offsets, acc, mask=row_ok[:, None] & column_ok[None, :])
+
+
+@triton.jit
+def sum_splits(
+    ws_ptr, row, offs_n, row_ok, column_ok, n_rows, n_columns, SPLIT: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """Split-K, second launch: the tile's accumulator, the SPLIT partial sums added in a fixed order
+    (no atomics: the result does not depend on which run finished first)."""
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    ok = row_ok[:, None] & column_ok[None, :]
+    for run in tl.static_range(SPLIT):
+        offsets = (run * n_rows + row)[:, None] * n_columns + offs_n[None, :]
+        acc += tl.load(ws_ptr + offsets, mask=ok, other=0.0)
     return acc
 
 
