@@ -21,7 +21,10 @@ picks (what ``GENCONV_AUTOTUNE=0`` runs), each launch's variant is compiled for 
 - the busiest SM runs ceil(grid / SMs) CTAs in rounds of the occupancy (registers, shared memory,
   warps); each CTA adds its epilogue (instructions after the loop x ``EPILOGUE_CPI`` x warps/4 per SMSP)
   and one round trip to fill the pipeline;
-- a pass takes max(those cycles / clock, its compulsory bytes / HBM bandwidth).
+- a pass takes max(those cycles / clock, its compulsory bytes / HBM bandwidth);
+- a split-K pass (small batches) is its runs' launch plus the launch that adds them, whose code runs once
+  per tile (no main loop) and which reads the float32 workspace the runs wrote: both launches' times
+  count for the pass, the workspace's bytes in its time but not in its roofline.
 
 Roofline of a pass: max(useful FLOPs / the dense tensor peak of the chain's dtype (TF32 for float32),
 compulsory bytes / HBM bandwidth); % roofline = roofline / predicted time; for a chain step, the sums.
