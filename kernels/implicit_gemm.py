@@ -454,6 +454,7 @@ def _taps_inside(top, left, row_ok, height, width, KH: tl.constexpr, KW: tl.cons
         for kh in tl.static_range(KH):
             bits |= tl.where(((h_bits >> kh) & 1) != 0, w_bits << (kh * KW), 0)
     else:
+        tl.static_assert(KH <= 16 and KW <= 15, "kernels up to 16 x 15 taps")
         bits = h_bits | (w_bits << 16)
     return bits
 

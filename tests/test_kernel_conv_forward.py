@@ -24,6 +24,8 @@ CASES = [
     (1, 3, 16, 16, 5, 15, 3, 7, 0.0, True, torch.bfloat16),
     (1, 20, 9, 11, 7, 3, 1, 1, 0.0, True, torch.float32),
     (2, 33, 7, 8, 9, 3, 2, 1, 0.2, False, torch.bfloat16),
+    # 49 taps: more than one bit each fits an int32, so rows keep kh and kw masks apart
+    (1, 16, 9, 8, 5, 7, 1, 3, 0.0, True, torch.float32),
 ]
 IDS = [case_id(B=c[0], C=c[1], H=c[2], W=c[3], O=c[4], K=c[5], S=c[6], dtype=c[10]) for c in CASES]
 
