@@ -298,10 +298,10 @@ def _launch_transpose(
         heuristic = configs[0]
     else:
         named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
-        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels,
-                                FUSE_LANGEVIN=langevin is not None)  # fmt: skip
+        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels, TAPS=taps,
+                                STRIDE=stride, FUSE_LANGEVIN=langevin is not None)  # fmt: skip
         heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
-                                     channels=channels, langevin=langevin is not None)  # fmt: skip
+                                     channels=channels, langevin=langevin is not None or stride > 1)  # fmt: skip
     grid = conv_grid(batch, nq_h * nq_w, columns, span)
     split = split_for(heuristic, grid, channels, taps, taps)
     # split-K: the runs' partial sums, then a launch that adds them and runs the epilogue

@@ -63,9 +63,9 @@ _TILES = (
     (64, 16, 32, 4, 3),
 )
 # The top-down kernel's epilogue (sub-pixel scatter, gate or Langevin update) holds more per
-# element: with the Langevin update its tiles stop at 64 columns (128 spill); the gated and plain
-# passes may take 128 (64 accumulators per thread over 8 warps), which halves how often each
-# wgmma re-reads A from shared memory per output column.
+# element: with the Langevin update or a sub-pixel scatter (stride > 1) its tiles stop at 64 columns
+# (128 spill with Triton 3.9); stride-1 passes may take 128 (64 accumulators per thread over 8 warps),
+# which halves how often each wgmma re-reads A from shared memory per output column.
 _TOP_DOWN_TILES = (
     (128, 64, 64, 8, 3),
     (128, 64, 32, 8, 3),
@@ -77,7 +77,8 @@ _TOP_DOWN_TILES = (
     (256, 16, 32, 8, 3),
     (64, 16, 32, 4, 3),
 )
-# The widest tile of a top-down pass with the Langevin update in its epilogue.
+# The widest tile of a top-down pass with the Langevin update or the sub-pixel scatter in its epilogue
+# (128 columns spill there with Triton 3.9's compiler).
 LANGEVIN_COLUMNS = 64
 # Tiles with BLOCK_K 64 halve the K-steps, and so the per-step gather arithmetic, of layers with at
 # least this many input channels; below it most of their K would be padding. The bottom-up one runs
@@ -136,9 +137,10 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     least half as wide (narrower tiles only repeat the K loop), BLOCK_M no taller than the rows
     its tiles cover, rounded up (at least 64), BLOCK_K 64 only for WIDE_K_CHANNELS channels or more
     (``C`` of the top-down kernel, ``C_IN`` of the bottom-up one, in ``kwargs``), and at most
-    LANGEVIN_COLUMNS columns with the Langevin update in the epilogue (``FUSE_LANGEVIN``)."""
+    LANGEVIN_COLUMNS columns for a top-down pass (``TAPS``) with the Langevin update in the epilogue
+    (``FUSE_LANGEVIN``) or the sub-pixel scatter (``STRIDE`` > 1)."""
     widest = _narrow_n(int(named_args["n_columns"]), max(c.kwargs["BLOCK_N"] for c in configs))
-    if kwargs.get("FUSE_LANGEVIN"):
+    if "TAPS" in kwargs and (kwargs.get("FUSE_LANGEVIN") or kwargs.get("STRIDE", 1) > 1):
         widest = min(widest, LANGEVIN_COLUMNS)
     channels = int(kwargs.get("C", kwargs.get("C_IN", WIDE_K_CHANNELS)))  # the reduction's channels
     configs = [c for c in configs if c.kwargs["BLOCK_K"] <= 32 or channels >= WIDE_K_CHANNELS]
@@ -162,7 +164,7 @@ def heuristic_config(
     langevin: bool = False,
 ) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
-    >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update); tall tiles when the tiles
+    >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update or a sub-pixel scatter); tall tiles when the tiles
     cover many rows and ``images`` x their tiles fill the GPU, 64-row tiles otherwise (small
     batches); BLOCK_K 64 for ``channels`` >= 64."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
@@ -378,15 +380,21 @@ def conv_tile(
         # bit of the row's tap mask, instead of rebuilding every row's coordinates, bounds and offsets.
         C_BLOCKS: tl.constexpr = (C + BLOCK_K - 1) // BLOCK_K
         inside_bits = _taps_inside(top, left, row_ok, height, width, KH, KW)
+        # int32 offsets of each row's window corner (64-bit pointers would hold twice the registers)
         if DENSE:
-            corner = (top * width + left) * C
-            a_rows = a_base + corner
-            m_rows = m_base + corner
+            a_corner = (top * width + left) * C
+            m_corner = a_corner
             tap_h, tap_w, a_channel, m_channel = width * C, C, offs_k, offs_k
         else:
-            a_rows = a_base + (top * a_s1 + left * a_s2)
-            m_rows = m_base + (top * m_s1 + left * m_s2)
+            a_corner = top * a_s1 + left * a_s2
+            m_corner = top * m_s1 + left * m_s2
             tap_h, tap_w, a_channel, m_channel = a_s1, a_s2, offs_k * a_s3, offs_k * m_s3
+        if SPAN:
+            a_rows = a_base[:, None]
+            m_rows = m_base[:, None]
+        else:
+            a_rows = a_base
+            m_rows = m_base
         w_slab = w_ptr + offs_k[:, None] * w_row_stride + offs_n[None, :]
         STEPS: tl.constexpr = KH * KW * C_BLOCKS
         if SPLIT > 1:
@@ -409,7 +417,9 @@ def conv_tile(
             else:
                 a_offsets = (kh * tap_h + kw * tap_w + c0 * a_s3) + a_channel
                 m_offsets = (kh * m_s1 + kw * m_s2 + c0 * m_s3) + m_channel
-            a = _a_slab(a_rows[:, None] + a_offsets[None, :], m_rows[:, None] + m_offsets[None, :], ok, slope, A_MODE)
+            a_ptrs = a_rows + (a_corner[:, None] + a_offsets[None, :])
+            m_ptrs = m_rows + (m_corner[:, None] + m_offsets[None, :])
+            a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE)
             b = tl.load(w_slab + (tap * C + c0) * w_row_stride, mask=k_ok[:, None] & packed_ok[None, :], other=0.0)
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
     return acc
