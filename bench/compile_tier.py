@@ -17,9 +17,9 @@ memory (bytes), whether the PTX uses wgmma (sm_90), how many asynchronous copies
 software pipeline's loads) it issues, and resident warps per SM (the tighter of the register
 file, shared memory and the hardware limits), and for conv kernels the main loop's instructions per
 K-step by class, read from the SASS (``bench.sass``). ``tests/test_compile.py`` runs this and
-asserts: every variant compiles,
-spills nothing, fits shared memory, conv kernels with >= 4 warps use wgmma on sm_90, and no conv
-main loop waits on a synchronous global load.
+asserts: every variant compiles, spills nothing on sm_90 (at most a few bytes on sm_80), fits shared
+memory, conv kernels with >= 4 warps use wgmma on sm_90, and no conv main loop waits on a
+synchronous global load.
 """
 # ruff: noqa: E402
 
@@ -202,7 +202,8 @@ def collect_jobs(cases: list[CompileCase], targets: list[str]) -> list[tuple[Var
                         kernel=name, case=case.name, layer=_layer_label(launch), dtype=case.dtype, target=target,
                         config=_config_label(config), num_warps=config.num_warps, num_stages=config.num_stages,
                         heuristic=_config_label(launch.heuristic) == _config_label(config),
-                        is_conv=name in CONV_KERNELS,
+                        # a split-K sum launch adds partial sums: a conv kernel with no main loop
+                        is_conv=name in CONV_KERNELS and launch.kwargs.get("SPLIT_PHASE", 0) != 2,
                     )  # fmt: skip
                     key = _variant_key(variant, launch, config)
                     if key in seen:

@@ -21,7 +21,10 @@ picks (what ``GENCONV_AUTOTUNE=0`` runs), each launch's variant is compiled for 
 - the busiest SM runs ceil(grid / SMs) CTAs in rounds of the occupancy (registers, shared memory,
   warps); each CTA adds its epilogue (instructions after the loop x ``EPILOGUE_CPI`` x warps/4 per SMSP)
   and one round trip to fill the pipeline;
-- a pass takes max(those cycles / clock, its compulsory bytes / HBM bandwidth).
+- a pass takes max(those cycles / clock, its compulsory bytes / HBM bandwidth);
+- a split-K pass (small batches) is its runs' launch plus the launch that adds them, whose code runs once
+  per tile (no main loop) and which reads the float32 workspace the runs wrote: both launches' times
+  count for the pass, the workspace's bytes in its time but not in its roofline.
 
 Roofline of a pass: max(useful FLOPs / the dense tensor peak of the chain's dtype (TF32 for float32),
 compulsory bytes / HBM bandwidth); % roofline = roofline / predicted time; for a chain step, the sums.
@@ -101,6 +104,9 @@ class PassInput:
     bytes: float
     mix: sass.LoopMix
     roofline_dot: str = ""  # the chain's dtype ("tf32" / "bf16"), whose peak bounds the pass; default: dot
+    extra_bytes: float = 0.0  # traffic beyond the compulsory bytes (a split-K workspace): time, not roofline
+    split: int = 1  # split-K runs (the grid holds them all)
+    split_sum: bool = False  # the split-K launch that adds the runs' partial sums (merged into its pass)
 
 
 @dataclass
@@ -166,13 +172,14 @@ def predict(p: PassInput, gpu: str = "H200") -> PassPrediction:
         cycles += round_cycles(rest)[0]
     compute_s = cycles / clock_hz(gpu)
     memory_s = p.bytes / spec["hbm_bytes_per_s"]
-    predicted = max(compute_s, memory_s)
+    predicted = max(compute_s, (p.bytes + p.extra_bytes) / spec["hbm_bytes_per_s"])
     peak = spec["bf16_flops"] if (p.roofline_dot or p.dot) == "bf16" else spec["tf32_flops"]
     floor = max(p.useful_flops / peak, memory_s)
     executed = p.grid * p.k_steps * p.warps * p.mix.mma_flops_per_warp
-    bound = "memory" if memory_s >= compute_s else max(terms, key=terms.get)
+    bound = "memory" if (p.bytes + p.extra_bytes) / spec["hbm_bytes_per_s"] >= compute_s else max(terms, key=terms.get)
     return PassPrediction(
-        name=p.name, tile=f"{p.block_m}x{p.block_n}x{p.block_k} w{p.warps} s{p.stages}", registers=p.registers,
+        name=p.name, tile=f"{p.block_m}x{p.block_n}x{p.block_k} w{p.warps} s{p.stages}" + (f" split {p.split}"
+        if p.split > 1 else ""), registers=p.registers,
         ctas_per_sm=occupancy, grid=p.grid, waves=p.grid / (sms * occupancy), k_steps=p.k_steps,
         loop_instructions=p.mix.instructions, step_cycles={k: round(v, 1) for k, v in terms.items()}, bound=bound,
         padding_efficiency=p.useful_flops / executed if executed else 0.0, gflop=p.useful_flops / 1e9,
@@ -222,14 +229,20 @@ def geometry(launch: Any) -> dict[str, Any]:
     else:
         per_image, channels, kh, kw = named["nq_h"] * named["nq_w"], named["C"], named["TAPS"], named["TAPS"]
     return {"forward": forward, "rows": named["n_rows"], "columns": named["n_columns"], "per_image": per_image,
-            "span": bool(named["SPAN"]), "channels": channels, "kh": kh, "kw": kw, "named": named}  # fmt: skip
+            "span": bool(named["SPAN"]), "channels": channels, "kh": kh, "kw": kw, "named": named,
+            "split": int(named.get("SPLIT", 1)), "phase": int(named.get("SPLIT_PHASE", 0))}  # fmt: skip
 
 
 def k_steps(g: dict[str, Any], block_k: int) -> int:
-    """Trip count of ``implicit_gemm.conv_tile``'s loop."""
+    """Trip count of ``implicit_gemm.conv_tile``'s loop (of the longest run of a split-K launch; none
+    in the launch that adds the runs)."""
+    if g["phase"] == 2:
+        return 0
     if g["channels"] < 16:
-        return g["kh"] * math.ceil(g["kw"] * g["channels"] / block_k)
-    return g["kh"] * g["kw"] * math.ceil(g["channels"] / block_k)
+        steps = g["kh"] * math.ceil(g["kw"] * g["channels"] / block_k)
+    else:
+        steps = g["kh"] * g["kw"] * math.ceil(g["channels"] / block_k)
+    return math.ceil(steps / g["split"]) if g["phase"] == 1 else steps
 
 
 def grid_size(g: dict[str, Any], block_m: int, block_n: int) -> int:
@@ -238,16 +251,22 @@ def grid_size(g: dict[str, Any], block_m: int, block_n: int) -> int:
         rows = math.ceil(g["rows"] / block_m)
     else:
         rows = (g["rows"] // g["per_image"]) * math.ceil(g["per_image"] / block_m)
-    return rows * math.ceil(g["columns"] / block_n)
+    return rows * math.ceil(g["columns"] / block_n) * (g["split"] if g["phase"] == 1 else 1)
 
 
 def compulsory_bytes(launch: Any) -> int:
-    """Every distinct tensor a launch touches, once."""
+    """Every distinct tensor a launch touches, once (not a split-K workspace: ``workspace_bytes``)."""
     seen: dict[int, int] = {}
+    workspace = _named(launch)["ws_ptr"] if geometry(launch)["phase"] else None
     for arg in launch.args:
-        if isinstance(arg, torch.Tensor) and arg.numel():
+        if isinstance(arg, torch.Tensor) and arg.numel() and arg is not workspace:
             seen[arg.untyped_storage().data_ptr()] = max(seen.get(arg.untyped_storage().data_ptr(), 0), arg.nbytes)
     return sum(seen.values())
+
+
+def workspace_bytes(launch: Any) -> int:
+    """The split-K workspace a launch writes (the runs) or reads (the sum): SPLIT x rows x columns float32."""
+    return _named(launch)["ws_ptr"].nbytes if geometry(launch)["phase"] else 0
 
 
 def real_channels(launch: Any) -> int:
@@ -318,10 +337,17 @@ class Compiler:
 
 
 def workload_passes(launches: list[Any], compiler: Compiler, chain_dot: str) -> list[PassInput]:
-    flops = useful_flops(launches)
-    layers = sum(geometry(launch)["forward"] for launch in launches)
+    """One input per launch; a split-K pass's second launch (``split_sum``) follows its first, with the
+    pass's name, no FLOPs and no compulsory bytes (they are the first's), the workspace as extra bytes."""
+    primary = [launch for launch in launches if geometry(launch)["phase"] != 2]
+    flops = dict(zip(map(id, primary), useful_flops(primary), strict=True))
+    layers = sum(geometry(launch)["forward"] for launch in primary)
     passes = []
-    for index, (launch, useful) in enumerate(zip(launches, flops, strict=True)):
+    index = -1
+    for launch in launches:
+        summing = geometry(launch)["phase"] == 2
+        index += 0 if summing else 1
+        useful = 0.0 if summing else flops[id(launch)]
         config = launch.heuristic
         mix, registers, shared = compiler.variant(launch, config)
         g = geometry(launch)
@@ -333,9 +359,24 @@ def workload_passes(launches: list[Any], compiler: Compiler, chain_dot: str) -> 
             name=pass_name(launch, index, layers), dot=dot, block_m=bm, block_n=bn, block_k=bk,
             warps=config.num_warps, stages=config.num_stages, registers=registers, shared_bytes=shared,
             grid=grid_size(g, bm, bn), k_steps=k_steps(g, bk), useful_flops=useful,
-            bytes=compulsory_bytes(launch), mix=mix, roofline_dot=chain_dot,
+            bytes=0 if summing else compulsory_bytes(launch), mix=mix, roofline_dot=chain_dot,
+            extra_bytes=workspace_bytes(launch), split=g["split"], split_sum=summing,
         ))  # fmt: skip
     return passes
+
+
+def merge_splits(passes: list[PassInput], predictions: list[PassPrediction]) -> list[PassPrediction]:
+    """Each split-K pass as one row: its sum launch's time added to the runs' (the floor is the runs')."""
+    merged: list[PassPrediction] = []
+    for p, prediction in zip(passes, predictions, strict=True):
+        if p.split_sum and merged:
+            first = merged[-1]
+            first.predicted_us += prediction.predicted_us
+            first.megabytes += prediction.megabytes
+            first.roofline_pct = 100.0 * first.floor_us / first.predicted_us if first.predicted_us else 0.0
+        else:
+            merged.append(prediction)
+    return merged
 
 
 def summarise(predictions: list[PassPrediction]) -> dict[str, float]:
@@ -355,7 +396,8 @@ def run(workloads: dict[str, tuple[int, ...]], dtypes: list[str], gpu: str) -> l
                 launches = [launch for launch in record_step(preset, int(size), batch, DTYPES[dtype])
                             if _jit_function(launch.kernel).fn.__name__ in ("_conv_forward_kernel",
                                                                              "_conv_transpose_kernel")]  # fmt: skip
-                predictions = [predict(p, gpu) for p in workload_passes(launches, compiler, CHAIN_DOT[dtype])]
+                passes = workload_passes(launches, compiler, CHAIN_DOT[dtype])
+                predictions = merge_splits(passes, [predict(p, gpu) for p in passes])
                 rows = [asdict(p) for p in predictions]
                 results.append({"workload": workload, "batch": batch, "dtype": dtype, "gpu": gpu,
                                 "step": summarise(predictions), "passes": rows})  # fmt: skip

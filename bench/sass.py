@@ -202,6 +202,9 @@ def main_loop(sass: str) -> LoopMix:
         # the first to the last MMA (``mma_flops_per_warp`` then covers every step: divide by the tile's)
         mma = [i for i, instruction in enumerate(instructions) if classify(instruction.opcode) == "mma"]
         if not mma:
+            # no main loop (a split-K sum): the code up to the last EXIT runs once per tile, like an epilogue
+            exits = [i for i, instruction in enumerate(instructions) if instruction.opcode == "EXIT"]
+            mix.epilogue_instructions = max(exits, default=len(instructions) - 1) + 1
             return mix
         best = (len(mma), mma[0], mma[-1])
         mix.unrolled = True

@@ -16,6 +16,7 @@ from genconv.kernels.implicit_gemm import (
     A_PLAIN,
     FLAT_K_CHANNELS,
     N_ALIGN,
+    SUM_TILE,
     conv_configs,
     conv_grid,
     conv_tile,
@@ -26,6 +27,10 @@ from genconv.kernels.implicit_gemm import (
     prune_configs,
     reduction_per_step,
     spans_images,
+    split_for,
+    split_grid,
+    store_split,
+    sum_splits,
     tile_rows,
 )
 from genconv.kernels.launch import (
@@ -59,6 +64,7 @@ def _conv_forward_kernel(
     out_ptr,
     mask_ptr,
     partial_ptr,
+    ws_ptr,
     x_s0,
     x_s1,
     x_s2,
@@ -84,6 +90,8 @@ def _conv_forward_kernel(
     HAS_BIAS: tl.constexpr,
     STORE_OUTPUT: tl.constexpr,
     STORE_PARTIAL_SUM: tl.constexpr,
+    SPLIT: tl.constexpr,
+    SPLIT_PHASE: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -98,11 +106,31 @@ def _conv_forward_kernel(
     column_ok = offs_n < n_columns
     oh = pixel // out_w
     ow = pixel % out_w
-    acc = conv_tile(
-        x_ptr, x_s0, x_s1, x_s2, x_s3, x_ptr, 0, 0, 0, 0, w_ptr, w_row_stride, sample, oh, ow, row_ok,
-        offs_n, height, width, slope, C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE, SPAN, DOT_DTYPE,
-        PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
-    )  # fmt: skip
+    row = sample * pixels + pixel  # the GEMM row (int64)
+    if SPLIT_PHASE == 2:
+        acc = sum_splits(ws_ptr, row, offs_n, row_ok, column_ok, n_rows, n_columns, SPLIT, BLOCK_M, BLOCK_N)
+    else:
+        acc = conv_tile(
+            x_ptr, x_s0, x_s1, x_s2, x_s3, x_ptr, 0, 0, 0, 0, w_ptr, w_row_stride, sample, oh, ow, row_ok,
+            offs_n, height, width, slope, tl.program_id(2), C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE, SPAN,
+            SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
+        )  # fmt: skip
+    if SPLIT_PHASE == 1:
+        store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)
+    else:
+        _epilogue(
+            acc, b_ptr, out_ptr, mask_ptr, partial_ptr, sample, pixel, pixels, row_ok, offs_n, column_ok, n_rows,
+            slope, pid_n, C_OUT, SPAN, HAS_BIAS, STORE_OUTPUT, STORE_PARTIAL_SUM,
+        )  # fmt: skip
+
+
+@triton.jit
+def _epilogue(
+    acc, b_ptr, out_ptr, mask_ptr, partial_ptr, sample, pixel, pixels, row_ok, offs_n, column_ok, n_rows, slope,
+    pid_n, C_OUT: tl.constexpr, SPAN: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_OUTPUT: tl.constexpr,
+    STORE_PARTIAL_SUM: tl.constexpr,
+):  # fmt: skip
+    """Bias, activation and the stores of h, the mask or the per-row partial sums of h."""
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_n, mask=column_ok, other=0.0).to(tl.float32)[None, :]
     on = acc > 0
@@ -192,18 +220,24 @@ def _launch_forward(
         named = {"n_columns": c_out, "n_rows": rows, "out_h": out_h, "out_w": out_w}
         configs = prune_configs(conv_configs(), named, SPAN=span, C_IN=c_in)
         heuristic = heuristic_config(c_out, tile_rows(named, span), images=1 if span else batch, channels=c_in)
-    if rows:
+    grid = conv_grid(batch, out_h * out_w, c_out, span)
+    split = split_for(heuristic, grid, c_in, kernel_h, kernel_w)
+    # split-K: the runs' partial sums, then a launch that adds them and applies the epilogue
+    ws = torch.empty((split, rows, c_out), dtype=torch.float32, device=x.device) if split > 1 else partial
+    for phase in (1, 2) if split > 1 else (0,):
+        if not rows:
+            break
         launch(
             _conv_forward_kernel,
-            conv_grid(batch, out_h * out_w, c_out, span),
-            configs, heuristic,
-            x, packed, packed if bias is None else bias, out, mask, partial,
+            split_grid(grid, split) if phase == 1 else grid,
+            *((configs, heuristic) if phase < 2 else ([SUM_TILE], SUM_TILE)),
+            x, packed, packed if bias is None else bias, out, mask, partial, ws,
             *nhwc_strides(x), mask.stride(0), packed.stride(0),
             height, width, out_h, out_w, rows, c_out, float(slope), batch_bucket=batch_bucket(batch),
             C_IN=c_in, C_OUT=mask.stride(3), KH=kernel_h, KW=kernel_w, STRIDE=stride, PAD=padding,
             DENSE=is_dense_nhwc(x), SPAN=span,
             HAS_BIAS=bias is not None, STORE_OUTPUT=not summed, STORE_PARTIAL_SUM=keeps_score,
-            DOT_DTYPE=dot_dtype(x.dtype), PRECISION=input_precision(x.dtype),
+            SPLIT=split, SPLIT_PHASE=phase, DOT_DTYPE=dot_dtype(x.dtype), PRECISION=input_precision(x.dtype),
         )  # fmt: skip
     if not summed:
         return out, mask

@@ -27,6 +27,7 @@ from genconv.kernels.implicit_gemm import (
     A_PLAIN,
     A_UNIT,
     N_ALIGN,
+    SUM_TILE,
     conv_configs,
     conv_grid,
     conv_tile,
@@ -37,6 +38,10 @@ from genconv.kernels.implicit_gemm import (
     prune_configs,
     reduction_per_step,
     spans_images,
+    split_for,
+    split_grid,
+    store_split,
+    sum_splits,
     tile_rows,
 )
 from genconv.kernels.launch import (
@@ -69,6 +74,7 @@ def _conv_transpose_kernel(
     noise_ptr,
     counter_ptr,
     gate_ptr,
+    ws_ptr,
     g_s0,
     g_s1,
     g_s2,
@@ -125,6 +131,8 @@ def _conv_transpose_kernel(
     FUSE_LANGEVIN: tl.constexpr,
     HAS_NOISE: tl.constexpr,
     CLAMP: tl.constexpr,
+    SPLIT: tl.constexpr,
+    SPLIT_PHASE: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -138,47 +146,54 @@ def _conv_transpose_kernel(
     column_ok = offs_n < n_columns
     qh = q0_h + within // nq_w
     qw = q0_w + within % nq_w
-    acc = conv_tile(
-        g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, sample, qh, qw,
-        row_ok, offs_n, g_h, g_w, slope, C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE, SPAN, DOT_DTYPE,
-        PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
-    )  # fmt: skip
-    # Column n = c s^2 + rh s + rw of conv row (qh, qw) is input pixel (qh s + rh - p, qw s + rw - p).
-    if STRIDE == 1:
-        channel = offs_n[None, :]
-        rows = (qh - PAD)[:, None]
-        cols = (qw - PAD)[:, None]
+    row = sample * (nq_h * nq_w) + within  # the GEMM row (int64)
+    if SPLIT_PHASE == 2:
+        acc = sum_splits(ws_ptr, row, offs_n, row_ok, column_ok, n_rows, n_columns, SPLIT, BLOCK_M, BLOCK_N)
     else:
-        channel = (offs_n // (STRIDE * STRIDE))[None, :]
-        rows = qh[:, None] * STRIDE + ((offs_n // STRIDE) % STRIDE)[None, :] - PAD
-        cols = qw[:, None] * STRIDE + (offs_n % STRIDE)[None, :] - PAD
-    valid = row_ok[:, None] & column_ok[None, :] & (rows >= 0) & (rows < in_h) & (cols >= 0) & (cols < in_w)
-    image = sample[:, None] if SPAN else sample  # broadcasts against [BLOCK_M, BLOCK_N] offsets
-    if FUSE_LANGEVIN:
-        x = tl.load(x_ptr + image * x_s0 + (rows * x_s1 + cols * x_s2 + channel * x_s3), mask=valid, other=0.0)
-        x = x.to(tl.float32)
-        if HAS_NOISE:
-            z = tl.load(noise_ptr + image * n_s0 + (rows * n_s1 + cols * n_s2 + channel * n_s3), mask=valid,
-                        other=0.0).to(tl.float32)  # fmt: skip
+        acc = conv_tile(
+            g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, sample, qh, qw,
+            row_ok, offs_n, g_h, g_w, slope, tl.program_id(2), C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE, SPAN,
+            SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
+        )  # fmt: skip
+    if SPLIT_PHASE == 1:
+        store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)
+    else:
+        # Column n = c s^2 + rh s + rw of conv row (qh, qw) is input pixel (qh s + rh - p, qw s + rw - p).
+        if STRIDE == 1:
+            channel = offs_n[None, :]
+            rows = (qh - PAD)[:, None]
+            cols = (qw - PAD)[:, None]
         else:
-            # the state's row-major element: image base (int64) + (c, row, col) within it (int32)
-            base = tl.load(counter_ptr + 1) + (offset_high.to(tl.int64) << 31) + offset_low
-            base += image * (C_IN * in_h * in_w)
-            z = tl.randn(tl.load(counter_ptr), base + ((channel * in_h + rows) * in_w + cols))
-        result = x + half_delta_sq * (acc - x / sigma_sq) + delta * z
-        if CLAMP:
-            result = tl.minimum(tl.maximum(result, clamp_low), clamp_high)
-        out_offsets = rows * o_s1 + cols * o_s2 + channel * o_s3
-    else:
-        result = acc
-        if OUT_GATE:  # act' of the layer below, so its top-down pass reads gated coefficients
-            gate_offsets = rows * t_s1 + cols * t_s2 + channel * t_s3
-            on = tl.load(gate_ptr + image * t_s0 + gate_offsets, mask=valid, other=0)
-            result = tl.where(on != 0, result, result * slope)
-        out_offsets = (rows * in_w + cols) * C_IN + channel  # the layer input's gradient: dense NHWC
-    # o_s0 = in_h x in_w x C_IN (the launcher allocates out densely, NHWC or NCHW); the product with the
-    # constexpr keeps its alignment known to the compiler
-    tl.store(out_ptr + image * (in_h * in_w * C_IN) + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
+            channel = (offs_n // (STRIDE * STRIDE))[None, :]
+            rows = qh[:, None] * STRIDE + ((offs_n // STRIDE) % STRIDE)[None, :] - PAD
+            cols = qw[:, None] * STRIDE + (offs_n % STRIDE)[None, :] - PAD
+        valid = row_ok[:, None] & column_ok[None, :] & (rows >= 0) & (rows < in_h) & (cols >= 0) & (cols < in_w)
+        image = sample[:, None] if SPAN else sample  # broadcasts against [BLOCK_M, BLOCK_N] offsets
+        if FUSE_LANGEVIN:
+            x = tl.load(x_ptr + image * x_s0 + (rows * x_s1 + cols * x_s2 + channel * x_s3), mask=valid, other=0.0)
+            x = x.to(tl.float32)
+            if HAS_NOISE:
+                z = tl.load(noise_ptr + image * n_s0 + (rows * n_s1 + cols * n_s2 + channel * n_s3), mask=valid,
+                            other=0.0).to(tl.float32)  # fmt: skip
+            else:
+                # the state's row-major element: image base (int64) + (c, row, col) within it (int32)
+                base = tl.load(counter_ptr + 1) + (offset_high.to(tl.int64) << 31) + offset_low
+                base += image * (C_IN * in_h * in_w)
+                z = tl.randn(tl.load(counter_ptr), base + ((channel * in_h + rows) * in_w + cols))
+            result = x + half_delta_sq * (acc - x / sigma_sq) + delta * z
+            if CLAMP:
+                result = tl.minimum(tl.maximum(result, clamp_low), clamp_high)
+            out_offsets = rows * o_s1 + cols * o_s2 + channel * o_s3
+        else:
+            result = acc
+            if OUT_GATE:  # act' of the layer below, so its top-down pass reads gated coefficients
+                gate_offsets = rows * t_s1 + cols * t_s2 + channel * t_s3
+                on = tl.load(gate_ptr + image * t_s0 + gate_offsets, mask=valid, other=0)
+                result = tl.where(on != 0, result, result * slope)
+            out_offsets = (rows * in_w + cols) * C_IN + channel  # the layer input's gradient: dense NHWC
+        # o_s0 = in_h x in_w x C_IN (the launcher allocates out densely, NHWC or NCHW); the product with the
+        # constexpr keeps its alignment known to the compiler
+        tl.store(out_ptr + image * (in_h * in_w * C_IN) + out_offsets, result.to(out_ptr.dtype.element_ty), mask=valid)
 
 
 def padded_rows(mask: torch.Tensor) -> torch.Tensor | None:
@@ -283,15 +298,22 @@ def _launch_transpose(
         heuristic = configs[0]
     else:
         named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
-        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels)
+        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels, TAPS=taps,
+                                STRIDE=stride, FUSE_LANGEVIN=langevin is not None)  # fmt: skip
         heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
-                                     channels=channels)  # fmt: skip
-    if rows and out.numel():
+                                     channels=channels, langevin=langevin is not None or stride > 1)  # fmt: skip
+    grid = conv_grid(batch, nq_h * nq_w, columns, span)
+    split = split_for(heuristic, grid, channels, taps, taps)
+    # split-K: the runs' partial sums, then a launch that adds them and runs the epilogue
+    ws = torch.empty((split, rows, columns), dtype=torch.float32, device=source.device) if split > 1 else counter
+    for phase in (1, 2) if split > 1 else (0,):
+        if not (rows and out.numel()):
+            break
         launch(
             _conv_transpose_kernel,
-            conv_grid(batch, nq_h * nq_w, columns, span),
-            configs, heuristic,
-            source, mask, packed, out, x, noise, counter, gate,
+            split_grid(grid, split) if phase == 1 else grid,
+            *((configs, heuristic) if phase < 2 else ([SUM_TILE], SUM_TILE)),
+            source, mask, packed, out, x, noise, counter, gate, ws,
             *nhwc_strides(source), *nhwc_strides(mask), *nhwc_strides(out), *nhwc_strides(x), *nhwc_strides(noise),
             *nhwc_strides(gate),
             packed.stride(0), g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w, rows, columns, float(slope),
@@ -299,7 +321,8 @@ def _launch_transpose(
             batch_bucket=batch_bucket(batch),
             C=channels, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=a_mode,
             DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
-            DOT_DTYPE=dot_dtype(compute_dtype), PRECISION=input_precision(compute_dtype), **flags,
+            SPLIT=split, SPLIT_PHASE=phase, DOT_DTYPE=dot_dtype(compute_dtype),
+            PRECISION=input_precision(compute_dtype), **flags,
         )  # fmt: skip
     return out
 

@@ -47,47 +47,64 @@ N_ALIGN = 16
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages): tiles for wide N (64-128 output channels) and narrow
 # N (the image layer's top-down, N = s^2 C_in = 4-27), each with 8 warps for tall tiles. Every one
-# compiles without spills for every preset layer it can be picked for, on sm_90 and sm_80, with the
-# oldest and the newest supported Triton (the compile tier, ``bench/compile_tier.py``, checks this
-# in the test suite).
+# compiles without spills on sm_90 for every preset layer it can be picked for, with the oldest and
+# the newest supported Triton, and on sm_80 (compiled for portability) spills at most a few bytes (the
+# compile tier, ``bench/compile_tier.py``, checks this in the test suite).
 _TILES = (
+    (256, 64, 32, 8, 3),
     (128, 64, 64, 8, 2),
     (128, 64, 32, 8, 3),
     (64, 64, 16, 4, 4),
-    (128, 128, 16, 8, 3),
+    (64, 64, 32, 4, 4),
+    (128, 128, 16, 8, 4),
     (128, 32, 32, 8, 3),
-    (64, 32, 32, 4, 3),
+    (64, 32, 32, 4, 4),
     (256, 16, 32, 8, 3),
     (64, 16, 32, 4, 3),
 )
 # The top-down kernel's epilogue (sub-pixel scatter, gate or Langevin update) holds more per
-# element: its tiles stop at 64 columns and give a thread at most 16 accumulators (32 spill on
-# sm_90 with newer ptxas on the gated sub-pixel layers).
+# element: with the Langevin update or a sub-pixel scatter (stride > 1) its tiles stop at 64 columns
+# (128 spill with Triton 3.9); stride-1 passes may take 128 (64 accumulators per thread over 8 warps),
+# which halves how often each wgmma re-reads A from shared memory per output column.
 _TOP_DOWN_TILES = (
     (128, 64, 64, 8, 3),
-    (64, 64, 32, 8, 3),
+    (128, 64, 32, 8, 3),
+    (128, 128, 32, 8, 3),
+    (64, 64, 32, 4, 3),
     (128, 32, 64, 8, 3),
     (128, 32, 32, 8, 3),
-    (64, 32, 32, 4, 3),
-    (256, 16, 32, 8, 3),
+    (64, 32, 32, 4, 4),
+    (256, 16, 32, 4, 3),
     (64, 16, 32, 4, 3),
 )
+# The widest tile of a top-down pass with the Langevin update or the sub-pixel scatter in its epilogue
+# (128 columns spill there with Triton 3.9's compiler).
+LANGEVIN_COLUMNS = 64
 # Tiles with BLOCK_K 64 halve the K-steps, and so the per-step gather arithmetic, of layers with at
 # least this many input channels; below it most of their K would be padding. The bottom-up one runs
 # 2 stages (two CTAs per SM hide each other's copies; with 3 it spills 4 bytes on sm_80 at 224 px).
 WIDE_K_CHANNELS = 64
 # The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise); a
-# tall tile with BLOCK_K 64 takes BLOCK_K 32 below WIDE_K_CHANNELS (the short tile for top-down passes).
+# tall tile with BLOCK_K 64 takes its BLOCK_K 32 twin below WIDE_K_CHANNELS (or the short tile where
+# there is none). Wider and taller tiles move fewer shared-memory bytes per FLOP (each wgmma reads its
+# 64 rows of A and all of B from shared memory; the copies write both): 64 / BLOCK_N + 32 / BLOCK_M
+# + 1/2 bytes-per-clock units per tensor-core clock, 1.75 for 128x64, 1.625 for 256x64, 1.25 for
+# 128x128 (``bench.cost_model``'s shared-memory term); 64-row tiles run 4 stages, since at small
+# batches one CTA per SM waits on its copies.
 _HEURISTIC = {
-    128: ((128, 128, 16, 8, 3), (64, 64, 16, 4, 4)),
-    64: ((128, 64, 64, 8, 2), (64, 64, 16, 4, 4)),
-    32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 3)),
+    128: ((128, 128, 16, 8, 4), (64, 64, 32, 4, 4)),
+    64: ((128, 64, 64, 8, 2), (64, 64, 32, 4, 4)),
+    32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 4)),
     16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
+# Bottom-up tiles taller than the tall one, taken where they fill the GPU and pad an image's rows
+# no more than it (75 x 75 = 44 x 128 = 22 x 256 rows; not 25 x 25, 5 x 128 but 3 x 256).
+_TALLER = {64: (256, 64, 32, 8, 3)}
 _TOP_DOWN_HEURISTIC = {
-    64: ((128, 64, 64, 8, 3), (64, 64, 32, 8, 3)),
-    32: ((128, 32, 64, 8, 3), (64, 32, 32, 4, 3)),
-    16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
+    128: ((128, 128, 32, 8, 3), (64, 64, 32, 4, 3)),
+    64: ((128, 64, 64, 8, 3), (64, 64, 32, 4, 3)),
+    32: ((128, 32, 64, 8, 3), (64, 32, 32, 4, 4)),
+    16: ((256, 16, 32, 4, 3), (64, 16, 32, 4, 3)),
 }
 
 
@@ -119,8 +136,12 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     """Tiles that fit the layer: BLOCK_N no wider than its N rounded up to a power of two and at
     least half as wide (narrower tiles only repeat the K loop), BLOCK_M no taller than the rows
     its tiles cover, rounded up (at least 64), BLOCK_K 64 only for WIDE_K_CHANNELS channels or more
-    (``C`` of the top-down kernel, ``C_IN`` of the bottom-up one, in ``kwargs``)."""
+    (``C`` of the top-down kernel, ``C_IN`` of the bottom-up one, in ``kwargs``), and at most
+    LANGEVIN_COLUMNS columns for a top-down pass (``TAPS``) with the Langevin update in the epilogue
+    (``FUSE_LANGEVIN``) or the sub-pixel scatter (``STRIDE`` > 1)."""
     widest = _narrow_n(int(named_args["n_columns"]), max(c.kwargs["BLOCK_N"] for c in configs))
+    if "TAPS" in kwargs and (kwargs.get("FUSE_LANGEVIN") or kwargs.get("STRIDE", 1) > 1):
+        widest = min(widest, LANGEVIN_COLUMNS)
     channels = int(kwargs.get("C", kwargs.get("C_IN", WIDE_K_CHANNELS)))  # the reduction's channels
     configs = [c for c in configs if c.kwargs["BLOCK_K"] <= 32 or channels >= WIDE_K_CHANNELS]
     kept = [c for c in configs if widest // 2 <= c.kwargs["BLOCK_N"] <= widest]
@@ -135,19 +156,74 @@ FILL_PROGRAMS = 132
 
 
 def heuristic_config(
-    columns: int, rows: int, top_down: bool = False, images: int = 1, channels: int = WIDE_K_CHANNELS
+    columns: int,
+    rows: int,
+    top_down: bool = False,
+    images: int = 1,
+    channels: int = WIDE_K_CHANNELS,
+    langevin: bool = False,
 ) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
-    >= N (16..the widest tile); tall tiles when the tiles cover many rows and ``images`` x their tiles
-    fill the GPU, 64-row tiles otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64."""
+    >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update or a sub-pixel scatter); tall tiles when the tiles
+    cover many rows and ``images`` x their tiles fill the GPU, 64-row tiles otherwise (small
+    batches); BLOCK_K 64 for ``channels`` >= 64."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
-    tall, short = table[_narrow_n(columns, max(table))]
+    tall, short = table[_narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))]
     if tall[2] > 32 and channels < WIDE_K_CHANNELS:
         tiles = _TOP_DOWN_TILES if top_down else _TILES
         same = [t for t in tiles if t[0] == tall[0] and t[1] == tall[1] and t[2] == 32 and t[3] == tall[3]]
         tall = same[0] if same else short
-    programs = images * triton.cdiv(rows, tall[0]) * triton.cdiv(columns, tall[1])
-    return _config(*(tall if rows >= 256 and programs >= FILL_PROGRAMS else short))
+
+    def fills(tile: tuple[int, ...]) -> bool:
+        return rows >= 256 and images * triton.cdiv(rows, tile[0]) * triton.cdiv(columns, tile[1]) >= FILL_PROGRAMS
+
+    taller = None if top_down else _TALLER.get(tall[1])
+    if taller and fills(taller) and triton.cdiv(rows, taller[0]) * taller[0] <= triton.cdiv(rows, tall[0]) * tall[0]:
+        return _config(*taller)
+    return _config(*(tall if fills(tall) else short))
+
+
+# Split-K: a pass whose programs fill less than half the GPU (one image, or a few) cuts its K loop
+# into runs of at least SPLIT_MIN_STEPS K-steps, at most MAX_SPLIT of them, one program each, so that
+# FILL_PROGRAMS are busy; a second launch adds the runs' partial sums and applies the epilogue.
+SPLIT_MIN_STEPS = 8
+MAX_SPLIT = 16
+# The split the interpreter uses (tests raise it to run the split path on tiny shapes).
+INTERPRETER_SPLIT = 1
+# The sum launch's tile: it has no K loop, only the epilogue (with the Langevin update, thousands of
+# instructions per thread at 16 elements each), so small tiles spread it over more SMs.
+SUM_TILE = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=1)
+
+
+def k_steps(channels: int, kernel_h: int, kernel_w: int, block_k: int) -> int:
+    """Trip count of ``conv_tile``'s K loop: kernel rows x (kw, channel) blocks for the image layer,
+    taps x channel blocks otherwise."""
+    if channels < FLAT_K_CHANNELS:
+        return kernel_h * triton.cdiv(kernel_w * channels, block_k)
+    return kernel_h * kernel_w * triton.cdiv(channels, block_k)
+
+
+def split_count(programs: int, steps: int) -> int:
+    """How many runs to cut a pass's K loop into (1: no split) when it launches ``programs`` programs
+    of ``steps`` K-steps each."""
+    if programs * 2 > FILL_PROGRAMS:
+        return 1
+    return max(1, min(MAX_SPLIT, FILL_PROGRAMS // max(programs, 1), steps // SPLIT_MIN_STEPS))
+
+
+def split_for(config: triton.Config, grid, channels: int, kernel_h: int, kernel_w: int) -> int:
+    """The split of a launch with ``config`` (the heuristic's) and ``grid`` (``conv_grid``'s)."""
+    if interpreting():
+        return INTERPRETER_SPLIT
+    programs = 1
+    for size in grid(config.kwargs):
+        programs *= size
+    return split_count(programs, k_steps(channels, kernel_h, kernel_w, config.kwargs["BLOCK_K"]))
+
+
+def split_grid(grid, split: int):
+    """``grid`` with a third axis of ``split`` runs."""
+    return lambda meta: (*grid(meta), split)
 
 
 def conv_grid(batch: int, per_image: int, columns: int, span: bool):
@@ -210,6 +286,7 @@ def conv_tile(
     height,
     width,
     slope,
+    split,
     C: tl.constexpr,
     KH: tl.constexpr,
     KW: tl.constexpr,
@@ -218,6 +295,7 @@ def conv_tile(
     A_MODE: tl.constexpr,
     DENSE: tl.constexpr,
     SPAN: tl.constexpr,
+    SPLIT: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -232,6 +310,9 @@ def conv_tile(
     DENSE: A (and the mask) are dense NHWC with C channels, so offsets are computed from C and the
     width and the compiler sees rows contiguous along channels (vector loads); otherwise they
     come from the strides, whatever the layout.
+
+    SPLIT > 1: the K loop is cut into SPLIT runs of whole K-steps and this program does run ``split``
+    (split-K: a partial sum that ``store_split`` writes and ``sum_splits`` adds up).
     """
     offs_k = tl.arange(0, BLOCK_K)
     # the image's base (int64); offsets within an image are int32
@@ -244,12 +325,9 @@ def conv_tile(
     else:
         a_image = a_s0
         m_image = m_s0
-    if SPAN:
-        a_base = (a_ptr + sample * a_image)[:, None]
-        m_base = (mask_ptr + sample * m_image)[:, None]
-    else:
-        a_base = a_ptr + sample * a_image
-        m_base = mask_ptr + sample * m_image
+    # one pointer per program, or (SPAN) one per row
+    a_base = a_ptr + sample * a_image
+    m_base = mask_ptr + sample * m_image
     top = oh * STRIDE - PAD
     left = ow * STRIDE - PAD
     # The packed weights' rows are zero-padded to a multiple of 16 columns (N_ALIGN, the row stride),
@@ -263,7 +341,14 @@ def conv_tile(
         # (kw, channel) pairs at a time, kh a scalar of the loop (weights row kh * KW * C + j).
         ROW_K: tl.constexpr = KW * C
         ROW_BLOCKS: tl.constexpr = (ROW_K + BLOCK_K - 1) // BLOCK_K
-        for step in range(KH * ROW_BLOCKS):
+        STEPS: tl.constexpr = KH * ROW_BLOCKS
+        if SPLIT > 1:  # this program's run of K-steps
+            first = split * ((STEPS + SPLIT - 1) // SPLIT)
+            last = tl.minimum(first + (STEPS + SPLIT - 1) // SPLIT, STEPS)
+        else:
+            first = 0
+            last = STEPS
+        for step in range(first, last):
             kh = step // ROW_BLOCKS
             j = (step % ROW_BLOCKS) * BLOCK_K + offs_k
             j_ok = j < ROW_K
@@ -278,44 +363,132 @@ def conv_tile(
                 channel = (j % C)[None, :]
                 a_offsets = (rows * a_s1)[:, None] + cols * a_s2 + channel * a_s3
                 m_offsets = (rows * m_s1)[:, None] + cols * m_s2 + channel * m_s3
-            a = _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE)
+            if SPAN:
+                a_ptrs = a_base[:, None] + a_offsets
+                m_ptrs = m_base[:, None] + m_offsets
+            else:
+                a_ptrs = a_base + a_offsets
+                m_ptrs = m_base + m_offsets
+            a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE)
             b = tl.load(w_ptr + (kh * ROW_K + j)[:, None] * w_row_stride + offs_n[None, :],
                         mask=j_ok[:, None] & packed_ok[None, :], other=0.0)  # fmt: skip
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
     else:
-        # Taps x channel blocks: one scalar tap per step, a slab contiguous along channels.
+        # Taps x channel blocks: one scalar tap per step, a slab contiguous along channels. What varies
+        # per row (the image base, the window's corner, which taps fall inside the image) is computed
+        # once, before the loop; a K-step adds one scalar offset to each row's pointer and tests one
+        # bit of the row's tap mask, instead of rebuilding every row's coordinates, bounds and offsets.
         C_BLOCKS: tl.constexpr = (C + BLOCK_K - 1) // BLOCK_K
-        for step in range(KH * KW * C_BLOCKS):
+        inside_bits = _taps_inside(top, left, row_ok, height, width, KH, KW)
+        # int32 offsets of each row's window corner (64-bit pointers would hold twice the registers)
+        if DENSE:
+            a_corner = (top * width + left) * C
+            m_corner = a_corner
+            tap_h, tap_w, a_channel, m_channel = width * C, C, offs_k, offs_k
+        else:
+            a_corner = top * a_s1 + left * a_s2
+            m_corner = top * m_s1 + left * m_s2
+            tap_h, tap_w, a_channel, m_channel = a_s1, a_s2, offs_k * a_s3, offs_k * m_s3
+        if SPAN:
+            a_rows = a_base[:, None]
+            m_rows = m_base[:, None]
+        else:
+            a_rows = a_base
+            m_rows = m_base
+        w_slab = w_ptr + offs_k[:, None] * w_row_stride + offs_n[None, :]
+        STEPS: tl.constexpr = KH * KW * C_BLOCKS
+        if SPLIT > 1:
+            first = split * ((STEPS + SPLIT - 1) // SPLIT)
+            last = tl.minimum(first + (STEPS + SPLIT - 1) // SPLIT, STEPS)
+        else:
+            first = 0
+            last = STEPS
+        for step in range(first, last):
             tap = step // C_BLOCKS
-            channel = (step % C_BLOCKS) * BLOCK_K + offs_k
-            rows = top + tap // KW
-            cols = left + tap % KW
-            k_ok = channel < C
-            inside = row_ok & (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-            ok = inside[:, None] & k_ok[None, :]
+            c0 = (step % C_BLOCKS) * BLOCK_K
+            kh = tap // KW
+            kw = tap - kh * KW
+            k_ok = offs_k < C - c0
+            ok = _tap_inside(inside_bits, kh, kw, KH, KW)[:, None] & k_ok[None, :]
             if DENSE:
-                a_offsets = ((rows * width + cols) * C)[:, None] + channel[None, :]
+                shift = kh * tap_h + kw * tap_w + c0
+                a_offsets = shift + a_channel
                 m_offsets = a_offsets
             else:
-                a_offsets = (rows * a_s1 + cols * a_s2)[:, None] + channel[None, :] * a_s3
-                m_offsets = (rows * m_s1 + cols * m_s2)[:, None] + channel[None, :] * m_s3
-            a = _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE)
-            b = tl.load(w_ptr + (tap * C + channel)[:, None] * w_row_stride + offs_n[None, :],
-                        mask=k_ok[:, None] & packed_ok[None, :], other=0.0)  # fmt: skip
+                a_offsets = (kh * tap_h + kw * tap_w + c0 * a_s3) + a_channel
+                m_offsets = (kh * m_s1 + kw * m_s2 + c0 * m_s3) + m_channel
+            a_ptrs = a_rows + (a_corner[:, None] + a_offsets[None, :])
+            m_ptrs = m_rows + (m_corner[:, None] + m_offsets[None, :])
+            a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE)
+            b = tl.load(w_slab + (tap * C + c0) * w_row_stride, mask=k_ok[:, None] & packed_ok[None, :], other=0.0)
             acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
     return acc
 
 
 @triton.jit
-def _a_slab(a_base, a_offsets, m_base, m_offsets, ok, slope, A_MODE: tl.constexpr):
+def store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns):
+    """Split-K, first launch: this program's partial sum into the workspace [SPLIT, rows, columns]
+    (float32, dense), run ``tl.program_id(2)``; ``row`` the GEMM rows (int64)."""
+    split = tl.program_id(2).to(tl.int64)
+    offsets = (split * n_rows + row)[:, None] * n_columns + offs_n[None, :]
+    tl.store(ws_ptr + offsets, acc, mask=row_ok[:, None] & column_ok[None, :])
+
+
+@triton.jit
+def sum_splits(
+    ws_ptr, row, offs_n, row_ok, column_ok, n_rows, n_columns, SPLIT: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """Split-K, second launch: the tile's accumulator, the SPLIT partial sums added in a fixed order
+    (no atomics: the result does not depend on which run finished first)."""
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    ok = row_ok[:, None] & column_ok[None, :]
+    for run in tl.static_range(SPLIT):
+        offsets = (run * n_rows + row)[:, None] * n_columns + offs_n[None, :]
+        acc += tl.load(ws_ptr + offsets, mask=ok, other=0.0)
+    return acc
+
+
+@triton.jit
+def _taps_inside(top, left, row_ok, height, width, KH: tl.constexpr, KW: tl.constexpr):
+    """Per row, which taps (kh, kw) of its window fall inside the image: one bit per tap (bit kh * KW +
+    kw) when there are at most 31 taps, else a pair (bits of kh, bits of kw) packed as KH | KW << 16."""
+    h_bits = tl.zeros_like(top)
+    for kh in tl.static_range(KH):
+        h_bits |= tl.where(row_ok & (top + kh >= 0) & (top + kh < height), 1 << kh, 0)
+    w_bits = tl.zeros_like(left)
+    for kw in tl.static_range(KW):
+        w_bits |= tl.where((left + kw >= 0) & (left + kw < width), 1 << kw, 0)
+    if KH * KW <= 31:
+        bits = tl.zeros_like(top)
+        for kh in tl.static_range(KH):
+            bits |= tl.where(((h_bits >> kh) & 1) != 0, w_bits << (kh * KW), 0)
+    else:
+        tl.static_assert(KH <= 16 and KW <= 15, "kernels up to 16 x 15 taps")
+        bits = h_bits | (w_bits << 16)
+    return bits
+
+
+@triton.jit
+def _tap_inside(bits, kh, kw, KH: tl.constexpr, KW: tl.constexpr):
+    """Whether tap (kh, kw) of each row's window lies inside the image (``_taps_inside``'s bits)."""
+    if KH * KW <= 31:
+        inside = ((bits >> (kh * KW + kw)) & 1) != 0
+    else:
+        inside = ((bits >> kh) & (bits >> (16 + kw)) & 1) != 0
+    return inside
+
+
+@triton.jit
+def _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE: tl.constexpr):
     """One [BLOCK_M, BLOCK_K] slab of A: the input, a gradient gated by act'(mask), or act'(mask)."""
     if A_MODE == 2:
-        on = tl.load(m_base + m_offsets, mask=ok, other=0)
+        on = tl.load(m_ptrs, mask=ok, other=0)
         a = tl.where(ok, tl.where(on != 0, 1.0, slope), 0.0)
     else:
-        a = tl.load(a_base + a_offsets, mask=ok, other=0.0)
+        a = tl.load(a_ptrs, mask=ok, other=0.0)
         if A_MODE == 1:
-            on = tl.load(m_base + m_offsets, mask=ok, other=0)
+            on = tl.load(m_ptrs, mask=ok, other=0)
             a = a.to(tl.float32) * tl.where(on != 0, 1.0, slope)
     return a
 

@@ -128,11 +128,12 @@ def launch(
     *args: Any,
     **kwargs: Any,
 ) -> None:
-    """Launch an autotuned kernel (over ``configs``), or ``heuristic`` when autotuning is off."""
+    """Launch an autotuned kernel (over ``configs``), or ``heuristic`` when autotuning is off or
+    ``configs`` holds it alone."""
     if _recorded is not None:
         _recorded.append(Launch(kernel, list(configs), heuristic, args, kwargs))
         return
-    if autotune_enabled():
+    if autotune_enabled() and len(configs) > 1:
         kernel[grid](*args, **kwargs)
         return
     meta = {**kwargs, **heuristic.kwargs}

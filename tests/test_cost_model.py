@@ -59,7 +59,10 @@ def test_the_main_loop_is_counted_by_class() -> None:
 
 
 def test_no_loop_without_tensor_core_instructions() -> None:
-    assert not sass.main_loop(SASS.replace("HGMMA", "FFMA")).found
+    """A kernel without MMAs (a split-K sum) has no main loop; all its code up to the last EXIT (18
+    instructions) runs once per tile, as an epilogue."""
+    mix = sass.main_loop(SASS.replace("HGMMA", "FFMA"))
+    assert not mix.found and mix.epilogue_instructions == 18
 
 
 def test_the_cost_model_by_hand() -> None:
@@ -123,14 +126,40 @@ def test_the_model_grid_and_k_steps_are_the_launchers() -> None:
     from genconv.kernels.implicit_gemm import conv_grid
 
     launches = record_step("texture", 64, 3, torch.float32)
-    assert len(launches) == 6
+    assert len([launch for launch in launches if geometry(launch)["phase"] != 2]) == 6
     for launch in launches:
         config = launch.heuristic
         bm, bn, bk = (config.kwargs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
         g = geometry(launch)
         grid = conv_grid(g["rows"] // g["per_image"], g["per_image"], g["columns"], g["span"])(config.kwargs)
-        assert grid_size(g, bm, bn) == math.prod(grid)
+        runs = g["split"] if g["phase"] == 1 else 1  # split-K: one program per run of K-steps
+        assert grid_size(g, bm, bn) == math.prod(grid) * runs
         if g["channels"] < 16:
-            assert k_steps(g, bk) == g["kh"] * math.ceil(g["kw"] * g["channels"] / bk)
+            steps = g["kh"] * math.ceil(g["kw"] * g["channels"] / bk)
         else:
-            assert k_steps(g, bk) == g["kh"] * g["kw"] * math.ceil(g["channels"] / bk)
+            steps = g["kh"] * g["kw"] * math.ceil(g["channels"] / bk)
+        assert k_steps(g, bk) == (0 if g["phase"] == 2 else math.ceil(steps / runs))
+
+
+def test_a_small_batch_splits_k_to_fill_the_gpu(monkeypatch) -> None:
+    """Passes that launch fewer programs than half the 132 SMs cut their K loop into runs of at least 8
+    K-steps, at most 16 runs, about 132 programs in all (the B=1 texture net's 5x5 layer: 8 programs
+    of 100 K-steps -> 12 runs of at most 9); a split pass is recorded as its runs then the launch that
+    adds them, and the model's grid and K-steps are the runs'."""
+    from bench.cost_model import geometry, record_step
+    from genconv.kernels import implicit_gemm
+
+    assert implicit_gemm.split_count(8, 100) == 12
+    assert implicit_gemm.split_count(8, 20) == 2 and implicit_gemm.split_count(8, 15) == 1
+    assert implicit_gemm.split_count(66, 100) == 2 and implicit_gemm.split_count(67, 100) == 1
+    monkeypatch.setattr(implicit_gemm, "INTERPRETER_SPLIT", 3)  # what the launchers use in the interpreter
+    launches = record_step("texture", 64, 1, torch.float32)
+    phases = [geometry(launch)["phase"] for launch in launches]
+    assert phases == [1, 2] * 6
+    for launch in launches[::2]:
+        g = geometry(launch)
+        config = launch.heuristic
+        bm, bn, bk = (config.kwargs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+        whole = dict(g, phase=0)
+        assert grid_size(g, bm, bn) == 3 * grid_size(whole, bm, bn)
+        assert k_steps(g, bk) == math.ceil(k_steps(whole, bk) / 3)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from genconv.kernels import launch, reference
+from genconv.kernels import implicit_gemm, launch, reference
 from genconv.kernels.conv_forward import conv_act_forward, conv_act_forward_sum
 
 from kernel_support import DEVICE, assert_close, case_id, nan_poisoned_outputs, non_contiguous  # noqa: F401
@@ -24,6 +24,8 @@ CASES = [
     (1, 3, 16, 16, 5, 15, 3, 7, 0.0, True, torch.bfloat16),
     (1, 20, 9, 11, 7, 3, 1, 1, 0.0, True, torch.float32),
     (2, 33, 7, 8, 9, 3, 2, 1, 0.2, False, torch.bfloat16),
+    # 49 taps: more than one bit each fits an int32, so rows keep kh and kw masks apart
+    (1, 16, 9, 8, 5, 7, 1, 3, 0.0, True, torch.float32),
 ]
 IDS = [case_id(B=c[0], C=c[1], H=c[2], W=c[3], O=c[4], K=c[5], S=c[6], dtype=c[10]) for c in CASES]
 
@@ -91,6 +93,21 @@ def test_channels_last_input_and_chain_top_without_score(case) -> None:
     score, top_mask = conv_act_forward_sum(x, weight, bias, stride, padding, slope, score=False)
     assert score is None and torch.equal(top_mask, mask)
     assert top_mask.stride(1) == 1 and top_mask.stride(3) % 16 == 0  # NHWC rows padded for the top-down pass
+
+
+# the image layer's flat K (4 kernel rows: the last of 3 runs empty), 9 taps in 3 runs, 18 steps in 3 runs
+@pytest.mark.parametrize("case", [CASES[0], CASES[7], CASES[9], CASES[10]], ids=[IDS[0], IDS[7], IDS[9], IDS[10]])
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_split_k(case, monkeypatch) -> None:
+    """The K loop cut into 3 runs (what a small batch gets on a GPU), partial sums added by a second launch."""
+    monkeypatch.setattr(implicit_gemm, "INTERPRETER_SPLIT", 3)
+    monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 4096, "BLOCK_N": 128, "BLOCK_K": 16})
+    x, weight, bias, stride, padding, slope, dtype = _layer(case, seed=4)
+    h, mask = conv_act_forward(x, weight, bias, stride, padding, slope)
+    assert_close(h, reference.conv_act_forward(x, weight, bias, stride, padding, slope)[0], dtype, "h")
+    _assert_masks_agree(mask, x, weight, bias, stride, padding, dtype)
+    score, _ = conv_act_forward_sum(x, weight, bias, stride, padding, slope)
+    assert_close(score, reference.conv_act_forward_sum(x, weight, bias, stride, padding, slope)[0], dtype, "f")
 
 
 def test_bad_shapes() -> None:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from genconv.kernels import launch, reference
+from genconv.kernels import implicit_gemm, launch, reference
 from genconv.kernels.conv_transpose import masked_conv_transpose, masked_conv_transpose_langevin
 
 from kernel_support import DEVICE, assert_close, case_id, nan_poisoned_outputs, non_contiguous  # noqa: F401
@@ -61,6 +61,23 @@ def test_fused_langevin_update_with_counter_noise(case) -> None:
         grad, mask, weight, stride, padding, slope, x, 0.3, 1.4, seed=99, offset=7
     )
     assert out.shape == x.shape and out.dtype == dtype
+    assert_close(out, expected, dtype, "x'")
+
+
+@pytest.mark.parametrize("case", [CASES[2], CASES[8], CASES[9], CASES[11]], ids=[IDS[2], IDS[8], IDS[9], IDS[11]])
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_split_k(case, monkeypatch) -> None:
+    """The K loop cut into 3 runs, the partial sums added before the gate or the Langevin update."""
+    monkeypatch.setattr(implicit_gemm, "INTERPRETER_SPLIT", 3)
+    monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 4096, "BLOCK_N": 128, "BLOCK_K": 16})
+    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=5)
+    hw = (x.shape[-2], x.shape[-1])
+    out = masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw)
+    assert_close(out, reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw), dtype, "df/dx")
+    out = masked_conv_transpose_langevin(grad, mask, weight, stride, padding, slope, x, 0.3, 1.4, seed=99, offset=7)
+    expected = reference.masked_conv_transpose_langevin(
+        grad, mask, weight, stride, padding, slope, x, 0.3, 1.4, seed=99, offset=7
+    )
     assert_close(out, expected, dtype, "x'")
 
 
