@@ -10,9 +10,9 @@ Run from the project root (one training run at a time; 64 px, 700 iterations is 
 
 Each run trains ``genconv train --preset object --max-images 36 --holdout 20`` (the preset's 16
 training faces, the next 20 held out) at the preset's defaults, or with ``--paper`` at the GCN
-paper's settings (sigma 1, delta 0.1, lr 1e-4), or with --sigma / --delta / --langevin-steps in
-place of the preset's, and prints one JSON line: the patch SWD x1e3 of
-the 16 persistent chains (clipped to [0, 255]) against the held-out faces (projection seed 0), the
+paper's settings (sigma 1, delta 0.1, lr 1e-4), or with --sigma / --delta / --langevin-steps /
+--lr / --chains in place of those, and prints one JSON line: the patch SWD x1e3 of the persistent
+chains (16 unless --chains; clipped to [0, 255]) against the held-out faces (projection seed 0), the
 largest upward and downward energy excursions and the median seconds per iteration. A run folder
 that holds a checkpoint is resumed (exactly), so an interrupted check finishes where it stopped.
 """
@@ -41,15 +41,18 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=None, help="reference std in place of the preset's")
     parser.add_argument("--delta", type=float, default=None, help="Langevin step size in place of the preset's")
     parser.add_argument("--langevin-steps", type=int, default=None, help="Langevin steps per iteration")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate in place of the preset's")
+    parser.add_argument("--chains", type=int, default=None, help="number of persistent chains in place of the preset's")
     args = parser.parse_args()
     changed = {key: value for key, value in (("sigma", args.sigma), ("delta", args.delta),
-                                             ("langevin_steps", args.langevin_steps)) if value is not None}  # fmt: skip
+                                             ("langevin_steps", args.langevin_steps), ("lr", args.lr),
+                                             ("num_chains", args.chains)) if value is not None}  # fmt: skip
     for seed in args.seeds:
-        label = "paper" if args.paper else "preset" + "".join(f"-{key}{value:g}" for key, value in changed.items())
+        label = ("paper" if args.paper else "preset") + "".join(f"-{key}{value:g}" for key, value in changed.items())
         name = f"{label}-{args.image_size}px-seed{seed}"
         config = TrainConfig(
             model="gcn", preset="object", image_size=args.image_size, max_images=36, holdout=20,
-            iterations=args.iterations, seed=seed, **(PAPER if args.paper else {}), **changed,
+            iterations=args.iterations, seed=seed, **{**(PAPER if args.paper else {}), **changed},
         )  # fmt: skip
         run_dir = Path(args.out) / name
         trainer = Trainer(config, run_dir, resume=(run_dir / CHECKPOINT_NAME).exists(), progress=False)
