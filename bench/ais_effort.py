@@ -15,7 +15,6 @@ doubled; the populations agreeing with each other does not show it.
 import argparse
 import json
 import math
-import time
 
 import torch
 
@@ -37,14 +36,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_run(args.checkpoint).model
-    began = time.perf_counter()
     betas, ladder = adaptive_betas(model, chains=args.population, cess=args.cess, leapfrog=args.leapfrog,
                                    seed=args.seed + LADDER_SEED_OFFSET)  # fmt: skip
-    laddered = time.perf_counter()
     chains = args.population * args.populations
     found = annealed_log_z(model, chains=chains, schedule=betas, transition="hmc", leapfrog=args.leapfrog,
                            resample=0.5, batch_size=args.population, seed=args.seed)  # fmt: skip
-    finished = time.perf_counter()
     per_population = found.log_weights.view(args.populations, args.population)
     population_log_z = (torch.logsumexp(per_population, 1) - math.log(args.population)).tolist()
     print(json.dumps({
@@ -52,8 +48,8 @@ def main() -> None:
         "cess": args.cess, "seed": args.seed, "ladder_steps": len(betas) - 1, "ladder_log_z": round(ladder.log_z, 1),
         "log_z": round(found.log_z, 1), "log_z_se": round(found.log_z_se, 2),
         "population_log_z": [round(value, 1) for value in population_log_z],
-        "acceptance": round(found.acceptance, 3), "ladder_seconds": round(laddered - began, 1),
-        "smc_seconds": round(finished - laddered, 1),
+        "acceptance": round(found.acceptance, 3), "ladder_seconds": round(ladder.seconds, 1),
+        "smc_seconds": round(found.seconds, 1),
     }), flush=True)  # fmt: skip
 
 
