@@ -43,6 +43,7 @@ from bench.workloads import (
     learning_iteration,
     matrix,
     resolve_size,
+    setup_missing,
 )
 
 DEFAULTS = {
@@ -263,12 +264,13 @@ def main(argv: list[str] | None = None) -> int:
                  f"; other processes kept {found.other_processes_cores:.2f} cores busy"), flush=True)  # fmt: skip
     too_slow: dict[tuple[str, str], str] = {}
     for workload in workloads:
-        setup = build_setup(workload, device)
+        missing = setup_missing(workload)
+        setup = None if missing else build_setup(workload, device)
         records = []
         for name in args.providers:
             record: dict[str, Any] = {"workload": workload.to_dict(), "label": workload.label, "group": workload.group,
                                       "provider": name, "status": "ok"}  # fmt: skip
-            reason = PROVIDERS[name].unavailable(device)
+            reason = missing or PROVIDERS[name].unavailable(device)
             if reason is None and PROVIDERS[name].builder(workload.kind) is None:
                 only = "energy (pcd, conv)" if PROVIDERS[name].build is None else "GCN"
                 reason = f"runs {only} workloads only, not {workload.kind}"

@@ -147,6 +147,17 @@ class Setup:
         return self.workload.steps
 
 
+def setup_missing(workload: Workload) -> str | None:
+    """Why ``build_setup`` cannot build ``workload`` here (the conv kind needs ebmkit), or None."""
+    if workload.kind != "conv":
+        return None
+    try:
+        import ebm.nets  # noqa: F401
+    except ImportError as error:
+        return f"ebmkit is not importable ({error}); pip install ebmkit"
+    return None
+
+
 def build_setup(workload: Workload, device: torch.device, delta: float | None = None) -> Setup:
     """Tensors for ``workload`` on ``device``: model (float32 weights), x0 ~ N(0, sigma^2) in the workload dtype.
 

@@ -145,3 +145,18 @@ def test_kernel_timing_script_runs_its_checks_in_the_interpreter(tmp_path: Path)
     assert len(rows) == 8
     checked = [row for row in rows if "max_relative_deviation" in row]
     assert len(checked) == 5 and all(row["max_relative_deviation"] < 1e-4 for row in checked)
+
+
+def test_conv_workload_without_ebmkit_is_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without ebmkit the conv workload's cells are skipped with the reason; the run goes on."""
+    monkeypatch.syspath_prepend(str(REPOSITORY))
+    monkeypatch.setitem(sys.modules, "ebm", None)
+    monkeypatch.setitem(sys.modules, "ebm.nets", None)
+    from bench import run
+
+    code = run.main(["--quick", "--kinds", "conv", "--providers", "eager,genconv-dropin", "--out", str(tmp_path),
+                     "--name", "no-ebmkit", "--no-plot"])  # fmt: skip
+    assert code == 0
+    results = json.loads((tmp_path / "no-ebmkit.json").read_text())["runs"][0]["results"]
+    assert [r["status"] for r in results] == ["skipped", "skipped"]
+    assert all("ebmkit is not importable" in r["note"] for r in results)
