@@ -2,6 +2,7 @@
 
     python -m bench.compile_tier                       # the table -> bench/results/compile-<date>.json
     python -m bench.compile_tier --out /tmp/c.json --quick
+    python -m bench.compile_tier --out /tmp/c.json --quick --heuristic-only sm_80   # what the suite compiles
 
 No GPU is needed: each launcher runs on CPU tensors of representative preset shapes under
 ``kernels.launch.recording_launches()``, which records the launch instead of running it; every
@@ -185,8 +186,11 @@ def _variant_key(variant: Variant, launch: Launch, config: triton.Config) -> tup
     return (jit.fn.__name__, _config_label(config), variant.target, shapes, constants)
 
 
-def collect_jobs(cases: list[CompileCase], targets: list[str]) -> list[tuple[Variant, Launch, triton.Config]]:
-    """Record every case's launches and expand them into (variant, launch, config) jobs, deduplicated."""
+def collect_jobs(
+    cases: list[CompileCase], targets: list[str], heuristic_only: tuple[str, ...] = ()
+) -> list[tuple[Variant, Launch, triton.Config]]:
+    """Record every case's launches and expand them into (variant, launch, config) jobs, deduplicated;
+    on the targets in ``heuristic_only`` only the shape heuristic's config of each launch."""
     jobs, seen = [], set()
     for case in cases:
         with recording_launches() as launches:
@@ -198,6 +202,8 @@ def collect_jobs(cases: list[CompileCase], targets: list[str]) -> list[tuple[Var
                 configs.append(launch.heuristic)
             for config in configs:
                 for target in targets:
+                    if target in heuristic_only and _config_label(config) != _config_label(launch.heuristic):
+                        continue
                     variant = Variant(
                         kernel=name, case=case.name, layer=_layer_label(launch), dtype=case.dtype, target=target,
                         config=_config_label(config), num_warps=config.num_warps, num_stages=config.num_stages,
@@ -221,8 +227,8 @@ def _compile_job(index: int) -> Row:
     return compile_variant(_JOBS[index])
 
 
-def run(quick: bool, workers: int, targets: list[str]) -> list[Row]:
-    _JOBS[:] = collect_jobs(compile_cases(quick), targets)
+def run(quick: bool, workers: int, targets: list[str], heuristic_only: tuple[str, ...] = ()) -> list[Row]:
+    _JOBS[:] = collect_jobs(compile_cases(quick), targets, heuristic_only)
     if workers <= 1:
         return [compile_variant(job) for job in _JOBS]
     context = multiprocessing.get_context("fork")
@@ -234,12 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compile_tier", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, help="JSON to write (default bench/results/compile-<date>.json)")
     parser.add_argument("--quick", action="store_true", help="fewer cases (what the test suite compiles)")
+    parser.add_argument("--heuristic-only", default="", help="comma-separated targets compiled with the shape "
+                        "heuristic's tile of each launch only (the suite: sm_80, a portability check)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="compile processes (default: cores)")
     parser.add_argument("--targets", default="sm_90,sm_80", help="comma-separated, of sm_90, sm_80")
     args = parser.parse_args(argv)
     out = args.out or Path(__file__).resolve().parent / "results" / f"compile-{date.today().isoformat()}.json"
     start = time.perf_counter()
-    rows = run(args.quick, args.workers, args.targets.split(","))
+    rows = run(args.quick, args.workers, args.targets.split(","), tuple(filter(None, args.heuristic_only.split(","))))
     meta = report.environment(torch.device("cpu"))
     ptxas = {target: _tool_version(ptxas_path(target)) for target in args.targets.split(",")}
     meta.update(seconds=time.perf_counter() - start, triton=triton.__version__, ptxas=ptxas)
