@@ -85,6 +85,45 @@ def test_top_down_ops_match_the_twins(geometry, slope) -> None:
     assert_close(fused, twin, torch.float32, "x'")
 
 
+# Strided layers whose kernel the stride does not divide, with many input channels: their top-down
+# pass runs as the transposed convolution on the CPU (odd sizes need an output padding).
+TRANSPOSED_GEOMETRIES = [(6, 17, 5, 2, 2, 13, 12), (5, 16, 3, 2, 1, 9, 8), (4, 20, 7, 3, 3, 16, 14)]
+TRANSPOSED_IDS = [case_id(O=g[0], C=g[1], K=g[2], S=g[3], P=g[4], H=g[5], W=g[6]) for g in TRANSPOSED_GEOMETRIES]
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2], ids=["relu", "leaky"])
+@pytest.mark.parametrize("geometry", TRANSPOSED_GEOMETRIES, ids=TRANSPOSED_IDS)
+def test_transposed_convolution_form_matches_the_twin(geometry, slope) -> None:
+    c_out, c_in, kernel, stride, padding, height, width = geometry
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(2, c_in, height, width, generator=generator)
+    weight = 0.4 * torch.randn(c_out, c_in, kernel, kernel, generator=generator)
+    _, mask = torch_path.conv_act_forward(x, weight, None, stride, padding, slope)
+    below = torch.randn(x.shape, generator=generator).contiguous(memory_format=torch.channels_last) > 0
+    grad = non_contiguous(torch.randn(mask.shape, generator=generator))
+    coefficients = grad.contiguous(memory_format=torch.channels_last)
+    assert torch_path._transposed_output_padding(coefficients, weight, stride, padding, (height, width)) is not None
+    for upstream in (grad, None):
+        out = torch_path.masked_conv_transpose(upstream, mask, weight, stride, padding, slope, (height, width),
+                                               output_mask=below)  # fmt: skip
+        expected = reference.masked_conv_transpose(upstream, mask, weight, stride, padding, slope, (height, width),
+                                                   output_mask=below)  # fmt: skip
+        assert out.shape == x.shape
+        assert_close(out, expected, torch.float32, "df/dx")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+def test_slope_factor_equals_the_twins_exactly(dtype) -> None:
+    generator = torch.Generator().manual_seed(3)
+    slopes = [0.0, 0.2, 0.01, 0.1, 0.5, 0.999, 1e-8, *torch.rand(40, generator=generator, dtype=torch.float64).tolist()]
+    for index, slope in enumerate(slopes):
+        mask = torch.rand(3, 5, 4, 6, generator=generator) > 0.5
+        if index % 2:
+            mask = mask.contiguous(memory_format=torch.channels_last)
+        factor = torch_path.slope_factor(mask, slope, dtype)
+        assert factor.dtype == dtype and torch.equal(factor, reference.activation_slope_factor(mask, slope, dtype))
+
+
 def test_summed_top_skips_the_score_when_asked() -> None:
     x, weight = torch.randn(2, 3, 9, 9), torch.randn(4, 3, 3, 3)
     for ops in (torch_path, reference):
