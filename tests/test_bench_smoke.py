@@ -160,3 +160,17 @@ def test_conv_workload_without_ebmkit_is_skipped(monkeypatch: pytest.MonkeyPatch
     results = json.loads((tmp_path / "no-ebmkit.json").read_text())["runs"][0]["results"]
     assert [r["status"] for r in results] == ["skipped", "skipped"]
     assert all("ebmkit is not importable" in r["note"] for r in results)
+
+
+def test_revision_ab_runs_both_versions_of_the_cpu_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """bench.cpu_revision_ab against the checked-out revision: the same code gives the same chain."""
+    monkeypatch.syspath_prepend(str(REPOSITORY))
+    from bench import cpu_revision_ab
+
+    out = tmp_path / "ab.json"
+    assert cpu_revision_ab.main(["--revision", "HEAD", "--cases", "object@20:2", "--steps", "2", "--rounds", "2",
+                                 "--threads", "1", "--out", str(out)]) == 0  # fmt: skip
+    (result,) = json.loads(out.read_text())["results"]
+    assert (result["preset"], result["size"], result["batch"]) == ("object", 20, 2)
+    assert result["max_relative_difference"] == 0.0 and _positive(result["speedup"])
+    assert all(len(result["seconds"][name]) == 2 for name in ("then", "now"))
