@@ -174,3 +174,15 @@ def test_revision_ab_runs_both_versions_of_the_cpu_path(monkeypatch: pytest.Monk
     assert (result["preset"], result["size"], result["batch"]) == ("object", 20, 2)
     assert result["max_relative_difference"] == 0.0 and _positive(result["speedup"])
     assert all(len(result["seconds"][name]) == 2 for name in ("then", "now"))
+
+
+def test_topdown_forms_agree_on_every_listed_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench.cpu_topdown_forms: the sub-pixel and the transposed form give the same pass on each layer."""
+    monkeypatch.syspath_prepend(str(REPOSITORY))
+    from bench import cpu_topdown_forms
+
+    for layer in cpu_topdown_forms.LAYERS:
+        sub_pixel, transposed = cpu_topdown_forms.forms(2, layer)
+        out = sub_pixel()
+        assert out.shape[-1] == layer[-1] and out.shape[1] == layer[2]
+        torch.testing.assert_close(out, transposed(), rtol=1e-4, atol=1e-4)
