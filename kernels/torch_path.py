@@ -4,9 +4,9 @@ Same signatures and results (up to float rounding) as the twins in ``reference.p
 them. What makes them faster than the twins and than an autograd loop:
 - the top-down pass of a layer is a forward convolution on packed weights (``packing.py``),
   about 2x faster than oneDNN's transposed convolution and 4x for the strided bottom layer; except,
-  on the CPU, a strided layer whose kernel is not a multiple of its stride and whose input has many
-  channels (the object net's 5x5 and 3x3 stride-2 layers), where the sub-pixel form's zero taps
-  (1.44x the FLOPs at 5x5 stride 2) make oneDNN's transposed convolution 1.3-1.6x faster;
+  on the CPU, a strided layer whose input has many channels, where oneDNN's transposed convolution
+  is faster: 1.3-1.6x on the object net's 5x5 and 3x3 stride-2 layers, whose sub-pixel form spends
+  1.44x and 1.78x the FLOPs on zero taps, and 1.1-1.3x on the 4x4 stride-2 layers of the GGCN nets;
 - on the CPU activations, masks and gradients are channels-last (oneDNN's fastest layout here)
   and every weight is repacked only when it changes;
 - the Langevin update and its Philox noise run as one C++ pass on the CPU (``cpu_kernel.py``);
@@ -84,9 +84,9 @@ def conv_act_forward_sum(
     return _activate_(pre, slope).sum(dim=(1, 2, 3)), mask
 
 
-# Input channels from which a strided layer whose kernel is not a multiple of its stride runs its
-# top-down pass as oneDNN's transposed convolution on the CPU (below, the image layer: its sub-pixel
-# form's s^2 C_in output channels make the forward convolution 1.5-2x faster).
+# Input channels from which a strided layer runs its top-down pass as oneDNN's transposed
+# convolution on the CPU (below, the image layer: its sub-pixel form's s^2 C_in output channels make
+# the forward convolution 2-2.5x faster).
 TRANSPOSED_MIN_CHANNELS = 16
 
 
@@ -94,12 +94,10 @@ def _transposed_output_padding(
     coefficients: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, input_hw: tuple[int, int]
 ) -> tuple[int, int] | None:
     """The output padding with which ``conv_transpose2d`` computes this top-down pass directly, where
-    that is the faster form (CPU, strided, kernel not a multiple of the stride, many input channels),
-    or None (the sub-pixel forward convolution)."""
+    that is the faster form (CPU, strided, many input channels), or None (the sub-pixel forward
+    convolution)."""
     kernel_h, kernel_w = weight.shape[-2:]
     if coefficients.device.type != "cpu" or stride == 1 or weight.shape[1] < TRANSPOSED_MIN_CHANNELS:
-        return None
-    if kernel_h % stride == 0 and kernel_w % stride == 0:
         return None
     extra = tuple(
         size - ((grid - 1) * stride - 2 * padding + kernel)

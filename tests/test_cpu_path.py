@@ -85,9 +85,10 @@ def test_top_down_ops_match_the_twins(geometry, slope) -> None:
     assert_close(fused, twin, torch.float32, "x'")
 
 
-# Strided layers whose kernel the stride does not divide, with many input channels: their top-down
-# pass runs as the transposed convolution on the CPU (odd sizes need an output padding).
-TRANSPOSED_GEOMETRIES = [(6, 17, 5, 2, 2, 13, 12), (5, 16, 3, 2, 1, 9, 8), (4, 20, 7, 3, 3, 16, 14)]
+# Strided layers with many input channels: their top-down pass runs as the transposed convolution on
+# the CPU (kernels the stride divides or not; odd sizes need an output padding).
+TRANSPOSED_GEOMETRIES = [(6, 17, 5, 2, 2, 13, 12), (5, 16, 3, 2, 1, 9, 8), (4, 20, 7, 3, 3, 16, 14),
+                         (6, 16, 4, 2, 1, 12, 11)]  # fmt: skip
 TRANSPOSED_IDS = [case_id(O=g[0], C=g[1], K=g[2], S=g[3], P=g[4], H=g[5], W=g[6]) for g in TRANSPOSED_GEOMETRIES]
 
 
