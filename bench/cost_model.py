@@ -107,6 +107,7 @@ class PassInput:
     extra_bytes: float = 0.0  # traffic beyond the compulsory bytes (a split-K workspace): time, not roofline
     split: int = 1  # split-K runs (the grid holds them all)
     split_sum: bool = False  # the split-K launch that adds the runs' partial sums (merged into its pass)
+    swap: bool = False  # the MMA computes the transposed tile (output channels as its rows)
 
 
 @dataclass
@@ -178,8 +179,8 @@ def predict(p: PassInput, gpu: str = "H200") -> PassPrediction:
     executed = p.grid * p.k_steps * p.warps * p.mix.mma_flops_per_warp
     bound = "memory" if (p.bytes + p.extra_bytes) / spec["hbm_bytes_per_s"] >= compute_s else max(terms, key=terms.get)
     return PassPrediction(
-        name=p.name, tile=f"{p.block_m}x{p.block_n}x{p.block_k} w{p.warps} s{p.stages}" + (f" split {p.split}"
-        if p.split > 1 else ""), registers=p.registers,
+        name=p.name, tile=f"{p.block_m}x{p.block_n}x{p.block_k} w{p.warps} s{p.stages}" + (" swap" if p.swap else "")
+        + (f" split {p.split}" if p.split > 1 else ""), registers=p.registers,
         ctas_per_sm=occupancy, grid=p.grid, waves=p.grid / (sms * occupancy), k_steps=p.k_steps,
         loop_instructions=p.mix.instructions, step_cycles={k: round(v, 1) for k, v in terms.items()}, bound=bound,
         padding_efficiency=p.useful_flops / executed if executed else 0.0, gflop=p.useful_flops / 1e9,
@@ -361,6 +362,7 @@ def workload_passes(launches: list[Any], compiler: Compiler, chain_dot: str) -> 
             grid=grid_size(g, bm, bn), k_steps=k_steps(g, bk), useful_flops=useful,
             bytes=0 if summing else compulsory_bytes(launch), mix=mix, roofline_dot=chain_dot,
             extra_bytes=workspace_bytes(launch), split=g["split"], split_sum=summing,
+            swap=bool(config.kwargs.get("SWAP", 0)),
         ))  # fmt: skip
     return passes
 

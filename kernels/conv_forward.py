@@ -97,6 +97,7 @@ def _conv_forward_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SWAP: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -113,7 +114,7 @@ def _conv_forward_kernel(
         acc = conv_tile(
             x_ptr, x_s0, x_s1, x_s2, x_s3, x_ptr, 0, 0, 0, 0, w_ptr, w_row_stride, sample, oh, ow, row_ok,
             offs_n, height, width, slope, tl.program_id(2), C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE, SPAN,
-            SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
+            SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP,
         )  # fmt: skip
     if SPLIT_PHASE == 1:
         store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)

@@ -138,6 +138,7 @@ def _conv_transpose_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SWAP: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -153,7 +154,7 @@ def _conv_transpose_kernel(
         acc = conv_tile(
             g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, sample, qh, qw,
             row_ok, offs_n, g_h, g_w, slope, tl.program_id(2), C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE, SPAN,
-            SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K,
+            SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP,
         )  # fmt: skip
     if SPLIT_PHASE == 1:
         store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)

@@ -61,6 +61,8 @@ _TILES = (
     (64, 32, 32, 4, 4),
     (256, 16, 32, 8, 3),
     (64, 16, 32, 4, 3),
+    (256, 64, 32, 4, 3, 1),
+    (128, 64, 32, 4, 3, 1),
 )
 # The top-down kernel's epilogue (sub-pixel scatter, gate or Langevin update) holds more per
 # element: with the Langevin update or a sub-pixel scatter (stride > 1) its tiles stop at 64 columns
@@ -76,6 +78,7 @@ _TOP_DOWN_TILES = (
     (64, 32, 32, 4, 4),
     (256, 16, 32, 4, 3),
     (64, 16, 32, 4, 3),
+    (128, 64, 32, 4, 3, 1),
 )
 # The widest tile of a top-down pass with the Langevin update or the sub-pixel scatter in its epilogue
 # (128 columns spill there with Triton 3.9's compiler).
@@ -97,9 +100,6 @@ _HEURISTIC = {
     32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 4)),
     16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
 }
-# Bottom-up tiles taller than the tall one, taken where they fill the GPU and pad an image's rows
-# no more than it (75 x 75 = 44 x 128 = 22 x 256 rows; not 25 x 25, 5 x 128 but 3 x 256).
-_TALLER = {64: (256, 64, 32, 8, 3)}
 _TOP_DOWN_HEURISTIC = {
     128: ((128, 128, 32, 8, 3), (64, 64, 32, 4, 3)),
     64: ((128, 64, 64, 8, 3), (64, 64, 32, 4, 3)),
@@ -108,8 +108,22 @@ _TOP_DOWN_HEURISTIC = {
 }
 
 
-def _config(m: int, n: int, k: int, warps: int, stages: int) -> triton.Config:
-    return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
+# Swapped tiles (a sixth field of 1 in the tile tuples above): the MMA computes the transposed tile,
+# output channels as its rows and pixels as its columns. A wgmma's rows are 64 per warpgroup while its
+# columns go to 256, so a layer with 64 output channels gets 128-256-wide wgmmas over the pixels, each
+# reading fewer shared-memory bytes per FLOP (``bench.cost_model``'s shared-memory term: 64 / 256 +
+# 32 / 64 + 1/2 = 1.25 units for the 256-row swapped tile against 1.625 for 256x64 and 1.75 for
+# 128x64). Taken for BLOCK_N 64 where the swapped tile fills the GPU: 256 rows for a bottom-up layer over
+# channel blocks where that pads an image's rows no more than 128-row tiles, else 128 rows; not for a
+# top-down pass with the Langevin update or the sub-pixel scatter in its epilogue. Each exception
+# spills on sm_90: the 256-row tile on the image layer (flat K) and in the top-down epilogues, the
+# 128-row one with the scatter or the update (Triton 3.9), 128-column swapped tiles everywhere.
+_SWAPPED_TALL = (256, 64, 32, 4, 3, 1)
+_SWAPPED = (128, 64, 32, 4, 3, 1)
+
+
+def _config(m: int, n: int, k: int, warps: int, stages: int, swap: int = 0) -> triton.Config:
+    return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "SWAP": swap}, num_warps=warps, num_stages=stages)
 
 
 def conv_configs(top_down: bool = False) -> list[triton.Config]:
@@ -137,13 +151,17 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     least half as wide (narrower tiles only repeat the K loop), BLOCK_M no taller than the rows
     its tiles cover, rounded up (at least 64), BLOCK_K 64 only for WIDE_K_CHANNELS channels or more
     (``C`` of the top-down kernel, ``C_IN`` of the bottom-up one, in ``kwargs``), and at most
-    LANGEVIN_COLUMNS columns for a top-down pass (``TAPS``) with the Langevin update in the epilogue
-    (``FUSE_LANGEVIN``) or the sub-pixel scatter (``STRIDE`` > 1)."""
+    LANGEVIN_COLUMNS columns and no swapped tile for a top-down pass (``TAPS``) with the Langevin
+    update in the epilogue (``FUSE_LANGEVIN``) or the sub-pixel scatter (``STRIDE`` > 1), no 256-row
+    swapped tile for the image layer."""
     widest = _narrow_n(int(named_args["n_columns"]), max(c.kwargs["BLOCK_N"] for c in configs))
     if "TAPS" in kwargs and (kwargs.get("FUSE_LANGEVIN") or kwargs.get("STRIDE", 1) > 1):
         widest = min(widest, LANGEVIN_COLUMNS)
+        configs = [c for c in configs if not c.kwargs["SWAP"]]  # they spill with these epilogues
     channels = int(kwargs.get("C", kwargs.get("C_IN", WIDE_K_CHANNELS)))  # the reduction's channels
     configs = [c for c in configs if c.kwargs["BLOCK_K"] <= 32 or channels >= WIDE_K_CHANNELS]
+    if channels < FLAT_K_CHANNELS:  # the 256-row swapped tile spills on the image layer's flat K
+        configs = [c for c in configs if not (c.kwargs["SWAP"] and c.kwargs["BLOCK_M"] > 128)]
     kept = [c for c in configs if widest // 2 <= c.kwargs["BLOCK_N"] <= widest]
     rows = tile_rows(named_args, bool(kwargs.get("SPAN", False)))
     fitting = [c for c in kept if c.kwargs["BLOCK_M"] <= max(64, triton.next_power_of_2(rows))]
@@ -165,21 +183,27 @@ def heuristic_config(
 ) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
     >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update or a sub-pixel scatter); tall tiles when the tiles
-    cover many rows and ``images`` x their tiles fill the GPU, 64-row tiles otherwise (small
-    batches); BLOCK_K 64 for ``channels`` >= 64."""
+    cover many rows and ``images`` x their tiles fill the GPU (swapped ones for 64 columns), 64-row
+    tiles otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     tall, short = table[_narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))]
     if tall[2] > 32 and channels < WIDE_K_CHANNELS:
         tiles = _TOP_DOWN_TILES if top_down else _TILES
-        same = [t for t in tiles if t[0] == tall[0] and t[1] == tall[1] and t[2] == 32 and t[3] == tall[3]]
+        same = [t for t in tiles if t[:2] == tall[:2] and t[2] == 32 and t[3] == tall[3] and len(t) == 5]
         tall = same[0] if same else short
 
     def fills(tile: tuple[int, ...]) -> bool:
         return rows >= 256 and images * triton.cdiv(rows, tile[0]) * triton.cdiv(columns, tile[1]) >= FILL_PROGRAMS
 
-    taller = None if top_down else _TALLER.get(tall[1])
-    if taller and fills(taller) and triton.cdiv(rows, taller[0]) * taller[0] <= triton.cdiv(rows, tall[0]) * tall[0]:
-        return _config(*taller)
+    def pads_no_more(tile: tuple[int, ...]) -> bool:
+        return triton.cdiv(rows, tile[0]) * tile[0] <= triton.cdiv(rows, tall[0]) * tall[0]
+
+    if tall[1] == 64 and not (top_down and langevin):
+        channel_blocks = not top_down and channels >= FLAT_K_CHANNELS
+        if channel_blocks and fills(_SWAPPED_TALL) and pads_no_more(_SWAPPED_TALL):
+            return _config(*_SWAPPED_TALL)
+        if fills(_SWAPPED):
+            return _config(*_SWAPPED)
     return _config(*(tall if fills(tall) else short))
 
 
@@ -192,7 +216,7 @@ MAX_SPLIT = 16
 INTERPRETER_SPLIT = 1
 # The sum launch's tile: it has no K loop, only the epilogue (with the Langevin update, thousands of
 # instructions per thread at 16 elements each), so small tiles spread it over more SMs.
-SUM_TILE = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=1)
+SUM_TILE = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16, "SWAP": 0}, num_warps=4, num_stages=1)
 
 
 def k_steps(channels: int, kernel_h: int, kernel_w: int, block_k: int) -> int:
@@ -301,6 +325,7 @@ def conv_tile(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SWAP: tl.constexpr,
 ):
     """acc[BLOCK_M, BLOCK_N] (float32) of the convolution for rows (sample, oh, ow), columns offs_n.
 
@@ -336,6 +361,7 @@ def conv_tile(
     # for bfloat16).
     packed_ok = offs_n < w_row_stride
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_t = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     if C < 16:
         # The image layer has too few channels for channel blocks: K runs over one kernel row of
         # (kw, channel) pairs at a time, kh a scalar of the loop (weights row kh * KW * C + j).
@@ -372,7 +398,7 @@ def conv_tile(
             a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE)
             b = tl.load(w_ptr + (kh * ROW_K + j)[:, None] * w_row_stride + offs_n[None, :],
                         mask=j_ok[:, None] & packed_ok[None, :], other=0.0)  # fmt: skip
-            acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
+            acc, acc_t = _accumulate(a, b, acc, acc_t, SWAP, DOT_DTYPE, PRECISION)
     else:
         # Taps x channel blocks: one scalar tap per step, a slab contiguous along channels. What varies
         # per row (the image base, the window's corner, which taps fall inside the image) is computed
@@ -421,8 +447,21 @@ def conv_tile(
             m_ptrs = m_rows + (m_corner[:, None] + m_offsets[None, :])
             a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE)
             b = tl.load(w_slab + (tap * C + c0) * w_row_stride, mask=k_ok[:, None] & packed_ok[None, :], other=0.0)
-            acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
+            acc, acc_t = _accumulate(a, b, acc, acc_t, SWAP, DOT_DTYPE, PRECISION)
+    if SWAP:
+        acc = tl.trans(acc_t)
     return acc
+
+
+@triton.jit
+def _accumulate(a, b, acc, acc_t, SWAP: tl.constexpr, DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr):
+    """One K-step's product: acc += a b, or with SWAP acc_t += b^T a^T (the transposed tile, so the
+    output channels are the MMA's rows and the pixels its columns)."""
+    if SWAP:
+        acc_t = tl.dot(tl.trans(b.to(DOT_DTYPE)), tl.trans(a.to(DOT_DTYPE)), acc_t, input_precision=PRECISION)
+    else:
+        acc = tl.dot(a.to(DOT_DTYPE), b.to(DOT_DTYPE), acc, input_precision=PRECISION)
+    return acc, acc_t
 
 
 @triton.jit

@@ -79,6 +79,8 @@ def check_device(*tensors: torch.Tensor) -> None:
 # cross tile boundaries).
 INTERPRETER_TILE_CAPS = {"BLOCK_M": 4096, "BLOCK_N": 128, "BLOCK_K": 128}
 INTERPRETER_TILE_AREA = 65536
+# Whether the interpreter's tile is a swapped one (``implicit_gemm``: tests set it to run that path).
+INTERPRETER_SWAP = 0
 
 
 def interpreter_tiles(rows: int, columns: int, reduction: int) -> list[triton.Config]:
@@ -91,7 +93,8 @@ def interpreter_tiles(rows: int, columns: int, reduction: int) -> list[triton.Co
     block_k = fit("BLOCK_K", reduction, INTERPRETER_TILE_AREA)
     block_n = fit("BLOCK_N", columns, INTERPRETER_TILE_AREA // block_k)
     block_m = fit("BLOCK_M", rows, INTERPRETER_TILE_AREA // block_k)
-    return [triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k}, num_warps=1)]
+    tile = {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "SWAP": INTERPRETER_SWAP}
+    return [triton.Config(tile, num_warps=1)]
 
 
 @dataclass

@@ -116,3 +116,41 @@ def test_bad_shapes() -> None:
         conv_act_forward(x, torch.randn(3, 4, 3, 3, device=DEVICE), None, 1, 1, 0.0)
     with pytest.raises(ValueError, match="square kernels"):
         conv_act_forward(x, torch.randn(3, 2, 3, 1, device=DEVICE), None, 1, 1, 0.0)
+
+
+# the image layer's flat K, channel blocks, a ragged last block, the summed top; whole and small tiles
+@pytest.mark.parametrize("case", [CASES[1], CASES[7], CASES[9], CASES[10]], ids=[IDS[1], IDS[7], IDS[9], IDS[10]])
+@pytest.mark.parametrize("small_tiles", [False, True], ids=["whole", "small-tiles"])
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_swapped_tiles(case, small_tiles, monkeypatch) -> None:
+    """Tiles whose MMA computes the transposed product (output channels as its rows), as wide layers
+    get on a GPU, agree with the reference like the plain ones."""
+    monkeypatch.setattr(launch, "INTERPRETER_SWAP", 1)
+    if small_tiles:
+        monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16})
+    x, weight, bias, stride, padding, slope, dtype = _layer(case, seed=5)
+    h, mask = conv_act_forward(non_contiguous(x), weight, bias, stride, padding, slope)
+    assert_close(h, reference.conv_act_forward(x, weight, bias, stride, padding, slope)[0], dtype, "h")
+    _assert_masks_agree(mask, x, weight, bias, stride, padding, dtype)
+    score, _ = conv_act_forward_sum(x, weight, bias, stride, padding, slope)
+    assert_close(score, reference.conv_act_forward_sum(x, weight, bias, stride, padding, slope)[0], dtype, "f")
+
+
+def test_swapped_tiles_where_the_heuristic_takes_them() -> None:
+    """Large batches of 64-column passes take swapped tiles, except where those spill: the image
+    layer's 256-row one, a top-down pass with the sub-pixel scatter or the Langevin update; small
+    batches keep unswapped 64-row tiles."""
+
+    def tile(**kwargs) -> tuple[int, int, int]:
+        config = implicit_gemm.heuristic_config(**kwargs)
+        return config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.kwargs["SWAP"]
+
+    assert tile(columns=64, rows=22 * 22, images=256, channels=100) == (256, 64, 1)  # texture's 5x5 layer
+    assert tile(columns=64, rows=25 * 25, images=256, channels=100) == (128, 64, 1)  # 256 rows would pad more
+    assert tile(columns=64, rows=22 * 22, images=256, channels=32, top_down=True) == (128, 64, 1)
+    assert tile(columns=64, rows=22 * 22, images=256, channels=32, top_down=True, langevin=True)[2] == 0
+    assert tile(columns=64, rows=22 * 22, images=1, channels=100) == (64, 64, 0)
+    assert tile(columns=100, rows=22 * 22, images=256, channels=64)[2] == 0  # no 128-column swapped tile
+    image_layer = {"n_columns": 64, "n_rows": 256 * 1024, "out_h": 32, "out_w": 32}
+    kept = implicit_gemm.prune_configs(implicit_gemm.conv_configs(), image_layer, C_IN=4)
+    assert kept and not any(c.kwargs["SWAP"] and c.kwargs["BLOCK_M"] > 128 for c in kept)

@@ -179,3 +179,23 @@ def test_fused_update_reads_seed_and_counter_base_from_device_memory() -> None:
     from_memory = masked_conv_transpose_langevin(*layer, seed=counter, offset=11)
     direct = masked_conv_transpose_langevin(*layer, seed=31, offset=511)
     assert torch.equal(from_memory, direct)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[8], CASES[9], CASES[10]], ids=[IDS[1], IDS[8], IDS[9], IDS[10]])
+@pytest.mark.parametrize("split", [1, 3], ids=["whole-k", "split-k"])
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_swapped_tiles(case, split, monkeypatch) -> None:
+    """Tiles whose MMA computes the transposed product (output channels as its rows), alone and with
+    split-K, before the scatter, the gate or the Langevin update."""
+    monkeypatch.setattr(launch, "INTERPRETER_SWAP", 1)
+    monkeypatch.setattr(implicit_gemm, "INTERPRETER_SPLIT", split)
+    monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 4096, "BLOCK_N": 16, "BLOCK_K": 16})
+    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=6)
+    hw = (x.shape[-2], x.shape[-1])
+    out = masked_conv_transpose(non_contiguous(grad), mask, weight, stride, padding, slope, hw)
+    assert_close(out, reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw), dtype, "df/dx")
+    out = masked_conv_transpose_langevin(grad, mask, weight, stride, padding, slope, x, 0.3, 1.4, seed=99, offset=7)
+    expected = reference.masked_conv_transpose_langevin(
+        grad, mask, weight, stride, padding, slope, x, 0.3, 1.4, seed=99, offset=7
+    )
+    assert_close(out, expected, dtype, "x'")
