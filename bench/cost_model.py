@@ -337,17 +337,31 @@ class Compiler:
         return self.cache[key]
 
 
+def conv_launches(launches: list[Any]) -> list[Any]:
+    """The conv kernels' launches of a recorded step, in launch order."""
+    names = ("_conv_forward_kernel", "_conv_transpose_kernel")
+    return [launch for launch in launches if _jit_function(launch.kernel).fn.__name__ in names]
+
+
+def pass_labels(launches: list[Any]) -> list[tuple[str, bool]]:
+    """Each conv launch's pass name, and whether it is a split-K pass's launch that adds the runs."""
+    layers = sum(geometry(launch)["forward"] for launch in launches if geometry(launch)["phase"] != 2)
+    labels = []
+    index = -1
+    for launch in launches:
+        summing = geometry(launch)["phase"] == 2
+        index += 0 if summing else 1
+        labels.append((pass_name(launch, index, layers), summing))
+    return labels
+
+
 def workload_passes(launches: list[Any], compiler: Compiler, chain_dot: str) -> list[PassInput]:
     """One input per launch; a split-K pass's second launch (``split_sum``) follows its first, with the
     pass's name, no FLOPs and no compulsory bytes (they are the first's), the workspace as extra bytes."""
     primary = [launch for launch in launches if geometry(launch)["phase"] != 2]
     flops = dict(zip(map(id, primary), useful_flops(primary), strict=True))
-    layers = sum(geometry(launch)["forward"] for launch in primary)
     passes = []
-    index = -1
-    for launch in launches:
-        summing = geometry(launch)["phase"] == 2
-        index += 0 if summing else 1
+    for launch, (name, summing) in zip(launches, pass_labels(launches), strict=True):
         useful = 0.0 if summing else flops[id(launch)]
         config = launch.heuristic
         mix, registers, shared = compiler.variant(launch, config)
@@ -357,7 +371,7 @@ def workload_passes(launches: list[Any], compiler: Compiler, chain_dot: str) -> 
         mix = mix.per_step(round(mix.mma_flops_per_warp * config.num_warps / (2 * bm * bn * bk)))
         dot = "bf16" if str(g["named"]["DOT_DTYPE"]) in ("bf16", "bfloat16") else "tf32"
         passes.append(PassInput(
-            name=pass_name(launch, index, layers), dot=dot, block_m=bm, block_n=bn, block_k=bk,
+            name=name, dot=dot, block_m=bm, block_n=bn, block_k=bk,
             warps=config.num_warps, stages=config.num_stages, registers=registers, shared_bytes=shared,
             grid=grid_size(g, bm, bn), k_steps=k_steps(g, bk), useful_flops=useful,
             bytes=0 if summing else compulsory_bytes(launch), mix=mix, roofline_dot=chain_dot,
@@ -395,9 +409,7 @@ def run(workloads: dict[str, tuple[int, ...]], dtypes: list[str], gpu: str) -> l
         preset, size = workload.split("@")
         for dtype in dtypes:
             for batch in batches:
-                launches = [launch for launch in record_step(preset, int(size), batch, DTYPES[dtype])
-                            if _jit_function(launch.kernel).fn.__name__ in ("_conv_forward_kernel",
-                                                                             "_conv_transpose_kernel")]  # fmt: skip
+                launches = conv_launches(record_step(preset, int(size), batch, DTYPES[dtype]))
                 passes = workload_passes(launches, compiler, CHAIN_DOT[dtype])
                 predictions = merge_splits(passes, [predict(p, gpu) for p in passes])
                 rows = [asdict(p) for p in predictions]

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The GPU check: `make gpu-check OUT=DIR` (or `bash bench/gpu_check.sh DIR`) on an H100/H200 whose
-# python3 has torch, triton, numpy and pytest, offline, in under 9 minutes. It installs genconv
+# python3 has torch, triton, numpy and pytest, offline, in about 9 minutes. It installs genconv
 # without dependencies or build isolation (and, where pip cannot, puts the source tree on
 # PYTHONPATH instead), and writes into DIR (default bench/results):
 #   gpu-check-<date>.log           every step's output, in order
 #   gpu-check-<date>.json          versions, and each step's exit status and seconds
 #   gpu-tests-<date>.xml           the GPU tier's JUnit report (per-layer mask-flip fractions included)
 #   ceilings-<date>.json           the measured copy bandwidth and matrix rates (bench/ceilings.py)
+#   measured-<gpu>-<date>.json     every chain pass of the cost model's table, measured (bench/measured_passes.py)
 #   kernels-<gpu>-<date>.json      each kernel of a texture step alone vs cuDNN (bench/kernels_vs_cudnn.py)
 #   <gpu>-<date>.json / .png       the chain benchmark: eager, compiled, genconv-triton, batches 1, 64, 256
 # A step that fails or runs out of its time is recorded and the next one runs. Autotuning is off
@@ -23,6 +24,8 @@ STEPS="$OUT/.gpu-check-steps"
 : > "$STEPS"
 export PYTHONUNBUFFERED=1
 export GENCONV_AUTOTUNE=0
+# The check is about the CUDA path: the C++ CPU kernel is not built there (no step waits on a compiler).
+export GENCONV_CPU_KERNEL=0
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log its output, record status and time
     local name=$1 limit=$2
@@ -35,7 +38,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log its output,
     printf '===== %s: exit %s after %ss\n' "$name" "$status" "$((SECONDS - start))" | tee -a "$LOG"
 }
 
-step install 60 python3 -m pip install -q --no-deps --no-build-isolation -e .
+step install 45 python3 -m pip install -q --no-deps --no-build-isolation -e .
 if ! python3 -c "import genconv" > /dev/null 2>&1; then
     # No setuptools, or a system python that refuses installs: the source tree on PYTHONPATH,
     # laid out as the installed namespace (package/ is genconv, the other folders its subpackages).
@@ -46,28 +49,32 @@ if ! python3 -c "import genconv" > /dev/null 2>&1; then
     export PYTHONPATH="$(dirname "$SHIM")${PYTHONPATH:+:$PYTHONPATH}"
     printf '\n===== install: pip could not install genconv; the source tree is on PYTHONPATH\n' | tee -a "$LOG"
 fi
-step nvidia-smi 15 nvidia-smi
-step versions 60 python3 -c "import torch, triton, genconv; from genconv.bindings.backends import cpu_kernel_status; \
+step nvidia-smi 10 nvidia-smi
+step versions 30 python3 -c "import torch, triton, genconv; from genconv.bindings.backends import cpu_kernel_status; \
 print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'genconv', genconv.__version__, \
 'gpu', torch.cuda.get_device_name(), 'cpu kernel', cpu_kernel_status())"
+# Every pass of the predicted table measured first: it is what the check is for.
+step passes 120 python3 -m bench.measured_passes --predicted "$(ls bench/results/roofline-*.json | sort | tail -1)" \
+    --out "$OUT" --steps 20 --budget-seconds 100
 # The GPU tier and the kernel parity tests, compiled on the GPU (no TRITON_INTERPRET); every test
-# runs (no -x), so one failure does not hide the others.
-step tests 150 python3 -m pytest -q -p no:cacheprovider -m "gpu or interpreter" --durations=10 \
+# runs (no -x), so one failure does not hide the others; with pytest-xdist, 8 processes compile at once.
+PARALLEL=$(python3 -c "import xdist" > /dev/null 2>&1 && echo "-n 8")
+step tests 110 python3 -m pytest -q -p no:cacheprovider -m "gpu or interpreter" --durations=10 $PARALLEL \
     --junitxml="$OUT/gpu-tests-$DAY.xml"
-step ceilings 30 python3 -m bench.ceilings --out "$OUT"
+step ceilings 20 python3 -m bench.ceilings --out "$OUT"
 if command -v compute-sanitizer > /dev/null; then
     # It may refuse the device (some virtual machines): the log then says so and the check goes on.
-    step sanitizer 45 compute-sanitizer --tool memcheck --error-exitcode 1 python3 bench/sanitize_chain.py
+    step sanitizer 30 compute-sanitizer --tool memcheck --error-exitcode 1 python3 bench/sanitize_chain.py
 else
     printf '\n===== sanitizer: compute-sanitizer is not on PATH\n' | tee -a "$LOG"
     printf 'sanitizer missing 0\n' >> "$STEPS"
 fi
-step kernels 90 python3 bench/kernels_vs_cudnn.py --out "$OUT"
-step chains 140 python3 -m bench --check --presets texture --sizes 64 --kinds chain --batches 1,64,256 \
-    --providers eager,compiled,genconv-triton --compile-mode default --repeats 10 --budget-seconds 110 --out "$OUT"
+step kernels 75 python3 bench/kernels_vs_cudnn.py --out "$OUT"
+step chains 110 python3 -m bench --check --presets texture --sizes 64 --kinds chain --batches 1,64,256 \
+    --providers eager,compiled,genconv-triton --compile-mode default --repeats 10 --budget-seconds 90 --out "$OUT"
 
 python3 - "$OUT" "$DAY" "$STEPS" <<'PY'
-import json, platform, subprocess, sys
+import json, os, platform, subprocess, sys
 from pathlib import Path
 
 out, day, steps = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
@@ -76,7 +83,11 @@ def version(module):
         return __import__(module).__version__
     except Exception as error:  # the record says why a version is missing
         return f"unavailable: {error}"
-sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
+try:  # a copy of the tree without .git names its revision in GENCONV_GIT_SHA
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
+except OSError:
+    sha = None
+sha = sha or os.environ.get("GENCONV_GIT_SHA")
 rows = [line.split() for line in steps.read_text().splitlines() if line.strip()]
 record = {
     "schema": "genconv-gpu-check/1", "date": day, "git_sha": sha, "python": platform.python_version(),

@@ -1,0 +1,204 @@
+"""Each layer pass of a Langevin chain step timed on the GPU, beside the cost model's prediction.
+
+    python -m bench.measured_passes --predicted bench/results/roofline-2026-12-04.json --out DIR
+
+For every workload of the predicted table (preset, size, batch, dtype), a chain runs on the CUDA
+device with the tiles the shape heuristic picks (``GENCONV_AUTOTUNE=0``, the tiles the cost model
+describes). After a warm-up step, ``--steps`` steps run under ``torch.profiler``; each conv kernel's
+device time (CUPTI, from the profiler's trace) is matched in launch order to the step's recorded
+launches and named as the cost model names them (a split-K pass's summing launch added to its
+pass). Every kernel of the step is counted too, so the figure beside the conv passes says what the
+rest (the fc top, pooling, the update's torch ops) costs. Kernels are compiled first in parallel
+worker processes (``--jobs``; Triton's disk cache then serves the timed process).
+
+Writes ``measured-<gpu>-<date>.json`` after every workload (a time limit loses none that finished):
+per pass the median measured µs (and the 10 % / 90 % quantiles over the steps), the predicted µs,
+measured / predicted, and the measured % of roofline (the predicted floor over the measured time).
+"""
+# ruff: noqa: E402
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date
+from typing import Any
+
+import torch
+
+from bench import report
+from bench.cost_model import DTYPES, conv_launches, pass_labels, record_step
+
+CONV_KERNELS = ("_conv_forward_kernel", "_conv_transpose_kernel")
+Workload = tuple[str, int, int, str]  # preset, image size, batch, dtype
+
+
+def _chain(workload: Workload, device: torch.device) -> tuple[Any, torch.Tensor]:
+    from genconv.engine.langevin import init_chains
+    from genconv.engine.model import GenerativeConvNet
+    from genconv.engine.presets import network_for
+
+    preset, size, batch, dtype = workload
+    model = GenerativeConvNet(network_for(preset, 3, size), init_seed=0).to(device)
+    x = init_chains("noise", batch, (3, size, size), sigma=20.0, seed=1, device=device, dtype=DTYPES[dtype])
+    return model, x
+
+
+def _steps(model: Any, x: torch.Tensor, steps: int) -> None:
+    from genconv.bindings.triton_backend import TRITON_BACKEND
+    from genconv.engine.langevin import langevin
+
+    langevin(model, x, steps=steps, delta=0.1, seed=0, backend=TRITON_BACKEND, cuda_graph=False, check_finite=False)
+
+
+def warm(workloads: list[Workload]) -> float:
+    """Compile the kernels of ``workloads`` into Triton's cache (one step each); seconds taken."""
+    start = time.perf_counter()
+    device = torch.device("cuda")
+    for workload in workloads:
+        model, x = _chain(workload, device)
+        _steps(model, x, 1)
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def kernel_times(model: Any, x: torch.Tensor, steps: int) -> list[dict[str, Any]]:
+    """The device kernels of ``steps`` chain steps in launch order: name and µs (the profiler's trace)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    _steps(model, x, 1)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+        _steps(model, x, steps)
+        torch.cuda.synchronize()
+    with tempfile.TemporaryDirectory() as folder:
+        trace = Path(folder) / "trace.json"
+        profiler.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    kernels = [e for e in events if e.get("cat") == "kernel"]
+    kernels.sort(key=lambda e: e["ts"])
+    return [{"name": e["name"], "us": float(e["dur"])} for e in kernels]
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"median_us": statistics.median(ordered), "q10_us": ordered[len(ordered) // 10],
+            "q90_us": ordered[(9 * len(ordered)) // 10]}  # fmt: skip
+
+
+def measure(workload: Workload, predicted: dict[str, Any], steps: int) -> dict[str, Any]:
+    """One workload's passes, measured, beside the prediction."""
+    preset, size, batch, dtype = workload
+    labels = pass_labels(conv_launches(record_step(preset, size, batch, DTYPES[dtype])))
+    model, x = _chain(workload, torch.device("cuda"))
+    kernels = kernel_times(model, x, steps)
+    convs = [k for k in kernels if any(name in k["name"] for name in CONV_KERNELS)]
+    row: dict[str, Any] = {"workload": f"{preset}@{size}", "batch": batch, "dtype": dtype, "steps": steps}
+    if len(convs) != steps * len(labels):
+        row["error"] = f"{len(convs)} conv kernels in {steps} steps, expected {len(labels)} per step"
+        return row
+    per_pass: list[list[float]] = []
+    names: list[str] = []
+    for index, (name, summing) in enumerate(labels):
+        times = [convs[step * len(labels) + index]["us"] for step in range(steps)]
+        if summing and per_pass:
+            per_pass[-1] = [a + b for a, b in zip(per_pass[-1], times, strict=True)]
+        else:
+            per_pass.append(times)
+            names.append(name)
+    expected = predicted["passes"]
+    rows = []
+    for name, times, prediction in zip(names, per_pass, expected, strict=False):
+        measured = _summary(times)
+        rows.append({"name": name, "predicted_name": prediction["name"], "tile": prediction["tile"],
+                     "predicted_us": prediction["predicted_us"], "floor_us": prediction["floor_us"],
+                     "predicted_roofline_pct": prediction["roofline_pct"], **measured,
+                     "measured_over_predicted": measured["median_us"] / prediction["predicted_us"],
+                     "measured_roofline_pct": 100.0 * prediction["floor_us"] / measured["median_us"]})  # fmt: skip
+    conv_step = [sum(times[step] for times in per_pass) for step in range(steps)]
+    all_step = sum(k["us"] for k in kernels) / steps
+    floor = predicted["step"]["floor_us"]
+    row.update({
+        "names_match": [r["name"] for r in rows] == [p["name"] for p in expected],
+        "step": {"predicted_us": predicted["step"]["predicted_us"], "floor_us": floor,
+                 "predicted_roofline_pct": predicted["step"]["roofline_pct"], **_summary(conv_step),
+                 "measured_roofline_pct": 100.0 * floor / statistics.median(conv_step),
+                 "all_kernels_us": all_step, "kernels_per_step": len(kernels) / steps},
+        "passes": rows,
+    })  # fmt: skip
+    return row
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| workload | batch | dtype | pass | predicted µs | measured µs | measured / predicted | "
+             "% roofline predicted | % roofline measured |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['workload']} | {r['batch']} | {r['dtype']} | {r['error']} | | | | | |")
+            continue
+        for p in [{"name": "step (conv passes)", **r["step"]}, *r["passes"]]:
+            lines.append(f"| {r['workload']} | {r['batch']} | {r['dtype']} | {p['name']} | {p['predicted_us']:.1f} | "
+                         f"{p['median_us']:.1f} | {p['median_us'] / p['predicted_us']:.2f} | "
+                         f"{p['predicted_roofline_pct']:.1f} | {p['measured_roofline_pct']:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.measured_passes", description=__doc__.split("\n")[0])
+    parser.add_argument("--predicted", type=Path, required=True, help="a table written by bench.cost_model")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--steps", type=int, default=20, help="profiled chain steps per workload")
+    parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1), help="compiling processes")
+    parser.add_argument("--budget-seconds", type=float, help="start no workload after this long")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("measured_passes: needs a CUDA device", file=sys.stderr)
+        return 1
+    if not args.predicted.is_file():
+        parser.error(f"--predicted: expected a JSON table written by bench.cost_model, got {args.predicted}")
+    if args.steps < 2:
+        parser.error(f"--steps: expected an integer >= 2, got {args.steps}")
+    os.environ["GENCONV_AUTOTUNE"] = "0"
+    start = time.perf_counter()
+    predicted = json.loads(args.predicted.read_text())["results"]
+    workloads = [(r["workload"].split("@")[0], int(r["workload"].split("@")[1]), r["batch"], r["dtype"])
+                 for r in predicted]  # fmt: skip
+    shares = [workloads[i :: args.jobs] for i in range(args.jobs)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        compile_seconds = list(pool.map(warm, [share for share in shares if share]))
+    device = torch.device("cuda")
+    meta = {**report.environment(device), "predicted_table": args.predicted.name,
+            "predicted_triton": json.loads(args.predicted.read_text())["meta"]["triton"],
+            "compile_seconds_per_job": compile_seconds, "autotune": "off (heuristic tiles)",
+            "tf32": os.environ.get("GENCONV_TF32", "1") != "0"}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"measured-{report.device_slug(device)}-{date.today().isoformat()}.json"
+    rows: list[dict[str, Any]] = []
+    for workload, prediction in zip(workloads, predicted, strict=True):
+        if args.budget_seconds is not None and time.perf_counter() - start > args.budget_seconds:
+            meta["stopped"] = f"time budget of {args.budget_seconds:.0f} s spent"
+            break
+        rows.append(measure(workload, prediction, args.steps))
+        meta["seconds"] = time.perf_counter() - start
+        path.write_text(json.dumps({"schema": "genconv-measured-passes/1", "meta": meta, "results": rows}, indent=1))
+        step = rows[-1].get("step")
+        print(f"{workload}: " + (f"conv passes {step['median_us']:.1f} us measured, {step['predicted_us']:.1f} "
+              f"predicted" if step else rows[-1]["error"]), flush=True)  # fmt: skip
+    print(table(rows))
+    print(f"json: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
