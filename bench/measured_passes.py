@@ -3,8 +3,9 @@
     python -m bench.measured_passes --predicted bench/results/roofline-2026-12-04.json --out DIR
 
 For every workload of the predicted table (preset, size, batch, dtype), a chain runs on the CUDA
-device with the tiles the shape heuristic picks (``GENCONV_AUTOTUNE=0``, the tiles the cost model
-describes). After a warm-up step, ``--steps`` steps run under ``torch.profiler``; each conv kernel's
+device on genconv's kernels for every pass (``GENCONV_CONV=triton``: the backend's chooser would run
+cuDNN for some) with the tiles the shape heuristic picks (``GENCONV_AUTOTUNE=0``), which is what the
+cost model describes. After a warm-up step, ``--steps`` steps run under ``torch.profiler``; each conv kernel's
 device time (CUPTI, from the profiler's trace) is matched in launch order to the step's recorded
 launches and named as the cost model names them (a split-K pass's summing launch added to its
 pass). Every kernel of the step is counted too, so the figure beside the conv passes says what the
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 2:
         parser.error(f"--steps: expected an integer >= 2, got {args.steps}")
     os.environ["GENCONV_AUTOTUNE"] = "0"
+    os.environ["GENCONV_CONV"] = "triton"  # every pass on genconv's kernels, which the model predicts
     start = time.perf_counter()
     predicted = json.loads(args.predicted.read_text())["results"]
     workloads = [(r["workload"].split("@")[0], int(r["workload"].split("@")[1]), r["batch"], r["dtype"])
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda")
     meta = {**report.environment(device), "predicted_table": args.predicted.name,
             "predicted_triton": json.loads(args.predicted.read_text())["meta"]["triton"],
-            "compile_seconds_per_job": compile_seconds, "autotune": "off (heuristic tiles)",
+            "compile_seconds_per_job": compile_seconds, "autotune": "off (heuristic tiles)", "conv": "triton (forced)",
             "tf32": os.environ.get("GENCONV_TF32", "1") != "0"}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"measured-{report.device_slug(device)}-{date.today().isoformat()}.json"

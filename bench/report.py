@@ -86,7 +86,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torchebm": _version("torchebm"),
         "genconv_cpu_kernel": cpu_kernel_status(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_sha": _git("rev-parse", "HEAD"),
+        "git_sha": os.environ.get("GENCONV_GIT_SHA") or _git("rev-parse", "HEAD"),  # a copy without .git
         "git_dirty": None if status is None else bool(status),
         "command": _command(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
