@@ -53,7 +53,12 @@ DEFAULTS = {
     "quick": {"sizes": "32", "batches": "2", "dtypes": "float32", "train_batches": "2", "repeats": 2,
               "steps": 2, "train_steps": 2},
 }  # fmt: skip
-CHECK_STEPS = 3
+# Steps of the numerical check per device type. On CUDA, correct providers part after the first step:
+# TF32 and bfloat16 rounding switch ReLU units that sit near 0 differently in each implementation, and
+# each switch moves the next step's gradient by O(1) locally. On an H200, 3 steps put eager PyTorch 2 %
+# (float32, TF32) and 15 % (bfloat16) away from genconv's torch path; one step tests the same gradient
+# and noise and leaves rounding to the tolerance.
+CHECK_STEPS = {"cpu": 3, "cuda": 1}
 CHECK_MAX_SIZE = 48
 
 
@@ -208,10 +213,10 @@ def run_checks(args: argparse.Namespace) -> list[dict[str, Any]]:
         for preset in args.presets:
             size = min(min(resolve_size(preset, s) for s in args.sizes), CHECK_MAX_SIZE)
             for dtype in args.dtypes:
-                setup = check_setup(preset, size, args.channels, dtype, args.device, CHECK_STEPS)
+                setup = check_setup(preset, size, args.channels, dtype, args.device, CHECK_STEPS[args.device.type])
                 setups.append((f"{preset} {size}px {dtype}", setup))
     if "pcd" in args.kinds:
-        setups.append(("pcd", check_setup_pcd(args.device, CHECK_STEPS)))
+        setups.append(("pcd", check_setup_pcd(args.device, CHECK_STEPS[args.device.type])))
     records = []
     for label, setup in setups:
         for result in check_providers(args.providers, setup):
