@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The GPU check: `make gpu-check OUT=DIR` (or `bash bench/gpu_check.sh DIR`) on an H100/H200 whose
-# python3 has torch, triton, numpy and pytest, offline, in about 9 minutes. It installs genconv
-# without dependencies or build isolation (and, where pip cannot, puts the source tree on
-# PYTHONPATH instead), and writes into DIR (default bench/results):
+# python3 has torch, triton, numpy and pytest, offline, in under 10 minutes (about 4 on an H200).
+# It installs genconv without dependencies or build isolation (and, where pip cannot, puts the
+# source tree on PYTHONPATH instead), and writes into DIR (default bench/results):
 #   gpu-check-<date>.log           every step's output, in order
 #   gpu-check-<date>.json          versions, and each step's exit status and seconds
 #   gpu-tests-<date>.xml           the GPU tier's JUnit report (per-layer mask-flip fractions included)
 #   ceilings-<date>.json           the measured copy bandwidth and matrix rates (bench/ceilings.py)
 #   measured-<gpu>-<date>.json     every chain pass of the cost model's table, measured (bench/measured_passes.py)
 #   kernels-<gpu>-<date>.json      each kernel of a texture step alone vs cuDNN (bench/kernels_vs_cudnn.py)
-#   <gpu>-<date>.json / .png       the chain benchmark: eager, compiled, genconv-triton, batches 1, 64, 256
+#   <gpu>-<date>.json / .png       the chain benchmark's check (texture, object) and timing: eager, compiled,
+#                                  genconv-triton, texture 64 px, batches 1, 64, 256
 # A step that fails or runs out of its time is recorded and the next one runs. Autotuning is off
 # (GENCONV_AUTOTUNE=0): each launch runs the tile its shape heuristic picks, the tile the compile
 # tier and its cost model describe, and no step spends its time limit tuning.
@@ -54,24 +55,29 @@ step versions 30 python3 -c "import torch, triton, genconv; from genconv.binding
 print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'genconv', genconv.__version__, \
 'gpu', torch.cuda.get_device_name(), 'cpu kernel', cpu_kernel_status())"
 # Every pass of the predicted table measured first: it is what the check is for.
-step passes 120 python3 -m bench.measured_passes --predicted "$(ls bench/results/roofline-*.json | sort | tail -1)" \
-    --out "$OUT" --steps 20 --budget-seconds 100
+step passes 90 python3 -m bench.measured_passes --predicted "$(ls bench/results/roofline-*.json | sort | tail -1)" \
+    --out "$OUT" --steps 20 --budget-seconds 75
 # The GPU tier and the kernel parity tests, compiled on the GPU (no TRITON_INTERPRET); every test
 # runs (no -x), so one failure does not hide the others; with pytest-xdist, 8 processes compile at once.
 PARALLEL=$(python3 -c "import xdist" > /dev/null 2>&1 && echo "-n 8")
-step tests 110 python3 -m pytest -q -p no:cacheprovider -m "gpu or interpreter" --durations=10 $PARALLEL \
+step tests 100 python3 -m pytest -q -p no:cacheprovider -m "gpu or interpreter" --durations=10 $PARALLEL \
     --junitxml="$OUT/gpu-tests-$DAY.xml"
 step ceilings 20 python3 -m bench.ceilings --out "$OUT"
 if command -v compute-sanitizer > /dev/null; then
     # It may refuse the device (some virtual machines): the log then says so and the check goes on.
-    step sanitizer 30 compute-sanitizer --tool memcheck --error-exitcode 1 python3 bench/sanitize_chain.py
+    step sanitizer 75 compute-sanitizer --tool memcheck --error-exitcode 1 python3 bench/sanitize_chain.py
 else
     printf '\n===== sanitizer: compute-sanitizer is not on PATH\n' | tee -a "$LOG"
     printf 'sanitizer missing 0\n' >> "$STEPS"
 fi
-step kernels 75 python3 bench/kernels_vs_cudnn.py --out "$OUT"
-step chains 110 python3 -m bench --check --presets texture --sizes 64 --kinds chain --batches 1,64,256 \
-    --providers eager,compiled,genconv-triton --compile-mode default --repeats 10 --budget-seconds 90 --out "$OUT"
+step kernels 60 python3 bench/kernels_vs_cudnn.py --out "$OUT"
+# The chain benchmark's numerical check, then the timing on its own: on an H200 the check's noise-free
+# drift measure failed for correct providers (eager included; docs/benchmarks.md), and the GPU tests
+# above compare the kernels by flipped-mask fraction, so a failed check is recorded, not fatal here.
+step check 45 python3 -m bench --check-only --presets texture,object --sizes 64 --kinds chain \
+    --providers eager,compiled,genconv-triton --compile-mode default --out "$OUT"
+step chains 95 python3 -m bench --presets texture --sizes 64 --kinds chain --batches 1,64,256 \
+    --providers eager,compiled,genconv-triton --compile-mode default --repeats 10 --budget-seconds 75 --out "$OUT"
 
 python3 - "$OUT" "$DAY" "$STEPS" <<'PY'
 import json, os, platform, subprocess, sys
@@ -83,11 +89,12 @@ def version(module):
         return __import__(module).__version__
     except Exception as error:  # the record says why a version is missing
         return f"unavailable: {error}"
-try:  # a copy of the tree without .git names its revision in GENCONV_GIT_SHA
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
-except OSError:
-    sha = None
-sha = sha or os.environ.get("GENCONV_GIT_SHA")
+sha = os.environ.get("GENCONV_GIT_SHA")  # a copy of the tree whose .git is missing or stale names its revision
+if not sha:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
+    except OSError:
+        sha = None
 rows = [line.split() for line in steps.read_text().splitlines() if line.strip()]
 record = {
     "schema": "genconv-gpu-check/1", "date": day, "git_sha": sha, "python": platform.python_version(),

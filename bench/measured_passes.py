@@ -1,6 +1,7 @@
 """Each layer pass of a Langevin chain step timed on the GPU, beside the cost model's prediction.
 
     python -m bench.measured_passes --predicted bench/results/roofline-2026-12-04.json --out DIR
+    python -m bench.measured_passes --table bench/results/measured-nvidia-h200-2026-12-04.json
 
 For every workload of the predicted table (preset, size, batch, dtype), a chain runs on the CUDA
 device on genconv's kernels for every pass (``GENCONV_CONV=triton``: the backend's chooser would run
@@ -156,12 +157,20 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.measured_passes", description=__doc__.split("\n")[0])
-    parser.add_argument("--predicted", type=Path, required=True, help="a table written by bench.cost_model")
+    parser.add_argument("--predicted", type=Path, help="a table written by bench.cost_model")
+    parser.add_argument("--table", type=Path, help="print the markdown table of a measured JSON and stop")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--steps", type=int, default=20, help="profiled chain steps per workload")
     parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1), help="compiling processes")
     parser.add_argument("--budget-seconds", type=float, help="start no workload after this long")
     args = parser.parse_args(argv)
+    if args.table is not None:
+        if not args.table.is_file():
+            parser.error(f"--table: expected a JSON file written by bench.measured_passes, got {args.table}")
+        print(table(json.loads(args.table.read_text())["results"]))
+        return 0
+    if args.predicted is None:
+        parser.error("--predicted: expected a JSON table written by bench.cost_model")
     if not torch.cuda.is_available():
         print("measured_passes: needs a CUDA device", file=sys.stderr)
         return 1

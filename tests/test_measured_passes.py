@@ -1,0 +1,65 @@
+"""Measured passes (``bench/measured_passes.py``): a profiler's kernel list matched to the cost model's
+passes, on the CPU with a made-up kernel list (the timing itself needs a GPU)."""
+
+from typing import Any
+
+import pytest
+
+from bench import measured_passes
+from bench.cost_model import DTYPES, conv_launches, pass_labels, record_step
+
+
+def _predicted(labels: list[tuple[str, bool]]) -> dict[str, Any]:
+    names = [name for name, summing in labels if not summing]
+    passes = [{"name": name, "tile": "t", "predicted_us": 10.0, "floor_us": 2.0, "roofline_pct": 20.0}
+              for name in names]  # fmt: skip
+    return {"passes": passes, "step": {"predicted_us": 10.0 * len(names), "floor_us": 2.0 * len(names),
+                                       "roofline_pct": 20.0}}  # fmt: skip
+
+
+def _kernels(labels: list[tuple[str, bool]], steps: int) -> list[dict[str, Any]]:
+    """Each step: a foreign kernel, then the conv launches, the i-th taking (i + 1) µs plus 0.5 µs a step."""
+    kernels = []
+    for step in range(steps):
+        kernels.append({"name": "triton_poi_fused_add_0", "us": 3.0})
+        for index, (_, summing) in enumerate(labels):
+            name = "_conv_transpose_kernel" if summing else "_conv_forward_kernel"
+            kernels.append({"name": name, "us": index + 1.0 + 0.5 * step})
+    return kernels
+
+
+SPLIT_LABELS = [("BU1 a", False), ("BU1 a", True), ("BU2 b", False), ("TD2 c", False), ("TD2 c", True)]
+
+
+@pytest.mark.parametrize("split", [False, True])  # split-K passes: two launches (runs, then their sum) each
+def test_kernels_are_matched_to_the_passes_in_launch_order(split: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    workload = ("texture", 64, 64, "float32")
+    labels = pass_labels(conv_launches(record_step("texture", 64, 64, DTYPES["float32"])))
+    if split:
+        labels = SPLIT_LABELS
+        monkeypatch.setattr(measured_passes, "pass_labels", lambda launches: SPLIT_LABELS)
+    steps = 5
+    monkeypatch.setattr(measured_passes, "_chain", lambda workload, device: (None, None))
+    monkeypatch.setattr(measured_passes, "kernel_times", lambda model, x, count: _kernels(labels, steps))
+    row = measured_passes.measure(workload, _predicted(labels), steps)
+    assert row["names_match"]
+    expected: list[float] = []  # per pass, at the median step (2): its launches' times added
+    for index, (_, summing) in enumerate(labels):
+        time = index + 1.0 + 0.5 * 2
+        if summing:
+            expected[-1] += time
+        else:
+            expected.append(time)
+    assert len(row["passes"]) == len(expected) == (3 if split else 6)
+    assert [p["median_us"] for p in row["passes"]] == pytest.approx(expected)
+    assert row["step"]["median_us"] == pytest.approx(sum(expected))
+    assert row["step"]["all_kernels_us"] == pytest.approx(sum(expected) + 3.0)
+    assert row["passes"][0]["measured_roofline_pct"] == pytest.approx(100.0 * 2.0 / expected[0])
+
+
+def test_a_kernel_count_that_does_not_fit_the_step_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    labels = pass_labels(conv_launches(record_step("texture", 64, 64, DTYPES["float32"])))
+    monkeypatch.setattr(measured_passes, "_chain", lambda workload, device: (None, None))
+    monkeypatch.setattr(measured_passes, "kernel_times", lambda model, x, count: _kernels(labels, 4)[:-1])
+    row = measured_passes.measure(("texture", 64, 64, "float32"), _predicted(labels), 4)
+    assert "passes" not in row and "expected 6 per step" in row["error"]
