@@ -275,6 +275,8 @@ def real_channels(launch: Any) -> int:
     4-channel rows, the summed top's 16-byte mask rows) meet all-zero rows of the packed weights."""
     g = geometry(launch)
     packed = g["named"]["w_ptr"]
+    if g["named"].get("W_K_MAJOR"):  # [N_pad, K_pad]: the reduction along rows, zero-padded
+        packed = packed[:, : g["kh"] * g["kw"] * g["channels"]].t()
     rows = packed.reshape(g["kh"] * g["kw"], g["channels"], -1)
     return int((rows != 0).any(dim=2).any(dim=0).sum())
 

@@ -54,9 +54,10 @@ step nvidia-smi 10 nvidia-smi
 step versions 30 python3 -c "import torch, triton, genconv; from genconv.bindings.backends import cpu_kernel_status; \
 print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'genconv', genconv.__version__, \
 'gpu', torch.cuda.get_device_name(), 'cpu kernel', cpu_kernel_status())"
-# Every pass of the predicted table measured first: it is what the check is for.
-step passes 90 python3 -m bench.measured_passes --predicted "$(ls bench/results/roofline-*.json | sort | tail -1)" \
-    --out "$OUT" --steps 20 --budget-seconds 75
+# Every pass of the predicted table measured first: it is what the check is for. PREDICTED is the cost
+# model's table of this revision's kernels (python -m bench.cost_model --out FILE writes a new one).
+PREDICTED=${PREDICTED:-bench/results/roofline-2026-12-04-kmajor.json}
+step passes 90 python3 -m bench.measured_passes --predicted "$PREDICTED" --out "$OUT" --steps 20 --budget-seconds 75
 # The GPU tier and the kernel parity tests, compiled on the GPU (no TRITON_INTERPRET); every test
 # runs (no -x), so one failure does not hide the others; with pytest-xdist, 8 processes compile at once.
 PARALLEL=$(python3 -c "import xdist" > /dev/null 2>&1 && echo "-n 8")

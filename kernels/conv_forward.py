@@ -32,6 +32,7 @@ from genconv.kernels.implicit_gemm import (
     store_split,
     sum_splits,
     tile_rows,
+    weights_k_major,
 )
 from genconv.kernels.launch import (
     BATCH_BUCKET,
@@ -71,6 +72,7 @@ def _conv_forward_kernel(
     x_s3,
     o_s0,
     w_row_stride,
+    w_columns,
     height,
     width,
     out_h,
@@ -98,6 +100,7 @@ def _conv_forward_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     SWAP: tl.constexpr,
+    W_K_MAJOR: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -112,9 +115,9 @@ def _conv_forward_kernel(
         acc = sum_splits(ws_ptr, row, offs_n, row_ok, column_ok, n_rows, n_columns, SPLIT, BLOCK_M, BLOCK_N)
     else:
         acc = conv_tile(
-            x_ptr, x_s0, x_s1, x_s2, x_s3, x_ptr, 0, 0, 0, 0, w_ptr, w_row_stride, sample, oh, ow, row_ok,
-            offs_n, height, width, slope, tl.program_id(2), C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE, SPAN,
-            SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP,
+            x_ptr, x_s0, x_s1, x_s2, x_s3, x_ptr, 0, 0, 0, 0, w_ptr, w_row_stride, w_columns, sample, oh, ow,
+            row_ok, offs_n, height, width, slope, tl.program_id(2), C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE,
+            SPAN, SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP, W_K_MAJOR,
         )  # fmt: skip
     if SPLIT_PHASE == 1:
         store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)
@@ -213,7 +216,8 @@ def _launch_forward(
     out = mask if summed else torch.empty(mask.shape, dtype=x.dtype, device=x.device, memory_format=layout)
     keeps_score = summed and score
     partial = torch.zeros((triton.cdiv(c_out, 16), rows), dtype=torch.float32, device=x.device) if keeps_score else mask
-    packed = packed_gemm_weight(weight, x.dtype, N_ALIGN, c_in if c_in != weight_c_in else None)
+    k_major = weights_k_major(x.dtype)
+    packed = packed_gemm_weight(weight, x.dtype, N_ALIGN, c_in if c_in != weight_c_in else None, k_major)
     if interpreting():
         configs = interpreter_tiles(rows, c_out, reduction_per_step(c_in, kernel_w))
         heuristic = configs[0]
@@ -233,12 +237,13 @@ def _launch_forward(
             split_grid(grid, split) if phase == 1 else grid,
             *((configs, heuristic) if phase < 2 else ([SUM_TILE], SUM_TILE)),
             x, packed, packed if bias is None else bias, out, mask, partial, ws,
-            *nhwc_strides(x), mask.stride(0), packed.stride(0),
+            *nhwc_strides(x), mask.stride(0), packed.stride(0), packed.shape[0 if k_major else 1],
             height, width, out_h, out_w, rows, c_out, float(slope), batch_bucket=batch_bucket(batch),
             C_IN=c_in, C_OUT=mask.stride(3), KH=kernel_h, KW=kernel_w, STRIDE=stride, PAD=padding,
             DENSE=is_dense_nhwc(x), SPAN=span,
             HAS_BIAS=bias is not None, STORE_OUTPUT=not summed, STORE_PARTIAL_SUM=keeps_score,
             SPLIT=split, SPLIT_PHASE=phase, DOT_DTYPE=dot_dtype(x.dtype), PRECISION=input_precision(x.dtype),
+            W_K_MAJOR=k_major,
         )  # fmt: skip
     if not summed:
         return out, mask

@@ -43,6 +43,7 @@ from genconv.kernels.implicit_gemm import (
     store_split,
     sum_splits,
     tile_rows,
+    weights_k_major,
 )
 from genconv.kernels.launch import (
     BATCH_BUCKET,
@@ -100,6 +101,7 @@ def _conv_transpose_kernel(
     t_s2,
     t_s3,
     w_row_stride,
+    w_columns,
     g_h,
     g_w,
     in_h,
@@ -139,6 +141,7 @@ def _conv_transpose_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     SWAP: tl.constexpr,
+    W_K_MAJOR: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -152,9 +155,9 @@ def _conv_transpose_kernel(
         acc = sum_splits(ws_ptr, row, offs_n, row_ok, column_ok, n_rows, n_columns, SPLIT, BLOCK_M, BLOCK_N)
     else:
         acc = conv_tile(
-            g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, sample, qh, qw,
-            row_ok, offs_n, g_h, g_w, slope, tl.program_id(2), C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE, SPAN,
-            SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP,
+            g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, w_columns, sample,
+            qh, qw, row_ok, offs_n, g_h, g_w, slope, tl.program_id(2), C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE,
+            SPAN, SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP, W_K_MAJOR,
         )  # fmt: skip
     if SPLIT_PHASE == 1:
         store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)
@@ -260,8 +263,9 @@ def _launch_transpose(
         if wide is not None:  # the summed top's mask: read its padded rows whole, the extra channels' weights 0
             mask = source = wide
             channels = wide.shape[1]
+    k_major = weights_k_major(compute_dtype)
     packed, form = packed_gemm_transpose(weight, stride, padding, compute_dtype, N_ALIGN,
-                                         channels if channels != c_out else None)  # fmt: skip
+                                         channels if channels != c_out else None, k_major)  # fmt: skip
     taps = form.weight.shape[-1]
     columns = stride * stride * c_in
     # Conv rows q whose pixels q s + r - p fall inside the image.
@@ -317,13 +321,14 @@ def _launch_transpose(
             source, mask, packed, out, x, noise, counter, gate, ws,
             *nhwc_strides(source), *nhwc_strides(mask), *nhwc_strides(out), *nhwc_strides(x), *nhwc_strides(noise),
             *nhwc_strides(gate),
-            packed.stride(0), g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w, rows, columns, float(slope),
+            packed.stride(0), packed.shape[0 if k_major else 1], g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w,
+            rows, columns, float(slope),
             float(half_delta_sq), float(sigma_sq), float(delta_value), offset_low, offset_high, float(low), float(high),
             batch_bucket=batch_bucket(batch),
             C=channels, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=a_mode,
             DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
             SPLIT=split, SPLIT_PHASE=phase, DOT_DTYPE=dot_dtype(compute_dtype),
-            PRECISION=input_precision(compute_dtype), **flags,
+            PRECISION=input_precision(compute_dtype), W_K_MAJOR=k_major, **flags,
         )  # fmt: skip
     return out
 

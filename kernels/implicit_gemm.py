@@ -263,6 +263,15 @@ def reduction_per_step(channels: int, kernel_w: int) -> int:
     return channels * kernel_w if channels < FLAT_K_CHANNELS else channels
 
 
+def weights_k_major(storage: torch.dtype) -> bool:
+    """Whether the packed weights are K-major for tiles stored in ``storage``: for float32. Hopper's
+    TF32 MMA reads B from shared memory K-major only (32-bit operands have no transposed form), so
+    N-major weights were copied 4 bytes at a time into a transposed layout, which kept the L1 pipe
+    78-87 % busy on an H200 (docs/kernels.md); K-major rows load as 16-byte copies. bfloat16 MMAs
+    read either layout and keep N-major weights."""
+    return storage == torch.float32
+
+
 def input_precision(storage: torch.dtype) -> str:
     """tl.dot's precision for float32 operands: "tf32" (cuDNN's default) unless GENCONV_TF32=0
     asks for IEEE float32 (the interpreter computes in float32 anyway); bfloat16 ignores it."""
@@ -302,6 +311,7 @@ def conv_tile(
     m_s3,
     w_ptr,
     w_row_stride,
+    w_columns,
     sample,
     oh,
     ow,
@@ -326,6 +336,7 @@ def conv_tile(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     SWAP: tl.constexpr,
+    W_K_MAJOR: tl.constexpr,
 ):
     """acc[BLOCK_M, BLOCK_N] (float32) of the convolution for rows (sample, oh, ow), columns offs_n.
 
@@ -338,6 +349,9 @@ def conv_tile(
 
     SPLIT > 1: the K loop is cut into SPLIT runs of whole K-steps and this program does run ``split``
     (split-K: a partial sum that ``store_split`` writes and ``sum_splits`` adds up).
+
+    The packed weights (``packing.gemm_weight``) are [K, w_columns] with rows ``w_row_stride`` apart,
+    or with W_K_MAJOR [w_columns, K_pad], columns ``w_row_stride`` apart (``weights_k_major``).
     """
     offs_k = tl.arange(0, BLOCK_K)
     # the image's base (int64); offsets within an image are int32
@@ -355,11 +369,11 @@ def conv_tile(
     m_base = mask_ptr + sample * m_image
     top = oh * STRIDE - PAD
     left = ow * STRIDE - PAD
-    # The packed weights' rows are zero-padded to a multiple of 16 columns (N_ALIGN, the row stride),
-    # so masking with the padded width keeps the mask constant over 16 columns: the weights load as
-    # 16-byte asynchronous copies (a mask at N = 100 or 30 splits them into 2-byte synchronous loads
-    # for bfloat16).
-    packed_ok = offs_n < w_row_stride
+    # The packed weights' columns are zero-padded to a multiple of 16 (N_ALIGN, w_columns), so masking
+    # with the padded width keeps the mask constant over 16 columns: N-major weights load as 16-byte
+    # asynchronous copies (a mask at N = 100 or 30 splits them into 2-byte synchronous loads for
+    # bfloat16).
+    packed_ok = offs_n < w_columns
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_t = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     if C < 16:
@@ -396,8 +410,11 @@ def conv_tile(
                 a_ptrs = a_base + a_offsets
                 m_ptrs = m_base + m_offsets
             a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE)
-            b = tl.load(w_ptr + (kh * ROW_K + j)[:, None] * w_row_stride + offs_n[None, :],
-                        mask=j_ok[:, None] & packed_ok[None, :], other=0.0)  # fmt: skip
+            if W_K_MAJOR:
+                w_ptrs = w_ptr + offs_n[None, :] * w_row_stride + (kh * ROW_K + j)[:, None]
+            else:
+                w_ptrs = w_ptr + (kh * ROW_K + j)[:, None] * w_row_stride + offs_n[None, :]
+            b = tl.load(w_ptrs, mask=j_ok[:, None] & packed_ok[None, :], other=0.0)
             acc, acc_t = _accumulate(a, b, acc, acc_t, SWAP, DOT_DTYPE, PRECISION)
     else:
         # Taps x channel blocks: one scalar tap per step, a slab contiguous along channels. What varies
@@ -421,7 +438,12 @@ def conv_tile(
         else:
             a_rows = a_base
             m_rows = m_base
-        w_slab = w_ptr + offs_k[:, None] * w_row_stride + offs_n[None, :]
+        if W_K_MAJOR:
+            w_slab = w_ptr + offs_n[None, :] * w_row_stride + offs_k[:, None]
+            w_k_stride = 1
+        else:
+            w_slab = w_ptr + offs_k[:, None] * w_row_stride + offs_n[None, :]
+            w_k_stride = w_row_stride
         STEPS: tl.constexpr = KH * KW * C_BLOCKS
         if SPLIT > 1:
             first = split * ((STEPS + SPLIT - 1) // SPLIT)
@@ -446,7 +468,7 @@ def conv_tile(
             a_ptrs = a_rows + (a_corner[:, None] + a_offsets[None, :])
             m_ptrs = m_rows + (m_corner[:, None] + m_offsets[None, :])
             a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE)
-            b = tl.load(w_slab + (tap * C + c0) * w_row_stride, mask=k_ok[:, None] & packed_ok[None, :], other=0.0)
+            b = tl.load(w_slab + (tap * C + c0) * w_k_stride, mask=k_ok[:, None] & packed_ok[None, :], other=0.0)
             acc, acc_t = _accumulate(a, b, acc, acc_t, SWAP, DOT_DTYPE, PRECISION)
     if SWAP:
         acc = tl.trans(acc_t)

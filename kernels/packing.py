@@ -185,29 +185,49 @@ def packed_layout(weight: torch.Tensor, memory_format: torch.memory_format) -> t
     return PACKED.get(weight, how, lambda: weight.detach().contiguous(memory_format=memory_format))
 
 
+# Row length of K-major weights, in elements: a multiple of 16 lets the kernels see every row start
+# 16-byte aligned (Triton specialises integer arguments divisible by 16), so rows load as 16-byte copies.
+K_ROW_ALIGN = 16
+
+
 def gemm_weight(
-    weight: torch.Tensor, dtype: torch.dtype, columns_multiple: int, in_channels: int | None = None
+    weight: torch.Tensor,
+    dtype: torch.dtype,
+    columns_multiple: int,
+    in_channels: int | None = None,
+    k_major: bool = False,
 ) -> torch.Tensor:
-    """W [C_out, C_in, KH, KW] as the K-major GEMM operand [KH * KW * C_in, N_pad] of the conv
-    kernels (row (kh * KW + kw) * C_in + c, columns padded with zeros to a multiple); ``in_channels``
-    (>= C_in) pads the input channels with zero rows, for an input padded with zero channels."""
+    """W [C_out, C_in, KH, KW] as the GEMM operand of the conv kernels: [KH * KW * C_in, N_pad]
+    (reduction index (kh * KW + kw) * C_in + c, columns padded with zeros to a multiple), or with
+    ``k_major`` its transpose [N_pad, K_pad], each column's reduction contiguous and zero-padded to
+    ``K_ROW_ALIGN``. ``in_channels`` (>= C_in) pads the input channels with zero rows, for an input
+    padded with zero channels."""
     c_out, c_in, kernel_h, kernel_w = weight.shape
     if in_channels is not None and in_channels > c_in:
         weight = torch.nn.functional.pad(weight.detach(), (0, 0, 0, 0, 0, in_channels - c_in))
         c_in = in_channels
     rows = weight.detach().permute(2, 3, 1, 0).reshape(kernel_h * kernel_w * c_in, c_out)
     padded = -(-c_out // columns_multiple) * columns_multiple
+    if k_major:
+        reduction = -(-rows.shape[0] // K_ROW_ALIGN) * K_ROW_ALIGN
+        out = torch.zeros((padded, reduction), dtype=dtype, device=weight.device)
+        out[:c_out, : rows.shape[0]] = rows.t()
+        return out
     out = torch.zeros((rows.shape[0], padded), dtype=dtype, device=weight.device)
     out[:, :c_out] = rows
     return out
 
 
 def packed_gemm_weight(
-    weight: torch.Tensor, dtype: torch.dtype, columns_multiple: int, in_channels: int | None = None
+    weight: torch.Tensor,
+    dtype: torch.dtype,
+    columns_multiple: int,
+    in_channels: int | None = None,
+    k_major: bool = False,
 ) -> torch.Tensor:
     """``gemm_weight`` of the bottom-up convolution, cached per weight version inside a scope."""
-    return PACKED.get(weight, ("gemm", dtype, columns_multiple, in_channels),
-                      lambda: gemm_weight(weight, dtype, columns_multiple, in_channels))  # fmt: skip
+    return PACKED.get(weight, ("gemm", dtype, columns_multiple, in_channels, k_major),
+                      lambda: gemm_weight(weight, dtype, columns_multiple, in_channels, k_major))  # fmt: skip
 
 
 def packed_gemm_transpose(
@@ -217,13 +237,16 @@ def packed_gemm_transpose(
     dtype: torch.dtype,
     columns_multiple: int,
     in_channels: int | None = None,
+    k_major: bool = False,
 ) -> tuple[torch.Tensor, TransposeAsConv]:
     """The top-down pass's GEMM operand: the sub-pixel stack [s^2 C_in, C_out, U, U] as
-    [U * U * C_out, N_pad] (N = s^2 C_in, channel c s^2 + rh s + rw), and its geometry;
-    ``in_channels`` pads C_out with zero rows (for a gradient or mask with padded pixel rows)."""
+    [U * U * C_out, N_pad] (N = s^2 C_in, channel c s^2 + rh s + rw; ``k_major``: its transpose, as
+    ``gemm_weight``), and its geometry; ``in_channels`` pads C_out with zero rows (for a gradient or
+    mask with padded pixel rows)."""
 
     def build() -> tuple[torch.Tensor, TransposeAsConv]:
         form = transpose_as_conv(weight.detach(), stride, padding)
-        return gemm_weight(form.weight, dtype, columns_multiple, in_channels), form
+        return gemm_weight(form.weight, dtype, columns_multiple, in_channels, k_major), form
 
-    return PACKED.get(weight, ("gemm-transpose", stride, padding, dtype, columns_multiple, in_channels), build)
+    key = ("gemm-transpose", stride, padding, dtype, columns_multiple, in_channels, k_major)
+    return PACKED.get(weight, key, build)

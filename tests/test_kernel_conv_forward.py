@@ -154,3 +154,19 @@ def test_swapped_tiles_where_the_heuristic_takes_them() -> None:
     image_layer = {"n_columns": 64, "n_rows": 256 * 1024, "out_h": 32, "out_w": 32}
     kept = implicit_gemm.prune_configs(implicit_gemm.conv_configs(), image_layer, C_IN=4)
     assert kept and not any(c.kwargs["SWAP"] and c.kwargs["BLOCK_M"] > 128 for c in kept)
+
+
+@pytest.mark.parametrize("c_out,c_in,kernel,in_channels", [(5, 3, 3, 4), (100, 4, 15, None), (20, 64, 3, None)])
+def test_k_major_weights_are_the_n_major_operand_transposed(c_out, c_in, kernel, in_channels) -> None:
+    from genconv.kernels.packing import K_ROW_ALIGN, gemm_weight
+
+    weight = torch.randn(c_out, c_in, kernel, kernel, generator=torch.Generator().manual_seed(c_out))
+    n_major = gemm_weight(weight, torch.float32, implicit_gemm.N_ALIGN, in_channels)
+    k_major = gemm_weight(weight, torch.float32, implicit_gemm.N_ALIGN, in_channels, k_major=True)
+    reduction, columns = n_major.shape
+    assert k_major.shape[0] == columns and k_major.shape[1] % K_ROW_ALIGN == 0
+    assert k_major.shape[1] - reduction < K_ROW_ALIGN
+    assert torch.equal(k_major[:, :reduction], n_major.t())
+    assert not k_major[:, reduction:].any()  # the row padding is zeros, as the kernels' masks assume
+    assert k_major.is_contiguous()
+    assert implicit_gemm.weights_k_major(torch.float32) and not implicit_gemm.weights_k_major(torch.bfloat16)

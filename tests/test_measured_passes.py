@@ -1,12 +1,17 @@
 """Measured passes (``bench/measured_passes.py``): a profiler's kernel list matched to the cost model's
 passes, on the CPU with a made-up kernel list (the timing itself needs a GPU)."""
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import measured_passes
 from bench.cost_model import DTYPES, conv_launches, pass_labels, record_step
+
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def _predicted(labels: list[tuple[str, bool]]) -> dict[str, Any]:
@@ -63,3 +68,13 @@ def test_a_kernel_count_that_does_not_fit_the_step_is_an_error(monkeypatch: pyte
     monkeypatch.setattr(measured_passes, "kernel_times", lambda model, x, count: _kernels(labels, 4)[:-1])
     row = measured_passes.measure(("texture", 64, 64, "float32"), _predicted(labels), 4)
     assert "passes" not in row and "expected 6 per step" in row["error"]
+
+
+def test_the_gpu_check_measures_against_a_committed_table_of_these_passes() -> None:
+    script = (REPOSITORY / "bench" / "gpu_check.sh").read_text()
+    match = re.search(r"PREDICTED=\$\{PREDICTED:-([^}]+)\}", script)
+    assert match is not None, "gpu_check.sh names no default PREDICTED table"
+    table = json.loads((REPOSITORY / match.group(1)).read_text())["results"]
+    row = next(r for r in table if (r["workload"], r["batch"], r["dtype"]) == ("texture@64", 64, "float32"))
+    labels = pass_labels(conv_launches(record_step("texture", 64, 64, DTYPES["float32"])))
+    assert [p["name"] for p in row["passes"]] == [name for name, summing in labels if not summing]
