@@ -26,12 +26,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from typing import Any
@@ -42,6 +44,7 @@ from bench import report
 from bench.cost_model import DTYPES, conv_launches, pass_labels, record_step
 
 CONV_KERNELS = ("_conv_forward_kernel", "_conv_transpose_kernel")
+K_MAJOR_ENV = "GENCONV_K_MAJOR"
 Workload = tuple[str, int, int, str]  # preset, image size, batch, dtype
 
 
@@ -63,15 +66,33 @@ def _steps(model: Any, x: torch.Tensor, steps: int) -> None:
     langevin(model, x, steps=steps, delta=0.1, seed=0, backend=TRITON_BACKEND, cuda_graph=False, check_finite=False)
 
 
-def warm(workloads: list[Workload]) -> float:
-    """Compile the kernels of ``workloads`` into Triton's cache (one step each); seconds taken."""
+def warm(workloads: list[Workload], ab_k_major: bool = False) -> float:
+    """Compile the kernels of ``workloads`` into Triton's cache (one step each; with ``ab_k_major``
+    float32 ones with N-major weights too); seconds taken."""
     start = time.perf_counter()
     device = torch.device("cuda")
     for workload in workloads:
         model, x = _chain(workload, device)
         _steps(model, x, 1)
+        if ab_k_major and workload[3] == "float32":
+            with _n_major():
+                _steps(model, x, 1)
     torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _n_major() -> Iterator[None]:
+    """Float32 weights packed N-major (``GENCONV_K_MAJOR=0``), the layout before K-major packing."""
+    previous = os.environ.get(K_MAJOR_ENV)
+    os.environ[K_MAJOR_ENV] = "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[K_MAJOR_ENV]
+        else:
+            os.environ[K_MAJOR_ENV] = previous
 
 
 def kernel_times(model: Any, x: torch.Tensor, steps: int) -> list[dict[str, Any]]:
@@ -98,17 +119,13 @@ def _summary(samples: list[float]) -> dict[str, float]:
             "q90_us": ordered[(9 * len(ordered)) // 10]}  # fmt: skip
 
 
-def measure(workload: Workload, predicted: dict[str, Any], steps: int) -> dict[str, Any]:
-    """One workload's passes, measured, beside the prediction."""
-    preset, size, batch, dtype = workload
-    labels = pass_labels(conv_launches(record_step(preset, size, batch, DTYPES[dtype])))
-    model, x = _chain(workload, torch.device("cuda"))
-    kernels = kernel_times(model, x, steps)
+def per_pass_times(
+    kernels: list[dict[str, Any]], labels: list[tuple[str, bool]], steps: int
+) -> tuple[list[str], list[list[float]]] | str:
+    """Each pass's µs per step (a split-K pass's two launches added), or why the kernels do not fit."""
     convs = [k for k in kernels if any(name in k["name"] for name in CONV_KERNELS)]
-    row: dict[str, Any] = {"workload": f"{preset}@{size}", "batch": batch, "dtype": dtype, "steps": steps}
     if len(convs) != steps * len(labels):
-        row["error"] = f"{len(convs)} conv kernels in {steps} steps, expected {len(labels)} per step"
-        return row
+        return f"{len(convs)} conv kernels in {steps} steps, expected {len(labels)} per step"
     per_pass: list[list[float]] = []
     names: list[str] = []
     for index, (name, summing) in enumerate(labels):
@@ -118,6 +135,22 @@ def measure(workload: Workload, predicted: dict[str, Any], steps: int) -> dict[s
         else:
             per_pass.append(times)
             names.append(name)
+    return names, per_pass
+
+
+def measure(workload: Workload, predicted: dict[str, Any], steps: int, ab_k_major: bool = False) -> dict[str, Any]:
+    """One workload's passes, measured, beside the prediction (with ``ab_k_major``, a float32
+    workload's passes with N-major weights too: ``n_major_median_us``)."""
+    preset, size, batch, dtype = workload
+    labels = pass_labels(conv_launches(record_step(preset, size, batch, DTYPES[dtype])))
+    model, x = _chain(workload, torch.device("cuda"))
+    kernels = kernel_times(model, x, steps)
+    row: dict[str, Any] = {"workload": f"{preset}@{size}", "batch": batch, "dtype": dtype, "steps": steps}
+    timed = per_pass_times(kernels, labels, steps)
+    if isinstance(timed, str):
+        row["error"] = timed
+        return row
+    names, per_pass = timed
     expected = predicted["passes"]
     rows = []
     for name, times, prediction in zip(names, per_pass, expected, strict=False):
@@ -138,20 +171,39 @@ def measure(workload: Workload, predicted: dict[str, Any], steps: int) -> dict[s
                  "all_kernels_us": all_step, "kernels_per_step": len(kernels) / steps},
         "passes": rows,
     })  # fmt: skip
+    if ab_k_major and dtype == "float32":
+        with _n_major():
+            other = per_pass_times(kernel_times(model, x, steps), labels, steps)
+        if isinstance(other, str):
+            row["n_major_error"] = other
+        else:
+            for entry, times in zip(rows, other[1], strict=True):
+                entry["n_major_median_us"] = statistics.median(times)
+            row["step"]["n_major_median_us"] = statistics.median(
+                [sum(times[step] for times in other[1]) for step in range(steps)]
+            )
     return row
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| workload | batch | dtype | pass | predicted µs | measured µs | measured / predicted | "
-             "% roofline predicted | % roofline measured |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    """Per workload, the step's conv passes and each pass: predicted and measured µs and % of roofline
+    (and the N-major A/B's µs where it ran)."""
+    ab = any("n_major_median_us" in r.get("step", {}) for r in rows)
+    head = ["workload", "batch", "dtype", "pass", "predicted µs", "measured µs", "measured / predicted",
+            "% roofline predicted", "% roofline measured"] + (["N-major weights µs"] if ab else [])  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
+        start = [r["workload"], str(r["batch"]), r["dtype"]]
         if "error" in r:
-            lines.append(f"| {r['workload']} | {r['batch']} | {r['dtype']} | {r['error']} | | | | | |")
+            lines.append("| " + " | ".join(start + [r["error"]] + [""] * (len(head) - 4)) + " |")
             continue
         for p in [{"name": "step (conv passes)", **r["step"]}, *r["passes"]]:
-            lines.append(f"| {r['workload']} | {r['batch']} | {r['dtype']} | {p['name']} | {p['predicted_us']:.1f} | "
-                         f"{p['median_us']:.1f} | {p['median_us'] / p['predicted_us']:.2f} | "
-                         f"{p['predicted_roofline_pct']:.1f} | {p['measured_roofline_pct']:.1f} |")  # fmt: skip
+            cells = start + [p["name"], f"{p['predicted_us']:.1f}", f"{p['median_us']:.1f}",
+                             f"{p['median_us'] / p['predicted_us']:.2f}", f"{p['predicted_roofline_pct']:.1f}",
+                             f"{p['measured_roofline_pct']:.1f}"]  # fmt: skip
+            if ab:
+                cells.append(f"{p['n_major_median_us']:.1f}" if "n_major_median_us" in p else "")
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -163,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="profiled chain steps per workload")
     parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1), help="compiling processes")
     parser.add_argument("--budget-seconds", type=float, help="start no workload after this long")
+    parser.add_argument("--ab-k-major", action="store_true",
+                        help="float32 workloads also with N-major weights (GENCONV_K_MAJOR=0)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.table is not None:
         if not args.table.is_file():
@@ -187,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     shares = [workloads[i :: args.jobs] for i in range(args.jobs)]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        compile_seconds = list(pool.map(warm, [share for share in shares if share]))
+        jobs = [share for share in shares if share]
+        compile_seconds = list(pool.map(warm, jobs, [args.ab_k_major] * len(jobs)))
     device = torch.device("cuda")
     meta = {**report.environment(device), "predicted_table": args.predicted.name,
             "predicted_triton": json.loads(args.predicted.read_text())["meta"]["triton"],
@@ -200,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.budget_seconds is not None and time.perf_counter() - start > args.budget_seconds:
             meta["stopped"] = f"time budget of {args.budget_seconds:.0f} s spent"
             break
-        rows.append(measure(workload, prediction, args.steps))
+        rows.append(measure(workload, prediction, args.steps, args.ab_k_major))
         meta["seconds"] = time.perf_counter() - start
         path.write_text(json.dumps({"schema": "genconv-measured-passes/1", "meta": meta, "results": rows}, indent=1))
         step = rows[-1].get("step")

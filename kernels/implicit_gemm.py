@@ -20,6 +20,8 @@ elements. Dot operands are float32 (TF32 on tensor cores unless IEEE is asked fo
 accumulation is float32.
 """
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -268,8 +270,9 @@ def weights_k_major(storage: torch.dtype) -> bool:
     TF32 MMA reads B from shared memory K-major only (32-bit operands have no transposed form), so
     N-major weights were copied 4 bytes at a time into a transposed layout, which kept the L1 pipe
     78-87 % busy on an H200 (docs/kernels.md); K-major rows load as 16-byte copies. bfloat16 MMAs
-    read either layout and keep N-major weights."""
-    return storage == torch.float32
+    read either layout and keep N-major weights. ``GENCONV_K_MAJOR=0`` keeps float32 N-major too
+    (the A/B of ``bench.measured_passes --ab-k-major``)."""
+    return storage == torch.float32 and os.environ.get("GENCONV_K_MAJOR", "1") != "0"
 
 
 def input_precision(storage: torch.dtype) -> str:

@@ -156,6 +156,16 @@ def test_swapped_tiles_where_the_heuristic_takes_them() -> None:
     assert kept and not any(c.kwargs["SWAP"] and c.kwargs["BLOCK_M"] > 128 for c in kept)
 
 
+def test_float32_weights_are_k_major_unless_the_ab_switch_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GENCONV_K_MAJOR", raising=False)
+    assert implicit_gemm.weights_k_major(torch.float32) and not implicit_gemm.weights_k_major(torch.bfloat16)
+    monkeypatch.setenv("GENCONV_K_MAJOR", "0")
+    assert not implicit_gemm.weights_k_major(torch.float32)
+    x, weight, bias, stride, padding, slope, _ = _layer(CASES[-1])
+    expected_h, _ = reference.conv_act_forward(x, weight, bias, stride, padding, slope)
+    assert_close(conv_act_forward(x, weight, bias, stride, padding, slope)[0], expected_h, torch.float32, "h")
+
+
 @pytest.mark.parametrize("c_out,c_in,kernel,in_channels", [(5, 3, 3, 4), (100, 4, 15, None), (20, 64, 3, None)])
 def test_k_major_weights_are_the_n_major_operand_transposed(c_out, c_in, kernel, in_channels) -> None:
     from genconv.kernels.packing import K_ROW_ALIGN, gemm_weight
@@ -169,4 +179,3 @@ def test_k_major_weights_are_the_n_major_operand_transposed(c_out, c_in, kernel,
     assert torch.equal(k_major[:, :reduction], n_major.t())
     assert not k_major[:, reduction:].any()  # the row padding is zeros, as the kernels' masks assume
     assert k_major.is_contiguous()
-    assert implicit_gemm.weights_k_major(torch.float32) and not implicit_gemm.weights_k_major(torch.bfloat16)

@@ -2,6 +2,7 @@
 passes, on the CPU with a made-up kernel list (the timing itself needs a GPU)."""
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,24 @@ def test_the_gpu_check_measures_against_a_committed_table_of_these_passes() -> N
     row = next(r for r in table if (r["workload"], r["batch"], r["dtype"]) == ("texture@64", 64, "float32"))
     labels = pass_labels(conv_launches(record_step("texture", 64, 64, DTYPES["float32"])))
     assert [p["name"] for p in row["passes"]] == [name for name, summing in labels if not summing]
+
+
+def test_the_k_major_ab_times_float32_passes_with_either_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    labels = pass_labels(conv_launches(record_step("texture", 64, 64, DTYPES["float32"])))
+    layouts: list[str | None] = []
+
+    def kernels(model: Any, x: Any, count: int) -> list[dict[str, Any]]:
+        layouts.append(os.environ.get(measured_passes.K_MAJOR_ENV))
+        slower = 3.0 if layouts[-1] == "0" else 1.0  # N-major weights: every conv kernel 3x as long
+        return [{**k, "us": k["us"] * slower} for k in _kernels(labels, count)]
+
+    monkeypatch.delenv(measured_passes.K_MAJOR_ENV, raising=False)
+    monkeypatch.setattr(measured_passes, "_chain", lambda workload, device: (None, None))
+    monkeypatch.setattr(measured_passes, "kernel_times", kernels)
+    row = measured_passes.measure(("texture", 64, 64, "float32"), _predicted(labels), 3, ab_k_major=True)
+    assert layouts == [None, "0"] and measured_passes.K_MAJOR_ENV not in os.environ
+    for entry in [row["step"], *row["passes"]]:
+        assert entry["n_major_median_us"] == pytest.approx(3.0 * entry["median_us"])
+    assert "| N-major weights µs |" in measured_passes.table([row])
+    bf16 = measured_passes.measure(("texture", 64, 64, "bfloat16"), _predicted(labels), 3, ab_k_major=True)
+    assert "n_major_median_us" not in bf16["step"] and len(layouts) == 3
