@@ -313,7 +313,8 @@ def pass_name(launch: Any, index: int, layers: int) -> str:
     layer = 2 * layers - index
     mode = {0: "", 1: " gated-load", 2: " unit"}[int(named["A_MODE"])]
     tail = " +Langevin" if named["FUSE_LANGEVIN"] else ""
-    return f"TD{layer} s{named['STRIDE']} {named['C']}->{g['columns']}{mode}{tail}"
+    columns = named["STRIDE"] ** 2 * named["C_IN"]  # the layer's, not the phase-major padded width
+    return f"TD{layer} s{named['STRIDE']} {named['C']}->{columns}{mode}{tail}"
 
 
 class Compiler:

@@ -56,14 +56,15 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton._
 'gpu', torch.cuda.get_device_name(), 'cpu kernel', cpu_kernel_status())"
 # Every pass of the predicted table measured first: it is what the check is for. PREDICTED is the cost
 # model's table of this revision's kernels (python -m bench.cost_model --out FILE writes a new one).
-PREDICTED=${PREDICTED:-bench/results/roofline-2026-12-04-kmajor.json}
-# --ab-k-major: float32 passes also with N-major weights (their layout before K-major packing).
-step passes 110 python3 -m bench.measured_passes --predicted "$PREDICTED" --out "$OUT" --steps 20 --budget-seconds 90 \
-    --ab-k-major
+PREDICTED=${PREDICTED:-bench/results/roofline-2026-12-04-after-h200.json}
+# --ab: every workload again with float32 weights N-major and strided top-down columns channel-major,
+# the layouts before the changes this table predicts.
+step passes 120 python3 -m bench.measured_passes --predicted "$PREDICTED" --out "$OUT" --steps 20 --budget-seconds 100 \
+    --ab GENCONV_K_MAJOR=0 --ab GENCONV_PHASE_MAJOR=0
 # The GPU tier and the kernel parity tests, compiled on the GPU (no TRITON_INTERPRET); every test
 # runs (no -x), so one failure does not hide the others; with pytest-xdist, 8 processes compile at once.
 PARALLEL=$(python3 -c "import xdist" > /dev/null 2>&1 && echo "-n 8")
-step tests 100 python3 -m pytest -q -p no:cacheprovider -m "gpu or interpreter" --durations=10 $PARALLEL \
+step tests 90 python3 -m pytest -q -p no:cacheprovider -m "gpu or interpreter" --durations=10 $PARALLEL \
     --junitxml="$OUT/gpu-tests-$DAY.xml"
 step ceilings 20 python3 -m bench.ceilings --out "$OUT"
 if command -v compute-sanitizer > /dev/null; then

@@ -44,7 +44,6 @@ from bench import report
 from bench.cost_model import DTYPES, conv_launches, pass_labels, record_step
 
 CONV_KERNELS = ("_conv_forward_kernel", "_conv_transpose_kernel")
-K_MAJOR_ENV = "GENCONV_K_MAJOR"
 Workload = tuple[str, int, int, str]  # preset, image size, batch, dtype
 
 
@@ -66,33 +65,34 @@ def _steps(model: Any, x: torch.Tensor, steps: int) -> None:
     langevin(model, x, steps=steps, delta=0.1, seed=0, backend=TRITON_BACKEND, cuda_graph=False, check_finite=False)
 
 
-def warm(workloads: list[Workload], ab_k_major: bool = False) -> float:
-    """Compile the kernels of ``workloads`` into Triton's cache (one step each; with ``ab_k_major``
-    float32 ones with N-major weights too); seconds taken."""
+def warm(workloads: list[Workload], switches: tuple[str, ...] = ()) -> float:
+    """Compile the kernels of ``workloads`` into Triton's cache, one step each as they are and under
+    each A/B switch (``NAME=VALUE``); seconds taken."""
     start = time.perf_counter()
     device = torch.device("cuda")
     for workload in workloads:
         model, x = _chain(workload, device)
         _steps(model, x, 1)
-        if ab_k_major and workload[3] == "float32":
-            with _n_major():
+        for switch in switches:
+            with _switched(switch):
                 _steps(model, x, 1)
     torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
 @contextlib.contextmanager
-def _n_major() -> Iterator[None]:
-    """Float32 weights packed N-major (``GENCONV_K_MAJOR=0``), the layout before K-major packing."""
-    previous = os.environ.get(K_MAJOR_ENV)
-    os.environ[K_MAJOR_ENV] = "0"
+def _switched(switch: str) -> Iterator[None]:
+    """The environment variable of an A/B switch ``NAME=VALUE`` set for the block."""
+    name, _, value = switch.partition("=")
+    previous = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if previous is None:
-            del os.environ[K_MAJOR_ENV]
+            del os.environ[name]
         else:
-            os.environ[K_MAJOR_ENV] = previous
+            os.environ[name] = previous
 
 
 def kernel_times(model: Any, x: torch.Tensor, steps: int) -> list[dict[str, Any]]:
@@ -138,9 +138,11 @@ def per_pass_times(
     return names, per_pass
 
 
-def measure(workload: Workload, predicted: dict[str, Any], steps: int, ab_k_major: bool = False) -> dict[str, Any]:
-    """One workload's passes, measured, beside the prediction (with ``ab_k_major``, a float32
-    workload's passes with N-major weights too: ``n_major_median_us``)."""
+def measure(
+    workload: Workload, predicted: dict[str, Any], steps: int, switches: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """One workload's passes, measured, beside the prediction; under each A/B switch (``NAME=VALUE``,
+    e.g. ``GENCONV_K_MAJOR=0``) again: ``ab_median_us`` per pass and for the step."""
     preset, size, batch, dtype = workload
     labels = pass_labels(conv_launches(record_step(preset, size, batch, DTYPES[dtype])))
     model, x = _chain(workload, torch.device("cuda"))
@@ -171,26 +173,25 @@ def measure(workload: Workload, predicted: dict[str, Any], steps: int, ab_k_majo
                  "all_kernels_us": all_step, "kernels_per_step": len(kernels) / steps},
         "passes": rows,
     })  # fmt: skip
-    if ab_k_major and dtype == "float32":
-        with _n_major():
+    for switch in switches:
+        with _switched(switch):
             other = per_pass_times(kernel_times(model, x, steps), labels, steps)
         if isinstance(other, str):
-            row["n_major_error"] = other
-        else:
-            for entry, times in zip(rows, other[1], strict=True):
-                entry["n_major_median_us"] = statistics.median(times)
-            row["step"]["n_major_median_us"] = statistics.median(
-                [sum(times[step] for times in other[1]) for step in range(steps)]
-            )
+            row.setdefault("ab_errors", {})[switch] = other
+            continue
+        for entry, times in zip(rows, other[1], strict=True):
+            entry.setdefault("ab_median_us", {})[switch] = statistics.median(times)
+        step_times = [sum(times[step] for times in other[1]) for step in range(steps)]
+        row["step"].setdefault("ab_median_us", {})[switch] = statistics.median(step_times)
     return row
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Per workload, the step's conv passes and each pass: predicted and measured µs and % of roofline
-    (and the N-major A/B's µs where it ran)."""
-    ab = any("n_major_median_us" in r.get("step", {}) for r in rows)
+    (and each A/B switch's µs where it ran)."""
+    switches = sorted({switch for r in rows for switch in r.get("step", {}).get("ab_median_us", {})})
     head = ["workload", "batch", "dtype", "pass", "predicted µs", "measured µs", "measured / predicted",
-            "% roofline predicted", "% roofline measured"] + (["N-major weights µs"] if ab else [])  # fmt: skip
+            "% roofline predicted", "% roofline measured"] + [f"µs with {switch}" for switch in switches]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         start = [r["workload"], str(r["batch"]), r["dtype"]]
@@ -201,8 +202,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             cells = start + [p["name"], f"{p['predicted_us']:.1f}", f"{p['median_us']:.1f}",
                              f"{p['median_us'] / p['predicted_us']:.2f}", f"{p['predicted_roofline_pct']:.1f}",
                              f"{p['measured_roofline_pct']:.1f}"]  # fmt: skip
-            if ab:
-                cells.append(f"{p['n_major_median_us']:.1f}" if "n_major_median_us" in p else "")
+            ab = p.get("ab_median_us", {})
+            cells += [f"{ab[switch]:.1f}" if switch in ab else "" for switch in switches]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -215,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="profiled chain steps per workload")
     parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1), help="compiling processes")
     parser.add_argument("--budget-seconds", type=float, help="start no workload after this long")
-    parser.add_argument("--ab-k-major", action="store_true",
-                        help="float32 workloads also with N-major weights (GENCONV_K_MAJOR=0)")  # fmt: skip
+    parser.add_argument("--ab", action="append", default=[], metavar="NAME=VALUE",
+                        help="time every workload again with this environment variable set (repeatable), "
+                             "e.g. GENCONV_K_MAJOR=0")  # fmt: skip
     args = parser.parse_args(argv)
     if args.table is not None:
         if not args.table.is_file():
@@ -230,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not args.predicted.is_file():
         parser.error(f"--predicted: expected a JSON table written by bench.cost_model, got {args.predicted}")
+    for switch in args.ab:
+        name, equals, _ = switch.partition("=")
+        if not (equals and name.startswith("GENCONV_")):
+            parser.error(f"--ab: expected NAME=VALUE with a GENCONV_ variable, got {switch!r}")
     if args.steps < 2:
         parser.error(f"--steps: expected an integer >= 2, got {args.steps}")
     os.environ["GENCONV_AUTOTUNE"] = "0"
@@ -242,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
         jobs = [share for share in shares if share]
-        compile_seconds = list(pool.map(warm, jobs, [args.ab_k_major] * len(jobs)))
+        compile_seconds = list(pool.map(warm, jobs, [tuple(args.ab)] * len(jobs)))
     device = torch.device("cuda")
     meta = {**report.environment(device), "predicted_table": args.predicted.name,
             "predicted_triton": json.loads(args.predicted.read_text())["meta"]["triton"],
@@ -255,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.budget_seconds is not None and time.perf_counter() - start > args.budget_seconds:
             meta["stopped"] = f"time budget of {args.budget_seconds:.0f} s spent"
             break
-        rows.append(measure(workload, prediction, args.steps, args.ab_k_major))
+        rows.append(measure(workload, prediction, args.steps, tuple(args.ab)))
         meta["seconds"] = time.perf_counter() - start
         path.write_text(json.dumps({"schema": "genconv-measured-passes/1", "meta": meta, "results": rows}, indent=1))
         step = rows[-1].get("step")

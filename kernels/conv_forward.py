@@ -139,7 +139,11 @@ def _epilogue(
         acc += tl.load(b_ptr + offs_n, mask=column_ok, other=0.0).to(tl.float32)[None, :]
     on = acc > 0
     h = tl.where(on, acc, acc * slope)
-    valid = row_ok[:, None] & column_ok[None, :]
+    # Bounded by the constexpr row width, not the runtime column count: the compiler then knows the
+    # mask constant over runs of columns and stores h and the mask as vectors (a runtime bound of 100
+    # split them into single elements). The summed top's padding columns have zero weights and bias,
+    # so they store h = 0 and an off mask into its padded rows.
+    valid = row_ok[:, None] & (offs_n < C_OUT)[None, :]
     # h and the mask are NHWC with pixel rows of C_OUT (the channels, or the summed top's padded mask
     # rows); int32 within the image
     offsets = (pixel * C_OUT)[:, None] + offs_n[None, :]

@@ -41,6 +41,7 @@ from genconv.kernels.implicit_gemm import (
     split_for,
     split_grid,
     store_split,
+    sub_pixel_phase_row,
     sum_splits,
     tile_rows,
     weights_k_major,
@@ -130,6 +131,8 @@ def _conv_transpose_kernel(
     DENSE: tl.constexpr,
     SPAN: tl.constexpr,
     OUT_GATE: tl.constexpr,
+    GATE_DENSE: tl.constexpr,
+    PHASE_ROW: tl.constexpr,
     FUSE_LANGEVIN: tl.constexpr,
     HAS_NOISE: tl.constexpr,
     CLAMP: tl.constexpr,
@@ -162,16 +165,27 @@ def _conv_transpose_kernel(
     if SPLIT_PHASE == 1:
         store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)
     else:
-        # Column n = c s^2 + rh s + rw of conv row (qh, qw) is input pixel (qh s + rh - p, qw s + rw - p).
+        # Column n = c s^2 + rh s + rw of conv row (qh, qw) is input pixel (qh s + rh - p, qw s + rw - p);
+        # with PHASE_ROW > 0 (phase-major columns, ``sub_pixel_phase_row``) n = (rh s + rw) PHASE_ROW + c.
         if STRIDE == 1:
             channel = offs_n[None, :]
             rows = (qh - PAD)[:, None]
             cols = (qw - PAD)[:, None]
+        elif PHASE_ROW > 0:
+            phase = offs_n // PHASE_ROW
+            channel = (offs_n % PHASE_ROW)[None, :]
+            rows = qh[:, None] * STRIDE + (phase // STRIDE)[None, :] - PAD
+            cols = qw[:, None] * STRIDE + (phase % STRIDE)[None, :] - PAD
         else:
             channel = (offs_n // (STRIDE * STRIDE))[None, :]
             rows = qh[:, None] * STRIDE + ((offs_n // STRIDE) % STRIDE)[None, :] - PAD
             cols = qw[:, None] * STRIDE + (offs_n % STRIDE)[None, :] - PAD
-        valid = row_ok[:, None] & column_ok[None, :] & (rows >= 0) & (rows < in_h) & (cols >= 0) & (cols < in_w)
+        # channel < C_IN is column_ok with a constexpr bound: the compiler then knows the mask constant over
+        # runs of channels and loads and stores vectors (a runtime bound of 100 splits them into elements)
+        channel_ok = channel < C_IN
+        if PHASE_ROW > 0:  # a tile's columns past the last phase would read as phases s^2, s^2 + 1, ...
+            channel_ok = channel_ok & (offs_n < STRIDE * STRIDE * PHASE_ROW)[None, :]
+        valid = row_ok[:, None] & channel_ok & (rows >= 0) & (rows < in_h) & (cols >= 0) & (cols < in_w)
         image = sample[:, None] if SPAN else sample  # broadcasts against [BLOCK_M, BLOCK_N] offsets
         if FUSE_LANGEVIN:
             x = tl.load(x_ptr + image * x_s0 + (rows * x_s1 + cols * x_s2 + channel * x_s3), mask=valid, other=0.0)
@@ -191,8 +205,11 @@ def _conv_transpose_kernel(
         else:
             result = acc
             if OUT_GATE:  # act' of the layer below, so its top-down pass reads gated coefficients
-                gate_offsets = rows * t_s1 + cols * t_s2 + channel * t_s3
-                on = tl.load(gate_ptr + image * t_s0 + gate_offsets, mask=valid, other=0)
+                if GATE_DENSE:  # dense NHWC: offsets from the constexpr C_IN, whose alignment the compiler knows
+                    gate = gate_ptr + image * (in_h * in_w * C_IN) + ((rows * in_w + cols) * C_IN + channel)
+                else:
+                    gate = gate_ptr + image * t_s0 + (rows * t_s1 + cols * t_s2 + channel * t_s3)
+                on = tl.load(gate, mask=valid, other=0)
                 result = tl.where(on != 0, result, result * slope)
             out_offsets = (rows * in_w + cols) * C_IN + channel  # the layer input's gradient: dense NHWC
         # o_s0 = in_h x in_w x C_IN (the launcher allocates out densely, NHWC or NCHW); the product with the
@@ -264,10 +281,11 @@ def _launch_transpose(
             mask = source = wide
             channels = wide.shape[1]
     k_major = weights_k_major(compute_dtype)
+    phase_row = sub_pixel_phase_row(stride, c_in) if langevin is None else 0
     packed, form = packed_gemm_transpose(weight, stride, padding, compute_dtype, N_ALIGN,
-                                         channels if channels != c_out else None, k_major)  # fmt: skip
+                                         channels if channels != c_out else None, k_major, phase_row)  # fmt: skip
     taps = form.weight.shape[-1]
-    columns = stride * stride * c_in
+    columns = stride * stride * (phase_row or c_in)
     # Conv rows q whose pixels q s + r - p fall inside the image.
     q0_h, q0_w = padding // stride, padding // stride
     nq_h, nq_w = (in_h - 1 + padding) // stride - q0_h + 1, (in_w - 1 + padding) // stride - q0_w + 1
@@ -327,6 +345,7 @@ def _launch_transpose(
             batch_bucket=batch_bucket(batch),
             C=channels, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=a_mode,
             DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
+            GATE_DENSE=output_mask is not None and is_dense_nhwc(output_mask), PHASE_ROW=phase_row,
             SPLIT=split, SPLIT_PHASE=phase, DOT_DTYPE=dot_dtype(compute_dtype),
             PRECISION=input_precision(compute_dtype), W_K_MAJOR=k_major, **flags,
         )  # fmt: skip

@@ -271,8 +271,28 @@ def weights_k_major(storage: torch.dtype) -> bool:
     N-major weights were copied 4 bytes at a time into a transposed layout, which kept the L1 pipe
     78-87 % busy on an H200 (docs/kernels.md); K-major rows load as 16-byte copies. bfloat16 MMAs
     read either layout and keep N-major weights. ``GENCONV_K_MAJOR=0`` keeps float32 N-major too
-    (the A/B of ``bench.measured_passes --ab-k-major``)."""
+    (an A/B switch for ``bench.measured_passes --ab``)."""
     return storage == torch.float32 and os.environ.get("GENCONV_K_MAJOR", "1") != "0"
+
+
+# Strided top-down passes with at least this many input channels order their GEMM columns phase-major.
+PHASE_MAJOR_MIN_CHANNELS = 16
+
+
+def sub_pixel_phase_row(stride: int, in_channels: int) -> int:
+    """The padded channel count of each sub-pixel phase when a strided top-down pass orders its columns
+    phase-major (column (rh s + rw) row + c), or 0 for the channel-major order (column c s^2 + rh s + rw).
+
+    Channel-major columns send neighbouring columns to s^2 different pixels, so the epilogue loads
+    and stores single elements (the object net's strided passes took 4.8-9.6x their predicted time
+    on an H200, L2-bound in Nsight Compute); phase-major columns keep a phase's channels contiguous
+    in the NHWC output, and a row that is a multiple of 16 keeps them aligned, so they move as
+    vectors. The image layer (3 channels) keeps the channel-major order: padding 3 channels to 16
+    would multiply its columns. ``GENCONV_PHASE_MAJOR=0`` keeps every pass channel-major (an A/B
+    switch for ``bench.measured_passes --ab``)."""
+    if stride == 1 or in_channels < PHASE_MAJOR_MIN_CHANNELS or os.environ.get("GENCONV_PHASE_MAJOR", "1") == "0":
+        return 0
+    return -(-in_channels // N_ALIGN) * N_ALIGN
 
 
 def input_precision(storage: torch.dtype) -> str:

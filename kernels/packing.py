@@ -238,15 +238,24 @@ def packed_gemm_transpose(
     columns_multiple: int,
     in_channels: int | None = None,
     k_major: bool = False,
+    phase_row: int = 0,
 ) -> tuple[torch.Tensor, TransposeAsConv]:
     """The top-down pass's GEMM operand: the sub-pixel stack [s^2 C_in, C_out, U, U] as
     [U * U * C_out, N_pad] (N = s^2 C_in, channel c s^2 + rh s + rw; ``k_major``: its transpose, as
     ``gemm_weight``), and its geometry; ``in_channels`` pads C_out with zero rows (for a gradient or
-    mask with padded pixel rows)."""
+    mask with padded pixel rows). ``phase_row`` > 0 orders the columns phase-major instead, column
+    (rh s + rw) phase_row + c, each phase's C_in channels padded with zero columns to ``phase_row``
+    (``sub_pixel_phase_row``)."""
 
     def build() -> tuple[torch.Tensor, TransposeAsConv]:
         form = transpose_as_conv(weight.detach(), stride, padding)
-        return gemm_weight(form.weight, dtype, columns_multiple, in_channels, k_major), form
+        stack = form.weight
+        if phase_row:
+            c_in = weight.shape[1]
+            phases = stack.reshape(c_in, stride * stride, *stack.shape[1:]).transpose(0, 1)
+            phases = torch.nn.functional.pad(phases, (0, 0, 0, 0, 0, 0, 0, phase_row - c_in))
+            stack = phases.reshape(stride * stride * phase_row, *stack.shape[1:])
+        return gemm_weight(stack, dtype, columns_multiple, in_channels, k_major), form
 
-    key = ("gemm-transpose", stride, padding, dtype, columns_multiple, in_channels, k_major)
+    key = ("gemm-transpose", stride, padding, dtype, columns_multiple, in_channels, k_major, phase_row)
     return PACKED.get(weight, key, build)

@@ -26,7 +26,12 @@ CASES = [
     (2, 4, 9, 11, 20, 3, 3, 1, 0.2, torch.float32),
     (1, 1, 12, 12, 33, 4, 2, 1, 0.0, torch.bfloat16),
     (2, 4, 10, 10, 6, 3, 1, 1, 0.0, torch.bfloat16),
+    # strided with 16 or more input channels: phase-major columns, each phase padded to 32, 16 and 48
+    (2, 20, 9, 11, 6, 3, 2, 1, 0.0, torch.float32),
+    (1, 16, 10, 9, 8, 4, 2, 1, 0.2, torch.bfloat16),
+    (2, 33, 8, 7, 5, 5, 2, 2, 0.0, torch.float32),
 ]
+PHASE_MAJOR = [12, 13, 14]
 IDS = [case_id(B=c[0], C=c[1], H=c[2], W=c[3], O=c[4], K=c[5], S=c[6], dtype=c[9]) for c in CASES]
 
 
@@ -64,7 +69,7 @@ def test_fused_langevin_update_with_counter_noise(case) -> None:
     assert_close(out, expected, dtype, "x'")
 
 
-@pytest.mark.parametrize("case", [CASES[2], CASES[8], CASES[9], CASES[11]], ids=[IDS[2], IDS[8], IDS[9], IDS[11]])
+@pytest.mark.parametrize("case", [CASES[i] for i in (2, 8, 9, 11, 14)], ids=[IDS[i] for i in (2, 8, 9, 11, 14)])
 @pytest.mark.usefixtures("nan_poisoned_outputs")
 def test_split_k(case, monkeypatch) -> None:
     """The K loop cut into 3 runs, the partial sums added before the gate or the Langevin update."""
@@ -98,7 +103,36 @@ def test_fused_update_with_given_noise_clamp_strides_and_small_tiles(case, monke
     assert_close(out, expected, dtype, "x'")
 
 
-@pytest.mark.parametrize("case", [CASES[2], CASES[8], CASES[10]], ids=[IDS[2], IDS[8], IDS[10]])
+GATED = [1, 5, *PHASE_MAJOR]
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format], ids=["nhwc", "nchw"])
+@pytest.mark.parametrize("case", [CASES[i] for i in GATED], ids=[IDS[i] for i in GATED])
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_result_gated_by_the_mask_of_the_layer_below(case, layout) -> None:
+    """act' of the layer below in the epilogue, read through dense NHWC offsets or through its strides."""
+    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=4)
+    hw = (x.shape[-2], x.shape[-1])
+    below = (torch.randn(x.shape, generator=torch.Generator().manual_seed(6)) > 0).to(DEVICE)
+    below = below.contiguous(memory_format=layout)
+    out = masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw, output_mask=below)
+    expected = reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw, output_mask=below)
+    assert_close(out, expected, dtype, "gated df/dx")
+    unit = masked_conv_transpose(None, mask, weight, stride, padding, slope, hw, output_mask=below)
+    twin = reference.masked_conv_transpose(None, mask, weight, stride, padding, slope, hw, output_mask=below)
+    assert_close(unit, twin, torch.float32, "gated unit df/dx")
+
+
+def test_phase_major_columns_where_strided_layers_have_16_or_more_input_channels(monkeypatch) -> None:
+    monkeypatch.delenv("GENCONV_PHASE_MAJOR", raising=False)
+    assert [implicit_gemm.sub_pixel_phase_row(CASES[i][6], CASES[i][1]) for i in PHASE_MAJOR] == [32, 16, 48]
+    assert implicit_gemm.sub_pixel_phase_row(1, 100) == 0  # stride 1: one phase
+    assert implicit_gemm.sub_pixel_phase_row(3, 3) == 0  # the image layer keeps channel-major columns
+    monkeypatch.setenv("GENCONV_PHASE_MAJOR", "0")  # the A/B switch: channel-major everywhere
+    assert implicit_gemm.sub_pixel_phase_row(2, 64) == 0
+
+
+@pytest.mark.parametrize("case", [CASES[2], CASES[8], CASES[10], CASES[13]], ids=[IDS[2], IDS[8], IDS[10], IDS[13]])
 @pytest.mark.usefixtures("nan_poisoned_outputs")
 def test_unit_upstream_gradient_reads_the_mask_alone(case) -> None:
     """grad None (the summed top): act'(mask) goes back, plain and with the fused update."""

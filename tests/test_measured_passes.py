@@ -81,22 +81,25 @@ def test_the_gpu_check_measures_against_a_committed_table_of_these_passes() -> N
     assert [p["name"] for p in row["passes"]] == [name for name, summing in labels if not summing]
 
 
-def test_the_k_major_ab_times_float32_passes_with_either_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ab_switches_time_every_pass_again_with_their_variable_set(monkeypatch: pytest.MonkeyPatch) -> None:
     labels = pass_labels(conv_launches(record_step("texture", 64, 64, DTYPES["float32"])))
-    layouts: list[str | None] = []
+    seen: list[tuple[str | None, str | None]] = []
 
     def kernels(model: Any, x: Any, count: int) -> list[dict[str, Any]]:
-        layouts.append(os.environ.get(measured_passes.K_MAJOR_ENV))
-        slower = 3.0 if layouts[-1] == "0" else 1.0  # N-major weights: every conv kernel 3x as long
+        layout = (os.environ.get("GENCONV_K_MAJOR"), os.environ.get("GENCONV_PHASE_MAJOR"))
+        seen.append(layout)
+        slower = {(None, None): 1.0, ("0", None): 3.0, (None, "0"): 2.0}[layout]
         return [{**k, "us": k["us"] * slower} for k in _kernels(labels, count)]
 
-    monkeypatch.delenv(measured_passes.K_MAJOR_ENV, raising=False)
+    for name in ("GENCONV_K_MAJOR", "GENCONV_PHASE_MAJOR"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(measured_passes, "_chain", lambda workload, device: (None, None))
     monkeypatch.setattr(measured_passes, "kernel_times", kernels)
-    row = measured_passes.measure(("texture", 64, 64, "float32"), _predicted(labels), 3, ab_k_major=True)
-    assert layouts == [None, "0"] and measured_passes.K_MAJOR_ENV not in os.environ
+    switches = ("GENCONV_K_MAJOR=0", "GENCONV_PHASE_MAJOR=0")
+    row = measured_passes.measure(("texture", 64, 64, "float32"), _predicted(labels), 3, switches)
+    assert seen == [(None, None), ("0", None), (None, "0")]
+    assert "GENCONV_K_MAJOR" not in os.environ and "GENCONV_PHASE_MAJOR" not in os.environ
     for entry in [row["step"], *row["passes"]]:
-        assert entry["n_major_median_us"] == pytest.approx(3.0 * entry["median_us"])
-    assert "| N-major weights µs |" in measured_passes.table([row])
-    bf16 = measured_passes.measure(("texture", 64, 64, "bfloat16"), _predicted(labels), 3, ab_k_major=True)
-    assert "n_major_median_us" not in bf16["step"] and len(layouts) == 3
+        assert entry["ab_median_us"]["GENCONV_K_MAJOR=0"] == pytest.approx(3.0 * entry["median_us"])
+        assert entry["ab_median_us"]["GENCONV_PHASE_MAJOR=0"] == pytest.approx(2.0 * entry["median_us"])
+    assert "| µs with GENCONV_K_MAJOR=0 | µs with GENCONV_PHASE_MAJOR=0 |" in measured_passes.table([row])
