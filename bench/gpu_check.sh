@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: `make gpu-check OUT=DIR` (or `bash bench/gpu_check.sh DIR`) on an H100/H200 whose
-# python3 has torch, triton, numpy and pytest, offline, in under 10 minutes (about 4 on an H200).
+# python3 has torch, triton, numpy and pytest, offline, in under 10 minutes (231 s on an H200, before
+# the per-pass A/B timing was added).
 # It installs genconv without dependencies or build isolation (and, where pip cannot, puts the
 # source tree on PYTHONPATH instead), and writes into DIR (default bench/results):
 #   gpu-check-<date>.log           every step's output, in order

@@ -13,6 +13,10 @@ pass). Every kernel of the step is counted too, so the figure beside the conv pa
 rest (the fc top, pooling, the update's torch ops) costs. Kernels are compiled first in parallel
 worker processes (``--jobs``; Triton's disk cache then serves the timed process).
 
+``--ab NAME=VALUE`` (repeatable) times every workload again with that environment variable set, in
+the same run: ``GENCONV_K_MAJOR=0`` and ``GENCONV_PHASE_MAJOR=0`` bring back the weight layout and the
+column order the kernels had before the H200 measurements, so one GPU run says what each change did.
+
 Writes ``measured-<gpu>-<date>.json`` after every workload (a time limit loses none that finished):
 per pass the median measured µs (and the 10 % / 90 % quantiles over the steps), the predicted µs,
 measured / predicted, and the measured % of roofline (the predicted floor over the measured time).
@@ -48,6 +52,7 @@ Workload = tuple[str, int, int, str]  # preset, image size, batch, dtype
 
 
 def _chain(workload: Workload, device: torch.device) -> tuple[Any, torch.Tensor]:
+    """The workload's model (initial weights) and chains drawn from N(0, 20^2) at its dtype."""
     from genconv.engine.langevin import init_chains
     from genconv.engine.model import GenerativeConvNet
     from genconv.engine.presets import network_for
@@ -59,6 +64,7 @@ def _chain(workload: Workload, device: torch.device) -> tuple[Any, torch.Tensor]
 
 
 def _steps(model: Any, x: torch.Tensor, steps: int) -> None:
+    """``steps`` Langevin steps on the kernels, eagerly (no CUDA graph: the profiler sees each launch)."""
     from genconv.bindings.triton_backend import TRITON_BACKEND
     from genconv.engine.langevin import langevin
 
@@ -225,12 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--table: expected a JSON file written by bench.measured_passes, got {args.table}")
         print(table(json.loads(args.table.read_text())["results"]))
         return 0
-    if args.predicted is None:
-        parser.error("--predicted: expected a JSON table written by bench.cost_model")
-    if not torch.cuda.is_available():
-        print("measured_passes: needs a CUDA device", file=sys.stderr)
-        return 1
-    if not args.predicted.is_file():
+    if args.predicted is None or not args.predicted.is_file():
         parser.error(f"--predicted: expected a JSON table written by bench.cost_model, got {args.predicted}")
     for switch in args.ab:
         name, equals, _ = switch.partition("=")
@@ -238,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--ab: expected NAME=VALUE with a GENCONV_ variable, got {switch!r}")
     if args.steps < 2:
         parser.error(f"--steps: expected an integer >= 2, got {args.steps}")
+    if not torch.cuda.is_available():
+        print("measured_passes: timing needs a CUDA device (--table reads a measured JSON anywhere)", file=sys.stderr)
+        return 1
     os.environ["GENCONV_AUTOTUNE"] = "0"
     os.environ["GENCONV_CONV"] = "triton"  # every pass on genconv's kernels, which the model predicts
     start = time.perf_counter()
