@@ -31,6 +31,9 @@ compulsory bytes / HBM bandwidth); % roofline = roofline / predicted time; for a
 Useful FLOPs are the convolution's own (2 x output pixels x C_out x C_in x K^2; a top-down pass
 counts its layer's); padding efficiency = useful / executed MMA FLOPs (tile padding, zero taps).
 Compulsory bytes: every tensor a launch reads or writes, once (activations, masks, weights).
+Narrow accesses are listed, not timed: per pass, the loop's copies into shared memory under 16 bytes a
+lane (per K-step) and the epilogue's global loads and stores under 4 bytes a lane, which touch many
+sectors per byte (on an H200 such passes were L1- or L2-bound, 3-9x over their prediction).
 Not modelled: L2 misses beyond compulsory traffic, the torch ops between kernels (pooling, the fc
 top), launch gaps (a chain replays as a CUDA graph), clock throttling. These are predictions to
 be checked on a GPU, not measurements.
@@ -128,6 +131,8 @@ class PassPrediction:
     floor_us: float
     predicted_us: float
     roofline_pct: float
+    narrow_copies: float = 0.0  # the loop's copies into shared memory under 16 bytes a lane, per K-step
+    narrow_epilogue: int = 0  # the epilogue's global loads and stores under 4 bytes a lane
 
 
 def step_cycles(p: PassInput, resident: int) -> tuple[float, dict[str, float]]:
@@ -186,6 +191,8 @@ def predict(p: PassInput, gpu: str = "H200") -> PassPrediction:
         padding_efficiency=p.useful_flops / executed if executed else 0.0, gflop=p.useful_flops / 1e9,
         megabytes=p.bytes / 1e6, floor_us=floor * 1e6, predicted_us=predicted * 1e6,
         roofline_pct=100.0 * floor / predicted if predicted else 0.0,
+        narrow_copies=sum(n for width, n in p.mix.loop_copy_widths.items() if width < 16),
+        narrow_epilogue=sum(n for width, n in p.mix.epilogue_access_widths.items() if width < 4),
     )  # fmt: skip
 
 
@@ -392,6 +399,7 @@ def merge_splits(passes: list[PassInput], predictions: list[PassPrediction]) -> 
             first = merged[-1]
             first.predicted_us += prediction.predicted_us
             first.megabytes += prediction.megabytes
+            first.narrow_epilogue += prediction.narrow_epilogue  # the sum launch runs the pass's epilogue
             first.roofline_pct = 100.0 * first.floor_us / first.predicted_us if first.predicted_us else 0.0
         else:
             merged.append(prediction)
@@ -450,8 +458,8 @@ def markdown(results: list[dict[str, Any]], passes: bool = True) -> str:
     for r in results:
         lines += ["", f"**{r['workload']} B={r['batch']} {r['dtype']}**", "",
                   "| pass | tile | regs | CTA/SM | grid | waves | K-steps | loop instr | cycles/K-step (bound) | "
-                  "pad eff. | GFLOP | MB | floor µs | predicted µs | % roofline |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "pad eff. | GFLOP | MB | floor µs | predicted µs | % roofline | narrow copies / epilogue |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for p in r["passes"]:
             cycles = max(p["step_cycles"].values())
             cells = [
@@ -470,6 +478,7 @@ def markdown(results: list[dict[str, Any]], passes: bool = True) -> str:
                 f"{p['floor_us']:.1f}",
                 f"{p['predicted_us']:.1f}",
                 f"{p['roofline_pct']:.1f}",
+                f"{p.get('narrow_copies', 0):g} / {p.get('narrow_epilogue', 0)}",
             ]
             lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)

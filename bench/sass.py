@@ -19,6 +19,9 @@ Classes:
 - ``int_alu``: integer and logic ops on vector registers (IADD3, IMAD, ISETP, LOP3, SEL, LEA, SHF, ...),
   issued at 16 lanes per clock per scheduler on Hopper, i.e. 2 clocks per warp instruction;
 - ``float``: FP32 arithmetic (FADD, FFMA, FSETP, MUFU, conversions); ``other``: branches, moves, NOPs.
+
+The loop's copies into shared memory and the epilogue's global loads and stores are also counted by
+access width (bytes per lane): narrow ones touch many memory sectors per useful byte.
 """
 # ruff: noqa: E402
 
@@ -133,6 +136,15 @@ def shared_bytes(opcode: str, operands: str) -> float:
     return 0.0
 
 
+def access_width(opcode: str) -> int:
+    """Bytes per lane of a global load, store or copy (LDG.E.U8 -> 1, STG.E.64 -> 8, LDGSTS.E.BYPASS.128 -> 16)."""
+    parts = opcode.split(".")
+    for part, size in (("U8", 1), ("S8", 1), ("U16", 2), ("S16", 2), ("64", 8), ("128", 16)):
+        if part in parts:
+            return size
+    return 4
+
+
 def parse(sass: str) -> tuple[list[Instruction], dict[str, int]]:
     """Instructions in address order and labels -> the index of the instruction after them."""
     instructions: list[Instruction] = []
@@ -162,6 +174,10 @@ class LoopMix:
     waits_all_copies: bool = False  # DEPBAR.LE SB0, 0x0 inside the loop: no copy in flight across steps
     kernel_instructions: int = 0
     epilogue_instructions: int = 0  # after the loop, to the last EXIT (straight-line code, once per tile)
+    # access width in bytes per lane -> instructions: the loop's copies into shared memory, and the global
+    # loads and stores after the loop (narrow ones touch many sectors per byte: the model does not time them)
+    loop_copy_widths: dict[int, int] = field(default_factory=dict)
+    epilogue_access_widths: dict[int, int] = field(default_factory=dict)
     found: bool = False
     unrolled: bool = False  # no backward branch: the counts cover every K-step (see ``per_step``)
 
@@ -179,6 +195,8 @@ class LoopMix:
             waits_all_wgmma=self.waits_all_wgmma, waits_all_copies=self.waits_all_copies,
             kernel_instructions=self.kernel_instructions, epilogue_instructions=self.epilogue_instructions,
             found=self.found, unrolled=self.unrolled,
+            loop_copy_widths={width: count / steps for width, count in self.loop_copy_widths.items()},
+            epilogue_access_widths=self.epilogue_access_widths,
         )  # fmt: skip
 
 
@@ -205,6 +223,7 @@ def main_loop(sass: str) -> LoopMix:
             # no main loop (a split-K sum): the code up to the last EXIT runs once per tile, like an epilogue
             exits = [i for i, instruction in enumerate(instructions) if instruction.opcode == "EXIT"]
             mix.epilogue_instructions = max(exits, default=len(instructions) - 1) + 1
+            _count_accesses(mix, instructions[: mix.epilogue_instructions])
             return mix
         best = (len(mma), mma[0], mma[-1])
         mix.unrolled = True
@@ -221,10 +240,22 @@ def main_loop(sass: str) -> LoopMix:
             mix.waits_all_wgmma = True
         if instruction.opcode.startswith("DEPBAR") and operands.endswith(",0x0"):
             mix.waits_all_copies = True
+        if instruction.opcode.startswith("LDGSTS"):
+            width = access_width(instruction.opcode)
+            mix.loop_copy_widths[width] = mix.loop_copy_widths.get(width, 0) + 1
     exits = [i for i, instruction in enumerate(instructions) if instruction.opcode == "EXIT"]
     last = max((i for i in exits if i > end), default=len(instructions) - 1)
     mix.epilogue_instructions = max(0, last - end)
+    _count_accesses(mix, instructions[end + 1 : last])
     return mix
+
+
+def _count_accesses(mix: LoopMix, epilogue: list[Instruction]) -> None:
+    """The epilogue's global loads and stores by access width."""
+    for instruction in epilogue:
+        if classify(instruction.opcode) in ("global_load", "global_store"):
+            width = access_width(instruction.opcode)
+            mix.epilogue_access_widths[width] = mix.epilogue_access_widths.get(width, 0) + 1
 
 
 def _tools() -> tuple[str, str]:

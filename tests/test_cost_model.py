@@ -56,6 +56,18 @@ def test_the_main_loop_is_counted_by_class() -> None:
     assert mix.shared_bytes_per_warp == 2688
     assert mix.waits_all_wgmma and not mix.waits_all_copies
     assert mix.epilogue_instructions == 3
+    assert mix.loop_copy_widths == {16: 1} and mix.epilogue_access_widths == {4: 1}
+
+
+def test_narrow_copies_and_epilogue_accesses_are_listed_by_width() -> None:
+    """A 4-byte copy in the loop and a 2-byte epilogue store (what the H200 found binding) are counted as
+    narrow; the pass's prediction carries both counts."""
+    narrow = SASS.replace("LDGSTS.E.BYPASS.128", "LDGSTS.E").replace("STG.E desc", "STG.E.U16 desc")
+    mix = sass.main_loop(narrow)
+    assert mix.loop_copy_widths == {4: 1} and mix.epilogue_access_widths == {2: 1}
+    assert [sass.access_width(op) for op in ("LDG.E.U8", "STG.E.64", "LDG.E", "LDGSTS.E.BYPASS.128")] == [1, 8, 4, 16]
+    prediction = predict(PassInput("p", "tf32", 64, 64, 32, 4, 3, 128, 48 * 1024, 132, 1, 1e6, 1e6, mix))
+    assert prediction.narrow_copies == 1 and prediction.narrow_epilogue == 1
 
 
 def test_no_loop_without_tensor_core_instructions() -> None:
