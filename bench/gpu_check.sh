@@ -40,7 +40,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log its output,
     printf '===== %s: exit %s after %ss\n' "$name" "$status" "$((SECONDS - start))" | tee -a "$LOG"
 }
 
-step install 45 python3 -m pip install -q --no-deps --no-build-isolation -e .
+step install 30 python3 -m pip install -q --no-deps --no-build-isolation -e .
 if ! python3 -c "import genconv" > /dev/null 2>&1; then
     # No setuptools, or a system python that refuses installs: the source tree on PYTHONPATH,
     # laid out as the installed namespace (package/ is genconv, the other folders its subpackages).
@@ -52,7 +52,7 @@ if ! python3 -c "import genconv" > /dev/null 2>&1; then
     printf '\n===== install: pip could not install genconv; the source tree is on PYTHONPATH\n' | tee -a "$LOG"
 fi
 step nvidia-smi 10 nvidia-smi
-step versions 30 python3 -c "import torch, triton, genconv; from genconv.bindings.backends import cpu_kernel_status; \
+step versions 20 python3 -c "import torch, triton, genconv; from genconv.bindings.backends import cpu_kernel_status; \
 print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'genconv', genconv.__version__, \
 'gpu', torch.cuda.get_device_name(), 'cpu kernel', cpu_kernel_status())"
 # Every pass of the predicted table measured first: it is what the check is for. PREDICTED is the cost
@@ -60,8 +60,8 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton._
 PREDICTED=${PREDICTED:-bench/results/roofline-2026-12-04-after-h200.json}
 # --ab: every workload again with float32 weights N-major and strided top-down columns channel-major,
 # the layouts before the changes this table predicts.
-step passes 120 python3 -m bench.measured_passes --predicted "$PREDICTED" --out "$OUT" --steps 20 --budget-seconds 100 \
-    --ab GENCONV_K_MAJOR=0 --ab GENCONV_PHASE_MAJOR=0
+step passes 150 python3 -m bench.measured_passes --predicted "$PREDICTED" --out "$OUT" --steps 20 --budget-seconds 130 \
+    --jobs 14 --ab GENCONV_K_MAJOR=0 --ab GENCONV_PHASE_MAJOR=0
 # The GPU tier and the kernel parity tests, compiled on the GPU (no TRITON_INTERPRET); every test
 # runs (no -x), so one failure does not hide the others; with pytest-xdist, 8 processes compile at once.
 PARALLEL=$(python3 -c "import xdist" > /dev/null 2>&1 && echo "-n 8")
