@@ -104,9 +104,12 @@ def test_table_and_plot(quick_run: dict) -> None:
         assert (quick_run["out"] / "smoke.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("fault", ["no network gradient", "double noise"])
-def test_check_catches_a_wrong_chain(monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
-    """A provider that drops df/dx, or draws noise of the wrong scale, fails the check."""
+def test_check_catches_a_wrong_chain(monkeypatch: pytest.MonkeyPatch, fault: str, dtype: str) -> None:
+    """A provider that drops df/dx, or draws noise of the wrong scale, fails the check; a correct one
+    (eager PyTorch) passes it, in bfloat16 too, where its errors are measured against the float32
+    reference and allowed twice the bfloat16 reference's own."""
     monkeypatch.syspath_prepend(str(REPOSITORY))
     from bench import check, providers
 
@@ -120,13 +123,14 @@ def test_check_catches_a_wrong_chain(monkeypatch: pytest.MonkeyPatch, fault: str
             return eager.build(dataclasses.replace(setup, model=model))
         sampler = eager.build(setup)
         chain_with_noise = sampler.chain_with_noise
-        sampler.chain = lambda x: chain_with_noise(x, 2.0 * torch.randn((setup.steps, *x.shape)))
+        sampler.chain = lambda x: chain_with_noise(x, 2.0 * torch.randn((setup.steps, *x.shape), dtype=x.dtype))
         return sampler
 
     monkeypatch.setitem(providers.PROVIDERS, "wrong", providers.Provider("wrong", fault, build))
-    setup = check.check_setup("texture", 24, 1, "float32", torch.device("cpu"), steps=3)
-    (result,) = check.check_providers(["eager", "wrong"], setup)[1:]
-    assert not result.passed
+    setup = check.check_setup("texture", 24, 1, dtype, torch.device("cpu"), steps=3)
+    correct, result = check.check_providers(["eager", "wrong"], setup)
+    assert correct.passed and not result.passed
+    assert result.against == ("float32 reference" if dtype == "bfloat16" else "reference")
     if fault == "no network gradient":
         assert result.drift_error > 0.1
     else:
