@@ -30,17 +30,16 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -51,7 +50,7 @@ CONV_KERNELS = ("_conv_forward_kernel", "_conv_transpose_kernel")
 Workload = tuple[str, int, int, str]  # preset, image size, batch, dtype
 
 
-def _chain(workload: Workload, device: torch.device) -> tuple[Any, torch.Tensor]:
+def chain_for(workload: Workload, device: torch.device) -> tuple[Any, torch.Tensor]:
     """The workload's model (initial weights) and chains drawn from N(0, 20^2) at its dtype."""
     from genconv.engine.langevin import init_chains
     from genconv.engine.model import GenerativeConvNet
@@ -63,7 +62,7 @@ def _chain(workload: Workload, device: torch.device) -> tuple[Any, torch.Tensor]
     return model, x
 
 
-def _steps(model: Any, x: torch.Tensor, steps: int) -> None:
+def run_steps(model: Any, x: torch.Tensor, steps: int) -> None:
     """``steps`` Langevin steps on the kernels, eagerly (no CUDA graph: the profiler sees each launch)."""
     from genconv.bindings.triton_backend import TRITON_BACKEND
     from genconv.engine.langevin import langevin
@@ -77,38 +76,29 @@ def warm(workloads: list[Workload], switches: tuple[str, ...] = ()) -> float:
     start = time.perf_counter()
     device = torch.device("cuda")
     for workload in workloads:
-        model, x = _chain(workload, device)
-        _steps(model, x, 1)
+        model, x = chain_for(workload, device)
+        run_steps(model, x, 1)
         for switch in switches:
             with _switched(switch):
-                _steps(model, x, 1)
+                run_steps(model, x, 1)
     torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-@contextlib.contextmanager
-def _switched(switch: str) -> Iterator[None]:
-    """The environment variable of an A/B switch ``NAME=VALUE`` set for the block."""
+def _switched(switch: str) -> Any:
+    """The environment variable of an A/B switch ``NAME=VALUE`` set for a ``with`` block."""
     name, _, value = switch.partition("=")
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = previous
+    return mock.patch.dict(os.environ, {name: value})
 
 
 def kernel_times(model: Any, x: torch.Tensor, steps: int) -> list[dict[str, Any]]:
     """The device kernels of ``steps`` chain steps in launch order: name and µs (the profiler's trace)."""
     from torch.profiler import ProfilerActivity, profile
 
-    _steps(model, x, 1)
+    run_steps(model, x, 1)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
-        _steps(model, x, steps)
+        run_steps(model, x, steps)
         torch.cuda.synchronize()
     with tempfile.TemporaryDirectory() as folder:
         trace = Path(folder) / "trace.json"
@@ -151,7 +141,7 @@ def measure(
     e.g. ``GENCONV_K_MAJOR=0``) again: ``ab_median_us`` per pass and for the step."""
     preset, size, batch, dtype = workload
     labels = pass_labels(conv_launches(record_step(preset, size, batch, DTYPES[dtype])))
-    model, x = _chain(workload, torch.device("cuda"))
+    model, x = chain_for(workload, torch.device("cuda"))
     kernels = kernel_times(model, x, steps)
     row: dict[str, Any] = {"workload": f"{preset}@{size}", "batch": batch, "dtype": dtype, "steps": steps}
     timed = per_pass_times(kernels, labels, steps)
@@ -245,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["GENCONV_AUTOTUNE"] = "0"
     os.environ["GENCONV_CONV"] = "triton"  # every pass on genconv's kernels, which the model predicts
     start = time.perf_counter()
-    predicted = json.loads(args.predicted.read_text())["results"]
+    table_json = json.loads(args.predicted.read_text())
+    predicted = table_json["results"]
     workloads = [(r["workload"].split("@")[0], int(r["workload"].split("@")[1]), r["batch"], r["dtype"])
                  for r in predicted]  # fmt: skip
     shares = [workloads[i :: args.jobs] for i in range(args.jobs)]
@@ -255,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         compile_seconds = list(pool.map(warm, jobs, [tuple(args.ab)] * len(jobs)))
     device = torch.device("cuda")
     meta = {**report.environment(device), "predicted_table": args.predicted.name,
-            "predicted_triton": json.loads(args.predicted.read_text())["meta"]["triton"],
+            "predicted_triton": table_json["meta"]["triton"],
             "compile_seconds_per_job": compile_seconds, "autotune": "off (heuristic tiles)", "conv": "triton (forced)",
             "tf32": os.environ.get("GENCONV_TF32", "1") != "0"}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)

@@ -39,12 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     os.environ["GENCONV_AUTOTUNE"] = "0"
     os.environ["GENCONV_CONV"] = "triton"
-    from bench.measured_passes import _chain, _steps
+    from bench.measured_passes import chain_for, run_steps
 
-    model, x = _chain(workload, torch.device("cuda"))
-    _steps(model, x, 1)
+    model, x = chain_for(workload, torch.device("cuda"))
+    run_steps(model, x, 1)
     if not args.warm_only:
-        _steps(model, x, 1)
+        run_steps(model, x, 1)
     torch.cuda.synchronize()
     return 0
 

@@ -45,7 +45,7 @@ def test_kernels_are_matched_to_the_passes_in_launch_order(split: bool, monkeypa
         labels = SPLIT_LABELS
         monkeypatch.setattr(measured_passes, "pass_labels", lambda launches: SPLIT_LABELS)
     steps = 5
-    monkeypatch.setattr(measured_passes, "_chain", lambda workload, device: (None, None))
+    monkeypatch.setattr(measured_passes, "chain_for", lambda workload, device: (None, None))
     monkeypatch.setattr(measured_passes, "kernel_times", lambda model, x, count: _kernels(labels, steps))
     row = measured_passes.measure(workload, _predicted(labels), steps)
     assert row["names_match"]
@@ -65,7 +65,7 @@ def test_kernels_are_matched_to_the_passes_in_launch_order(split: bool, monkeypa
 
 def test_a_kernel_count_that_does_not_fit_the_step_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     labels = pass_labels(conv_launches(record_step("texture", 64, 64, DTYPES["float32"])))
-    monkeypatch.setattr(measured_passes, "_chain", lambda workload, device: (None, None))
+    monkeypatch.setattr(measured_passes, "chain_for", lambda workload, device: (None, None))
     monkeypatch.setattr(measured_passes, "kernel_times", lambda model, x, count: _kernels(labels, 4)[:-1])
     row = measured_passes.measure(("texture", 64, 64, "float32"), _predicted(labels), 4)
     assert "passes" not in row and "expected 6 per step" in row["error"]
@@ -93,7 +93,7 @@ def test_ab_switches_time_every_pass_again_with_their_variable_set(monkeypatch: 
 
     for name in ("GENCONV_K_MAJOR", "GENCONV_PHASE_MAJOR"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(measured_passes, "_chain", lambda workload, device: (None, None))
+    monkeypatch.setattr(measured_passes, "chain_for", lambda workload, device: (None, None))
     monkeypatch.setattr(measured_passes, "kernel_times", kernels)
     switches = ("GENCONV_K_MAJOR=0", "GENCONV_PHASE_MAJOR=0")
     row = measured_passes.measure(("texture", 64, 64, "float32"), _predicted(labels), 3, switches)
