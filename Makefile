@@ -60,9 +60,11 @@ gpu-check:
 compile-table: setup
 	$(BIN)/python -m bench.compile_tier
 
-# Predicted time and % of roofline per chain pass on an H200, from the SASS (no GPU): bench/results/roofline-<date>.json
+# Predicted time and % of roofline per chain pass on an H200, from the SASS (no GPU), with the constants
+# fitted to the H200's measured passes: bench/results/roofline-<date>.json
+CALIBRATION ?= bench/results/calibration-nvidia-h200-2026-12-04.json
 predicted-roofline: setup
-	$(BIN)/python -m bench.cost_model --markdown
+	$(BIN)/python -m bench.cost_model --markdown --calibration $(CALIBRATION)
 
 # The benchmark matrix for this device (CUDA: texture and object, paper size and 64 px, batches 1-1024,
 # float32 and bfloat16; CPU: 64 px, batches 1 and 16, float32); writes bench/results/<device>-<date>.json/.png.

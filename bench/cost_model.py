@@ -2,6 +2,7 @@
 
     python -m bench.cost_model                                  # -> bench/results/roofline-<date>.json
     python -m bench.cost_model --gpu H100-SXM --workloads texture@64:1,16 --dtypes float32
+    python -m bench.cost_model --calibration bench/results/calibration-nvidia-h200-2026-12-04.json
 
 Each workload's chain step is recorded as the launchers issue it, with the tile the shape heuristic
 picks (what ``GENCONV_AUTOTUNE=0`` runs), each launch's variant is compiled for sm_90 with Triton's own compiler
@@ -9,19 +10,20 @@ picks (what ``GENCONV_AUTOTUNE=0`` runs), each launch's variant is compiled for 
 (``bench.sass``). A per-SM cost model turns the counts into cycles:
 
 - per K-step of one CTA, per scheduler (SMSP; a CTA's warps spread over the 4 of an SM):
-  issue = warps/4 x loop instructions (1 instruction per clock per SMSP);
+  issue = warps/4 x loop instructions x cycles per instruction (1 assumed: an SMSP issues every clock);
   int/ALU = warps/4 x 2 x integer/logic instructions (16 INT32 lanes per SMSP: 2 clocks a warp);
   tensor = the loop's MMA FLOPs / the SM's dense tensor FLOPs per clock (dot dtype);
   shared = the loop's shared-memory bytes (the wgmmas' operand reads, from their shapes and whether A
-  comes from registers; LDS/STS/LDSM; the cp.async writes) / 128 B per clock;
-  latency = one global round trip (``LATENCY`` cycles) divided by the copies in flight (stages - 1);
+  comes from registers; LDS/STS/LDSM; the cp.async writes) / 128 B per clock (assumed);
+  l1 (calibrated only) = warps x the narrow copies' L1 cycles;
+  latency = one global round trip (600 cycles assumed) divided by the copies in flight (stages - 1);
   a synchronous global load in the loop exposes a whole round trip plus the step's issue;
   a full wgmma wait in the loop (``WARPGROUP.DEPBAR ... 0x0``) adds the step's tensor time;
 - r CTAs resident on an SM share it: a step takes max(r x (the largest throughput term), latency);
 - the busiest SM runs ceil(grid / SMs) CTAs in rounds of the occupancy (registers, shared memory,
-  warps); each CTA adds its epilogue (instructions after the loop x ``EPILOGUE_CPI`` x warps/4 per SMSP)
-  and one round trip to fill the pipeline;
-- a pass takes max(those cycles / clock, its compulsory bytes / HBM bandwidth);
+  warps); each CTA adds its epilogue (instructions after the loop x 1.5 cycles assumed x warps/4 per
+  SMSP) and one round trip to fill the pipeline;
+- a pass takes max(those cycles / clock + a launch's fixed time, its compulsory bytes / HBM bandwidth);
 - a split-K pass (small batches) is its runs' launch plus the launch that adds them, whose code runs once
   per tile (no main loop) and which reads the float32 workspace the runs wrote: both launches' times
   count for the pass, the workspace's bytes in its time but not in its roofline.
@@ -31,9 +33,13 @@ compulsory bytes / HBM bandwidth); % roofline = roofline / predicted time; for a
 Useful FLOPs are the convolution's own (2 x output pixels x C_out x C_in x K^2; a top-down pass
 counts its layer's); padding efficiency = useful / executed MMA FLOPs (tile padding, zero taps).
 Compulsory bytes: every tensor a launch reads or writes, once (activations, masks, weights).
-Narrow accesses are listed, not timed: per pass, the loop's copies into shared memory under 16 bytes a
-lane (per K-step) and the epilogue's global loads and stores under 4 bytes a lane, which touch many
-sectors per byte (on an H200 such passes were L1- or L2-bound, 3-9x over their prediction).
+The constants no datasheet gives (``Constants``) are assumptions by default; ``--calibration`` takes
+them from a fit to a GPU's measured passes (``bench.calibrate``), which also prices what the assumed
+model leaves at zero: an L1 cost per loop copy of 4 or 8 bytes a lane, a cost per epilogue global
+access under 4 bytes a lane (dense, or in a strided pass's sub-pixel scatter), issue stalls (cycles
+per loop instruction) and a fixed time per launch. Narrow accesses are listed per pass either way:
+the loop's copies into shared memory under 16 bytes a lane (per K-step) and the epilogue's global
+loads and stores under 4 bytes a lane.
 Not modelled: L2 misses beyond compulsory traffic, the torch ops between kernels (pooling, the fc
 top), launch gaps (a chain replays as a CUDA graph), clock throttling. These are predictions to
 be checked on a GPU, not measurements.
@@ -58,7 +64,7 @@ from typing import Any
 import torch
 import triton
 
-from bench import sass
+from bench import report, sass
 from bench.sass import SM_LIMITS, warps_per_sm
 
 # Published figures (dense, i.e. without structured sparsity: the datasheets' "with sparsity" / 2).
@@ -78,10 +84,29 @@ BF16_FLOP_PER_CLOCK_SM = 4096
 TF32_FLOP_PER_CLOCK_SM = 2048
 SCHEDULERS_PER_SM = 4
 INT_CLOCKS_PER_WARP_INSTRUCTION = 2  # 16 INT32 lanes per SMSP
-# Assumptions of the model (not published figures; the first GPU run should calibrate them):
-SHARED_BYTES_PER_CLOCK = 128  # shared-memory bandwidth per SM
-LATENCY = 600  # cycles of a global load round trip (L2 / HBM), as the kernels-v2 review assumed
-EPILOGUE_CPI = 1.5  # cycles per epilogue instruction per warp (mixed ALU / memory, no overlap)
+
+
+@dataclass(frozen=True)
+class Constants:
+    """The model's unpublished constants. The defaults are assumptions (the kernels-v2 review's); the
+    terms after ``epilogue_cpi`` are zero unless a calibration (``bench.calibrate``, fitted to a GPU's
+    measured passes) sets them."""
+
+    shared_bytes_per_clock: float = 128.0  # shared-memory bandwidth per SM
+    latency: float = 600.0  # cycles of a global load round trip (L2 / HBM)
+    issue_cpi: float = 1.0  # cycles per loop instruction per warp on an SMSP (1: it issues every clock)
+    epilogue_cpi: float = 1.5  # cycles per epilogue instruction per warp (mixed ALU / memory, no overlap)
+    copy4_cycles: float = 0.0  # L1 cycles per loop copy of <= 4 B a lane per warp (a transposing gather)
+    copy8_cycles: float = 0.0  # L1 cycles per loop copy of 8 B a lane per warp
+    narrow_epilogue_cycles: float = 0.0  # cycles per narrow (< 4 B a lane) epilogue access per warp
+    scatter_epilogue_cycles: float = 0.0  # the same in a strided top-down pass's sub-pixel scatter
+    launch_us: float = 0.0  # fixed time of a launch beyond its cycles (ramp-up, tail, drain)
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+ASSUMED = Constants()
 
 
 def clock_hz(gpu: str) -> float:
@@ -111,6 +136,7 @@ class PassInput:
     split: int = 1  # split-K runs (the grid holds them all)
     split_sum: bool = False  # the split-K launch that adds the runs' partial sums (merged into its pass)
     swap: bool = False  # the MMA computes the transposed tile (output channels as its rows)
+    scatter: bool = False  # a strided top-down pass whose epilogue scatters pixel-major sub-pixel columns
 
 
 @dataclass
@@ -135,22 +161,26 @@ class PassPrediction:
     narrow_epilogue: int = 0  # the epilogue's global loads and stores under 4 bytes a lane
 
 
-def step_cycles(p: PassInput, resident: int) -> tuple[float, dict[str, float]]:
+def step_cycles(p: PassInput, resident: int, c: Constants = ASSUMED) -> tuple[float, dict[str, float]]:
     """Cycles of one K-step on an SM running ``resident`` CTAs, and each term of the bound."""
     per_smsp = p.warps / SCHEDULERS_PER_SM
     mix = p.mix
     per_clock = BF16_FLOP_PER_CLOCK_SM if p.dot == "bf16" else TF32_FLOP_PER_CLOCK_SM
     terms = {
-        "issue": per_smsp * mix.instructions,
+        "issue": per_smsp * mix.instructions * c.issue_cpi,
         "alu": per_smsp * INT_CLOCKS_PER_WARP_INSTRUCTION * mix.counts["int_alu"],
         "tensor": p.warps * mix.mma_flops_per_warp / per_clock,
-        "shared": p.warps * mix.shared_bytes_per_warp / SHARED_BYTES_PER_CLOCK,
+        "shared": p.warps * mix.shared_bytes_per_warp / c.shared_bytes_per_clock,
     }
+    if c.copy4_cycles or c.copy8_cycles:
+        widths = mix.loop_copy_widths
+        per_warp = sum(n for w, n in widths.items() if w <= 4) * c.copy4_cycles + widths.get(8, 0) * c.copy8_cycles
+        terms["l1"] = p.warps * per_warp
     throughput = {name: resident * value for name, value in terms.items()}
     if mix.counts["global_load"]:
-        latency = LATENCY + terms["issue"]
+        latency = c.latency + terms["issue"]
     else:
-        latency = LATENCY / max(1, p.stages - 1)
+        latency = c.latency / max(1, p.stages - 1)
     if mix.waits_all_wgmma:
         latency += terms["tensor"]
     throughput["latency"] = latency
@@ -158,25 +188,42 @@ def step_cycles(p: PassInput, resident: int) -> tuple[float, dict[str, float]]:
     return throughput[bound], throughput
 
 
-def predict(p: PassInput, gpu: str = "H200") -> PassPrediction:
+def narrow_copies(mix: sass.LoopMix) -> float:
+    """The loop's copies into shared memory under 16 bytes a lane, per K-step."""
+    return sum(n for width, n in mix.loop_copy_widths.items() if width < 16)
+
+
+def narrow_epilogue(mix: sass.LoopMix) -> int:
+    """The epilogue's global loads and stores under 4 bytes a lane."""
+    return sum(n for width, n in mix.epilogue_access_widths.items() if width < 4)
+
+
+def predict(p: PassInput, gpu: str = "H200", c: Constants = ASSUMED) -> PassPrediction:
     """The predicted time of one pass on ``gpu`` (see the module docstring for the model)."""
     spec = GPUS[gpu]
     sms = int(spec["sms"])
     occupancy = max(1, warps_per_sm("sm_90", p.registers, p.shared_bytes, p.warps) // p.warps)
     busiest = math.ceil(p.grid / sms)
     full, rest = divmod(busiest, occupancy)
-    epilogue = p.warps / SCHEDULERS_PER_SM * p.mix.epilogue_instructions * EPILOGUE_CPI
+    epilogue = (
+        p.warps
+        / SCHEDULERS_PER_SM
+        * (
+            p.mix.epilogue_instructions * c.epilogue_cpi
+            + narrow_epilogue(p.mix) * (c.scatter_epilogue_cycles if p.scatter else c.narrow_epilogue_cycles)
+        )
+    )
 
     def round_cycles(resident: int) -> tuple[float, dict[str, float]]:
-        step, terms = step_cycles(p, resident)
-        return p.k_steps * step + resident * epilogue + LATENCY, terms
+        step, terms = step_cycles(p, resident, c)
+        return p.k_steps * step + resident * epilogue + c.latency, terms
 
-    cycles, terms = 0.0, step_cycles(p, min(occupancy, busiest))[1]
+    cycles, terms = 0.0, step_cycles(p, min(occupancy, busiest), c)[1]
     if full:
         cycles += full * round_cycles(occupancy)[0]
     if rest:
         cycles += round_cycles(rest)[0]
-    compute_s = cycles / clock_hz(gpu)
+    compute_s = cycles / clock_hz(gpu) + c.launch_us * 1e-6
     memory_s = p.bytes / spec["hbm_bytes_per_s"]
     predicted = max(compute_s, (p.bytes + p.extra_bytes) / spec["hbm_bytes_per_s"])
     peak = spec["bf16_flops"] if (p.roofline_dot or p.dot) == "bf16" else spec["tf32_flops"]
@@ -191,8 +238,7 @@ def predict(p: PassInput, gpu: str = "H200") -> PassPrediction:
         padding_efficiency=p.useful_flops / executed if executed else 0.0, gflop=p.useful_flops / 1e9,
         megabytes=p.bytes / 1e6, floor_us=floor * 1e6, predicted_us=predicted * 1e6,
         roofline_pct=100.0 * floor / predicted if predicted else 0.0,
-        narrow_copies=sum(n for width, n in p.mix.loop_copy_widths.items() if width < 16),
-        narrow_epilogue=sum(n for width, n in p.mix.epilogue_access_widths.items() if width < 4),
+        narrow_copies=narrow_copies(p.mix), narrow_epilogue=narrow_epilogue(p.mix),
     )  # fmt: skip
 
 
@@ -328,10 +374,18 @@ class Compiler:
     """Compiles each distinct variant once (sm_90) and keeps its loop mix and resources."""
 
     def __init__(self) -> None:
-        self.cache: dict[tuple, tuple[sass.LoopMix, int, int]] = {}
+        self.cache: dict[tuple, tuple[sass.LoopMix, int, int, int]] = {}
         self.seconds = 0.0
 
     def variant(self, launch: Any, config: triton.Config) -> tuple[sass.LoopMix, int, int]:
+        """The variant's loop mix, registers per thread and shared-memory bytes."""
+        return self._compiled(launch, config)[:3]
+
+    def stack_bytes(self, launch: Any, config: triton.Config) -> int:
+        """The variant's local memory per thread (spills)."""
+        return self._compiled(launch, config)[3]
+
+    def _compiled(self, launch: Any, config: triton.Config) -> tuple[sass.LoopMix, int, int, int]:
         from bench.compile_tier import TARGETS, Variant, _source, _variant_key
 
         dummy = Variant("", "", "", "", "sm_90", "", config.num_warps, config.num_stages, True, True)
@@ -341,8 +395,8 @@ class Compiler:
             source, options = _source(launch, config, TARGETS["sm_90"])
             compiled = triton.compile(source, target=TARGETS["sm_90"], options=options)
             cubin = compiled.asm["cubin"]
-            registers, _ = sass.resource_usage(cubin)
-            self.cache[key] = (sass.loop_mix(cubin), registers, int(compiled.metadata.shared))
+            registers, stack = sass.resource_usage(cubin)
+            self.cache[key] = (sass.loop_mix(cubin), registers, int(compiled.metadata.shared), stack)
             self.seconds += time.perf_counter() - start
         return self.cache[key]
 
@@ -365,30 +419,43 @@ def pass_labels(launches: list[Any]) -> list[tuple[str, bool]]:
     return labels
 
 
+def scatters(g: dict[str, Any]) -> bool:
+    """A strided top-down launch whose columns are pixel-major (no ``PHASE_ROW``): its epilogue's
+    sub-pixel writes and gate loads land ``STRIDE`` pixels apart."""
+    named = g["named"]
+    return not g["forward"] and named["STRIDE"] > 1 and not named.get("PHASE_ROW", 0)
+
+
+def launch_input(
+    launch: Any, name: str, summing: bool, useful: float, config: triton.Config, compiler: Compiler, chain_dot: str
+) -> PassInput:
+    """The model's input for ``launch`` run with ``config`` (the heuristic's, or a candidate's)."""
+    mix, registers, shared = compiler.variant(launch, config)
+    g = geometry(launch)
+    bm, bn, bk = (config.kwargs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+    # a body unrolled over several K-steps (or the whole loop) holds several tiles' MMAs
+    mix = mix.per_step(round(mix.mma_flops_per_warp * config.num_warps / (2 * bm * bn * bk)))
+    dot = "bf16" if str(g["named"]["DOT_DTYPE"]) in ("bf16", "bfloat16") else "tf32"
+    return PassInput(
+        name=name, dot=dot, block_m=bm, block_n=bn, block_k=bk,
+        warps=config.num_warps, stages=config.num_stages, registers=registers, shared_bytes=shared,
+        grid=grid_size(g, bm, bn), k_steps=k_steps(g, bk), useful_flops=useful,
+        bytes=0 if summing else compulsory_bytes(launch), mix=mix, roofline_dot=chain_dot,
+        extra_bytes=workspace_bytes(launch), split=g["split"], split_sum=summing,
+        swap=bool(config.kwargs.get("SWAP", 0)), scatter=scatters(g),
+    )  # fmt: skip
+
+
 def workload_passes(launches: list[Any], compiler: Compiler, chain_dot: str) -> list[PassInput]:
-    """One input per launch; a split-K pass's second launch (``split_sum``) follows its first, with the
-    pass's name, no FLOPs and no compulsory bytes (they are the first's), the workspace as extra bytes."""
+    """One input per launch, with the heuristic's tile; a split-K pass's second launch (``split_sum``)
+    follows its first, with the pass's name, no FLOPs and no compulsory bytes (they are the first's),
+    the workspace as extra bytes."""
     primary = [launch for launch in launches if geometry(launch)["phase"] != 2]
     flops = dict(zip(map(id, primary), useful_flops(primary), strict=True))
-    passes = []
-    for launch, (name, summing) in zip(launches, pass_labels(launches), strict=True):
-        useful = 0.0 if summing else flops[id(launch)]
-        config = launch.heuristic
-        mix, registers, shared = compiler.variant(launch, config)
-        g = geometry(launch)
-        bm, bn, bk = (config.kwargs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
-        # a body unrolled over several K-steps (or the whole loop) holds several tiles' MMAs
-        mix = mix.per_step(round(mix.mma_flops_per_warp * config.num_warps / (2 * bm * bn * bk)))
-        dot = "bf16" if str(g["named"]["DOT_DTYPE"]) in ("bf16", "bfloat16") else "tf32"
-        passes.append(PassInput(
-            name=name, dot=dot, block_m=bm, block_n=bn, block_k=bk,
-            warps=config.num_warps, stages=config.num_stages, registers=registers, shared_bytes=shared,
-            grid=grid_size(g, bm, bn), k_steps=k_steps(g, bk), useful_flops=useful,
-            bytes=0 if summing else compulsory_bytes(launch), mix=mix, roofline_dot=chain_dot,
-            extra_bytes=workspace_bytes(launch), split=g["split"], split_sum=summing,
-            swap=bool(config.kwargs.get("SWAP", 0)),
-        ))  # fmt: skip
-    return passes
+    return [
+        launch_input(launch, name, summing, flops.get(id(launch), 0.0), launch.heuristic, compiler, chain_dot)
+        for launch, (name, summing) in zip(launches, pass_labels(launches), strict=True)
+    ]
 
 
 def merge_splits(passes: list[PassInput], predictions: list[PassPrediction]) -> list[PassPrediction]:
@@ -413,7 +480,10 @@ def summarise(predictions: list[PassPrediction]) -> dict[str, float]:
             "floor_us": floor, "predicted_us": predicted, "roofline_pct": 100.0 * floor / predicted}  # fmt: skip
 
 
-def run(workloads: dict[str, tuple[int, ...]], dtypes: list[str], gpu: str) -> list[dict[str, Any]]:
+def run(
+    workloads: dict[str, tuple[int, ...]], dtypes: list[str], gpu: str, c: Constants = ASSUMED
+) -> list[dict[str, Any]]:
+    """Each workload's predicted step, its passes, and each launch's inputs (``launches``, for a calibration)."""
     compiler = Compiler()
     results = []
     for workload, batches in workloads.items():
@@ -422,10 +492,11 @@ def run(workloads: dict[str, tuple[int, ...]], dtypes: list[str], gpu: str) -> l
             for batch in batches:
                 launches = conv_launches(record_step(preset, int(size), batch, DTYPES[dtype]))
                 passes = workload_passes(launches, compiler, CHAIN_DOT[dtype])
-                predictions = merge_splits(passes, [predict(p, gpu) for p in passes])
+                predictions = merge_splits(passes, [predict(p, gpu, c) for p in passes])
                 rows = [asdict(p) for p in predictions]
                 results.append({"workload": workload, "batch": batch, "dtype": dtype, "gpu": gpu,
-                                "step": summarise(predictions), "passes": rows})  # fmt: skip
+                                "step": summarise(predictions), "passes": rows,
+                                "launches": [asdict(p) for p in passes]})  # fmt: skip
                 step = results[-1]["step"]
                 print(f"{workload} B={batch} {dtype}: {step['predicted_us']:.1f} us predicted, floor "
                       f"{step['floor_us']:.1f} us, {step['roofline_pct']:.1f}% of roofline", flush=True)  # fmt: skip
@@ -510,7 +581,13 @@ def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _workloads(text: str) -> dict[str, tuple[int, ...]]:
+def load_constants(path: Path) -> Constants:
+    """The constants a calibration JSON (``bench.calibrate``) fitted."""
+    fitted = json.loads(path.read_text())["constants"]
+    return Constants(**{name: float(fitted[name]) for name in Constants.__dataclass_fields__})
+
+
+def parse_workloads(text: str) -> dict[str, tuple[int, ...]]:
     """``texture@64:1,16;object@100:16`` -> {"texture@64": (1, 16), "object@100": (16,)}."""
     chosen = {}
     for part in filter(None, text.split(";")):
@@ -529,24 +606,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated, of float32, bfloat16")
     parser.add_argument("--markdown", action="store_true", help="print the per-pass tables as markdown")
     parser.add_argument("--before", type=Path, help="an earlier table (JSON): print before/after per pass")
+    parser.add_argument(
+        "--calibration", type=Path, help="constants fitted to a GPU's measured passes (JSON written by bench.calibrate)"
+    )
     args = parser.parse_args(argv)
     try:
-        workloads = _workloads(args.workloads) if args.workloads else WORKLOADS
+        workloads = parse_workloads(args.workloads) if args.workloads else WORKLOADS
     except ValueError as error:
         parser.error(str(error))
     if args.before and not args.before.is_file():
         parser.error(f"--before: expected a JSON table written by bench.cost_model, got {args.before}")
+    constants = ASSUMED
+    if args.calibration:
+        try:
+            constants = load_constants(args.calibration)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--calibration: expected a JSON file written by bench.calibrate ({error})")
     dtypes = args.dtypes.split(",")
     if not set(dtypes) <= set(DTYPES):
         parser.error(f"--dtypes: expected a comma-separated list of float32, bfloat16, got {args.dtypes!r}")
     start = time.perf_counter()
-    results = run(workloads, dtypes, args.gpu)
+    results = run(workloads, dtypes, args.gpu, constants)
     out = args.out or Path(__file__).resolve().parent / "results" / f"roofline-{date.today().isoformat()}.json"
-    constants = {"gpus": GPUS, "clock_hz": {g: clock_hz(g) for g in GPUS}, "shared_bytes_per_clock":
-                 SHARED_BYTES_PER_CLOCK, "latency_cycles": LATENCY, "epilogue_cpi": EPILOGUE_CPI,
-                 "sm_limits": SM_LIMITS["sm_90"]}  # fmt: skip
-    meta = {"triton": triton.__version__, "torch": torch.__version__, "seconds": time.perf_counter() - start,
-            "tf32": os.environ.get("GENCONV_TF32", "1") != "0", "constants": constants}  # fmt: skip
+    published = {"gpus": GPUS, "clock_hz": {g: clock_hz(g) for g in GPUS}, "sm_limits": SM_LIMITS["sm_90"]}
+    revision = {key: report.environment(torch.device("cpu"))[key] for key in ("date", "git_sha", "git_dirty")}
+    meta = {**revision, "triton": triton.__version__, "torch": torch.__version__,
+            "seconds": time.perf_counter() - start,
+            "tf32": os.environ.get("GENCONV_TF32", "1") != "0", "constants": {**published, **constants.to_dict()},
+            "calibration": str(args.calibration) if args.calibration else None}  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"schema": "genconv-roofline/1", "meta": meta, "results": results}, indent=1) + "\n")
     print(markdown(results, passes=args.markdown))

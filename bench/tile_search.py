@@ -1,0 +1,141 @@
+"""Every tile the autotuner may try for each pass of a chain step, ranked by the (calibrated) cost model.
+
+    python -m bench.tile_search --calibration bench/results/calibration-nvidia-h200-2026-12-04.json
+    python -m bench.tile_search --workloads "object@100:256" --dtypes bfloat16
+
+For each pass of each workload, every config ``prune_configs`` leaves for the launch is compiled for
+sm_90 (``bench.cost_model.Compiler``), variants that spill are dropped (the model has no term for
+local memory), and each is predicted with the constants of ``--calibration`` (the assumed ones
+without it). The table gives the heuristic's tile and time and the best tile and time per pass, and
+the step as the heuristic runs it against every pass on its best tile: what a model-driven choice of
+tiles could gain before any kernel changes. Split-K passes (small batches) are left at the
+heuristic's tile, whose split they were recorded with.
+"""
+# ruff: noqa: E402
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import triton
+
+from bench.cost_model import (
+    ASSUMED,
+    CHAIN_DOT,
+    DTYPES,
+    WORKLOADS,
+    Compiler,
+    Constants,
+    conv_launches,
+    geometry,
+    launch_input,
+    load_constants,
+    parse_workloads,
+    pass_labels,
+    predict,
+    record_step,
+    useful_flops,
+)
+
+
+def tile_label(config: triton.Config) -> str:
+    k = config.kwargs
+    return f"{k['BLOCK_M']}x{k['BLOCK_N']}x{k['BLOCK_K']} w{config.num_warps} s{config.num_stages}" + (
+        " swap" if k.get("SWAP") else ""
+    )
+
+
+def spills(compiler: Compiler, launch: Any, config: triton.Config) -> bool:
+    """Whether the sm_90 variant uses local memory (stack bytes per thread)."""
+    return compiler.stack_bytes(launch, config) > 0
+
+
+def search_step(preset: str, size: int, batch: int, dtype: str, compiler: Compiler, c: Constants) -> list[dict]:
+    """Per pass: the heuristic's tile and µs, every candidate's, and the best."""
+    launches = conv_launches(record_step(preset, size, batch, DTYPES[dtype]))
+    primary = [launch for launch in launches if geometry(launch)["phase"] != 2]
+    flops = dict(zip(map(id, primary), useful_flops(primary), strict=True))
+    rows = []
+    for launch, (name, summing) in zip(launches, pass_labels(launches), strict=True):
+        useful = 0.0 if summing else flops[id(launch)]
+        inputs = partial(launch_input, launch, name, summing, useful, compiler=compiler, chain_dot=CHAIN_DOT[dtype])
+
+        def time_us(config: triton.Config, inputs: Callable[..., Any] = inputs) -> float:
+            return predict(inputs(config=config), c=c).predicted_us
+
+        heuristic = time_us(launch.heuristic)
+        if summing and rows:  # a split-K pass's summing launch: part of its pass, at the heuristic's tile
+            rows[-1]["heuristic_us"] += heuristic
+            rows[-1]["best_us"] += heuristic
+            continue
+        candidates = {tile_label(launch.heuristic): heuristic}
+        if geometry(launch)["split"] == 1:
+            for config in launch.configs:
+                if tile_label(config) not in candidates and not spills(compiler, launch, config):
+                    candidates[tile_label(config)] = time_us(config)
+        best = min(candidates, key=candidates.get)
+        rows.append({"pass": name, "heuristic": tile_label(launch.heuristic), "heuristic_us": heuristic,
+                     "best": best, "best_us": candidates[best], "candidates": candidates})  # fmt: skip
+    return rows
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = ["| workload | batch | dtype | pass | heuristic tile | µs | best tile | µs | gain |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        for p in [*r["passes"], {"pass": "step", "heuristic": "", "best": "", **r["step"]}]:
+            lines.append(f"| {r['workload']} | {r['batch']} | {r['dtype']} | {p['pass']} | {p['heuristic']} | "
+                         f"{p['heuristic_us']:.1f} | {p['best']} | {p['best_us']:.1f} | "
+                         f"{p['heuristic_us'] / p['best_us']:.2f}x |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tile_search", description=__doc__.split("\n")[0])
+    parser.add_argument("--calibration", type=Path, help="constants from bench.calibrate (default: the assumed ones)")
+    parser.add_argument("--workloads", help="preset@size:b1,b2;... (default: the cost model's set)")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated, of float32, bfloat16")
+    parser.add_argument("--out", type=Path, help="JSON to write")
+    args = parser.parse_args(argv)
+    try:
+        workloads = parse_workloads(args.workloads) if args.workloads else WORKLOADS
+    except ValueError as error:
+        parser.error(str(error))
+    dtypes = args.dtypes.split(",")
+    if not set(dtypes) <= set(DTYPES):
+        parser.error(f"--dtypes: expected a comma-separated list of float32, bfloat16, got {args.dtypes!r}")
+    constants = ASSUMED
+    if args.calibration:
+        try:
+            constants = load_constants(args.calibration)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--calibration: expected a JSON file written by bench.calibrate ({error})")
+    compiler = Compiler()
+    results = []
+    for workload, batches in workloads.items():
+        preset, size = workload.split("@")
+        for dtype in dtypes:
+            for batch in batches:
+                passes = search_step(preset, int(size), batch, dtype, compiler, constants)
+                step = {key: sum(p[key] for p in passes) for key in ("heuristic_us", "best_us")}
+                results.append({"workload": workload, "batch": batch, "dtype": dtype, "passes": passes, "step": step})
+                print(f"{workload} B={batch} {dtype}: heuristic {step['heuristic_us']:.1f} us, best tiles "
+                      f"{step['best_us']:.1f} us", flush=True)  # fmt: skip
+    print(markdown(results))
+    if args.out:
+        meta = {"calibration": str(args.calibration) if args.calibration else None, "constants": constants.to_dict(),
+                "triton": triton.__version__}  # fmt: skip
+        args.out.write_text(json.dumps({"schema": "genconv-tile-search/1", "meta": meta, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
