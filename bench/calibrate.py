@@ -38,7 +38,7 @@ from datetime import date
 from typing import Any
 
 from bench import sass
-from bench.cost_model import ASSUMED, Constants, PassInput, merge_splits, predict
+from bench.cost_model import ASSUMED, Constants, PassInput, merge_launches, predict
 
 # The searched constants and their physical bounds.
 BOUNDS: dict[str, tuple[float, float]] = {
@@ -78,7 +78,7 @@ def load_measured(path: Path) -> dict[Workload, list[tuple[str, float]]]:
 
 
 def predicted_passes(launches: list[PassInput], c: Constants, gpu: str) -> list[tuple[str, float]]:
-    return [(p.name, p.predicted_us) for p in merge_splits(launches, [predict(p, gpu, c) for p in launches])]
+    return [(p.name, p.predicted_us) for p in merge_launches(launches, [predict(p, gpu, c) for p in launches], gpu)]
 
 
 def pairs(

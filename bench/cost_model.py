@@ -308,14 +308,21 @@ def grid_size(g: dict[str, Any], block_m: int, block_n: int) -> int:
     return rows * math.ceil(g["columns"] / block_n) * (g["split"] if g["phase"] == 1 else 1)
 
 
-def compulsory_bytes(launch: Any) -> int:
-    """Every distinct tensor a launch touches, once (not a split-K workspace: ``workspace_bytes``)."""
+def compulsory_bytes(launch: Any, scratch: frozenset[int] = frozenset()) -> int:
+    """Every distinct tensor a launch touches, once (not a split-K workspace, ``workspace_bytes``, nor
+    the storages in ``scratch``: a patch GEMM's patches, which only its fold reads)."""
     seen: dict[int, int] = {}
     workspace = _named(launch)["ws_ptr"] if geometry(launch)["phase"] else None
     for arg in launch.args:
         if isinstance(arg, torch.Tensor) and arg.numel() and arg is not workspace:
             seen[arg.untyped_storage().data_ptr()] = max(seen.get(arg.untyped_storage().data_ptr(), 0), arg.nbytes)
-    return sum(seen.values())
+    return sum(size for storage, size in seen.items() if storage not in scratch)
+
+
+def scratch_bytes(launch: Any, scratch: frozenset[int]) -> int:
+    """The bytes of the launch's tensors that live in ``scratch`` storages."""
+    sizes = {arg.untyped_storage().data_ptr(): arg.nbytes for arg in launch.args if isinstance(arg, torch.Tensor)}
+    return sum(size for storage, size in sizes.items() if storage in scratch)
 
 
 def workspace_bytes(launch: Any) -> int:
@@ -401,21 +408,42 @@ class Compiler:
         return self.cache[key]
 
 
+CONV_KERNELS = ("_conv_forward_kernel", "_conv_transpose_kernel")
+FOLD_KERNEL = "_fold_langevin_kernel"  # the image layer's fold after its patch GEMM (``kernels.patch_fold``)
+PASS_KERNELS = (*CONV_KERNELS, FOLD_KERNEL)
+
+
+def kernel_name(launch: Any) -> str:
+    return _jit_function(launch.kernel).fn.__name__
+
+
 def conv_launches(launches: list[Any]) -> list[Any]:
-    """The conv kernels' launches of a recorded step, in launch order."""
-    names = ("_conv_forward_kernel", "_conv_transpose_kernel")
-    return [launch for launch in launches if _jit_function(launch.kernel).fn.__name__ in names]
+    """The launches of a recorded step's layer passes, in launch order: the conv kernels' and the folds."""
+    return [launch for launch in launches if kernel_name(launch) in PASS_KERNELS]
+
+
+def merged(launch: Any) -> bool:
+    """A launch whose time belongs to the pass before it: a split-K sum, or a fold after its patch GEMM."""
+    return kernel_name(launch) == FOLD_KERNEL or geometry(launch)["phase"] == 2
 
 
 def pass_labels(launches: list[Any]) -> list[tuple[str, bool]]:
-    """Each conv launch's pass name, and whether it is a split-K pass's launch that adds the runs."""
-    layers = sum(geometry(launch)["forward"] for launch in launches if geometry(launch)["phase"] != 2)
+    """Each launch's pass name, and whether it is merged into the pass before it (``merged``)."""
+    primary = [launch for launch in launches if not merged(launch)]
+    layers = sum(geometry(launch)["forward"] for launch in primary)
     labels = []
     index = -1
-    for launch in launches:
-        summing = geometry(launch)["phase"] == 2
-        index += 0 if summing else 1
-        labels.append((pass_name(launch, index, layers), summing))
+    for position, launch in enumerate(launches):
+        if merged(launch):
+            labels.append((labels[-1][0] if labels else kernel_name(launch), True))
+            continue
+        index += 1
+        name = pass_name(launch, index, layers)
+        rest = [after for after in launches[position + 1 :] if kernel_name(after) == FOLD_KERNEL or not merged(after)]
+        if rest and kernel_name(rest[0]) == FOLD_KERNEL:  # the patch GEMM: named for the pass it and its fold make
+            fold = _named(rest[0])
+            name = f"TD1 patches {fold['C_IN']}x{fold['KERNEL']}^2 + fold s{fold['STRIDE']} +Langevin"
+        labels.append((name, False))
     return labels
 
 
@@ -427,9 +455,17 @@ def scatters(g: dict[str, Any]) -> bool:
 
 
 def launch_input(
-    launch: Any, name: str, summing: bool, useful: float, config: triton.Config, compiler: Compiler, chain_dot: str
+    launch: Any,
+    name: str,
+    summing: bool,
+    useful: float,
+    config: triton.Config,
+    compiler: Compiler,
+    chain_dot: str,
+    scratch: frozenset[int] = frozenset(),
 ) -> PassInput:
-    """The model's input for ``launch`` run with ``config`` (the heuristic's, or a candidate's)."""
+    """The model's input for ``launch`` run with ``config`` (the heuristic's, or a candidate's); tensors
+    in ``scratch`` storages (patches) count in its time, not its roofline."""
     mix, registers, shared = compiler.variant(launch, config)
     g = geometry(launch)
     bm, bn, bk = (config.kwargs[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
@@ -440,37 +476,71 @@ def launch_input(
         name=name, dot=dot, block_m=bm, block_n=bn, block_k=bk,
         warps=config.num_warps, stages=config.num_stages, registers=registers, shared_bytes=shared,
         grid=grid_size(g, bm, bn), k_steps=k_steps(g, bk), useful_flops=useful,
-        bytes=0 if summing else compulsory_bytes(launch), mix=mix, roofline_dot=chain_dot,
-        extra_bytes=workspace_bytes(launch), split=g["split"], split_sum=summing,
+        bytes=0 if summing else compulsory_bytes(launch, scratch), mix=mix, roofline_dot=chain_dot,
+        extra_bytes=workspace_bytes(launch) + scratch_bytes(launch, scratch), split=g["split"], split_sum=summing,
         swap=bool(config.kwargs.get("SWAP", 0)), scatter=scatters(g),
     )  # fmt: skip
 
 
+def patch_storages(launches: list[Any]) -> frozenset[int]:
+    """The storages of the patches the step's folds read (scratch: not compulsory traffic of a layer)."""
+    folds = [launch for launch in launches if kernel_name(launch) == FOLD_KERNEL]
+    return frozenset(_named(launch)["p_ptr"].untyped_storage().data_ptr() for launch in folds)
+
+
+def fold_input(
+    launch: Any, name: str, config: triton.Config, compiler: Compiler, chain_dot: str, scratch: frozenset[int]
+) -> PassInput:
+    """A fold's input: no main loop (its code runs once per block of elements); the state, noise and
+    result as compulsory bytes, the patches it reads as scratch."""
+    mix, registers, shared = compiler.variant(launch, config)
+    named = _named(launch)
+    grid = named["x_ptr"].shape[0] * math.ceil(named["per_sample"] / config.kwargs["BLOCK"])  # images x blocks
+    sizes = {arg.untyped_storage().data_ptr(): arg.nbytes for arg in launch.args if isinstance(arg, torch.Tensor)}
+    return PassInput(
+        name=name, dot=chain_dot, block_m=config.kwargs["BLOCK"], block_n=1, block_k=1, warps=config.num_warps,
+        stages=1, registers=registers, shared_bytes=shared, grid=grid, k_steps=0, useful_flops=0.0,
+        bytes=sum(size for storage, size in sizes.items() if storage not in scratch), mix=mix,
+        roofline_dot=chain_dot, extra_bytes=scratch_bytes(launch, scratch), split_sum=True,
+    )  # fmt: skip
+
+
 def workload_passes(launches: list[Any], compiler: Compiler, chain_dot: str) -> list[PassInput]:
-    """One input per launch, with the heuristic's tile; a split-K pass's second launch (``split_sum``)
-    follows its first, with the pass's name, no FLOPs and no compulsory bytes (they are the first's),
-    the workspace as extra bytes."""
-    primary = [launch for launch in launches if geometry(launch)["phase"] != 2]
+    """One input per launch, with the heuristic's tile; a launch merged into the pass before it
+    (``merged``: a split-K sum, a fold) follows that pass's first, with its name and no FLOPs; a split-K
+    sum has no compulsory bytes (they are the runs'), the workspace as extra bytes."""
+    primary = [launch for launch in launches if not merged(launch)]
     flops = dict(zip(map(id, primary), useful_flops(primary), strict=True))
-    return [
-        launch_input(launch, name, summing, flops.get(id(launch), 0.0), launch.heuristic, compiler, chain_dot)
-        for launch, (name, summing) in zip(launches, pass_labels(launches), strict=True)
-    ]
+    scratch = patch_storages(launches)
+    passes = []
+    for launch, (name, summing) in zip(launches, pass_labels(launches), strict=True):
+        if kernel_name(launch) == FOLD_KERNEL:
+            passes.append(fold_input(launch, name, launch.heuristic, compiler, chain_dot, scratch))
+        else:
+            useful = flops.get(id(launch), 0.0)
+            passes.append(launch_input(launch, name, summing, useful, launch.heuristic, compiler, chain_dot, scratch))
+    return passes
 
 
-def merge_splits(passes: list[PassInput], predictions: list[PassPrediction]) -> list[PassPrediction]:
-    """Each split-K pass as one row: its sum launch's time added to the runs' (the floor is the runs')."""
-    merged: list[PassPrediction] = []
+def merge_launches(
+    passes: list[PassInput], predictions: list[PassPrediction], gpu: str = "H200"
+) -> list[PassPrediction]:
+    """Each pass as one row: a split-K sum's or a fold's time added to its pass's, and the floor that of
+    the pass's FLOPs and compulsory bytes together."""
+    rows: list[PassPrediction] = []
+    spec = GPUS[gpu]
     for p, prediction in zip(passes, predictions, strict=True):
-        if p.split_sum and merged:
-            first = merged[-1]
+        if p.split_sum and rows:
+            first = rows[-1]
             first.predicted_us += prediction.predicted_us
             first.megabytes += prediction.megabytes
             first.narrow_epilogue += prediction.narrow_epilogue  # the sum launch runs the pass's epilogue
+            peak = spec["bf16_flops"] if (p.roofline_dot or p.dot) == "bf16" else spec["tf32_flops"]
+            first.floor_us = 1e6 * max(first.gflop * 1e9 / peak, first.megabytes * 1e6 / spec["hbm_bytes_per_s"])
             first.roofline_pct = 100.0 * first.floor_us / first.predicted_us if first.predicted_us else 0.0
         else:
-            merged.append(prediction)
-    return merged
+            rows.append(prediction)
+    return rows
 
 
 def summarise(predictions: list[PassPrediction]) -> dict[str, float]:
@@ -492,7 +562,7 @@ def run(
             for batch in batches:
                 launches = conv_launches(record_step(preset, int(size), batch, DTYPES[dtype]))
                 passes = workload_passes(launches, compiler, CHAIN_DOT[dtype])
-                predictions = merge_splits(passes, [predict(p, gpu, c) for p in passes])
+                predictions = merge_launches(passes, [predict(p, gpu, c) for p in passes], gpu)
                 rows = [asdict(p) for p in predictions]
                 results.append({"workload": workload, "batch": batch, "dtype": dtype, "gpu": gpu,
                                 "step": summarise(predictions), "passes": rows,

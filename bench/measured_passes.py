@@ -14,8 +14,10 @@ rest (the fc top, pooling, the update's torch ops) costs. Kernels are compiled f
 worker processes (``--jobs``; Triton's disk cache then serves the timed process).
 
 ``--ab NAME=VALUE`` (repeatable) times every workload again with that environment variable set, in
-the same run: ``GENCONV_K_MAJOR=0`` and ``GENCONV_PHASE_MAJOR=0`` bring back the weight layout and the
-column order the kernels had before the H200 measurements, so one GPU run says what each change did.
+the same run: ``GENCONV_K_MAJOR=0``, ``GENCONV_PHASE_MAJOR=0`` and ``GENCONV_PATCH_FOLD=0`` bring back the
+weight layout, the column order and the image layer's top-down form the kernels had before the H200
+measurements, so one GPU run says what each change did. A switch may change the launches (the patch
+form's fold): each run is matched to its own, and per pass only where the passes line up.
 
 Writes ``measured-<gpu>-<date>.json`` after every workload (a time limit loses none that finished):
 per pass the median measured µs (and the 10 % / 90 % quantiles over the steps), the predicted µs,
@@ -44,9 +46,8 @@ from unittest import mock
 import torch
 
 from bench import report
-from bench.cost_model import DTYPES, conv_launches, pass_labels, record_step
+from bench.cost_model import DTYPES, PASS_KERNELS, conv_launches, pass_labels, record_step
 
-CONV_KERNELS = ("_conv_forward_kernel", "_conv_transpose_kernel")
 Workload = tuple[str, int, int, str]  # preset, image size, batch, dtype
 
 
@@ -119,7 +120,7 @@ def per_pass_times(
     kernels: list[dict[str, Any]], labels: list[tuple[str, bool]], steps: int
 ) -> tuple[list[str], list[list[float]]] | str:
     """Each pass's µs per step (a split-K pass's two launches added), or why the kernels do not fit."""
-    convs = [k for k in kernels if any(name in k["name"] for name in CONV_KERNELS)]
+    convs = [k for k in kernels if any(name in k["name"] for name in PASS_KERNELS)]
     if len(convs) != steps * len(labels):
         return f"{len(convs)} conv kernels in {steps} steps, expected {len(labels)} per step"
     per_pass: list[list[float]] = []
@@ -170,13 +171,15 @@ def measure(
         "passes": rows,
     })  # fmt: skip
     for switch in switches:
-        with _switched(switch):
-            other = per_pass_times(kernel_times(model, x, steps), labels, steps)
+        with _switched(switch):  # the switch may change the launches (GENCONV_PATCH_FOLD=0: no fold)
+            switched = pass_labels(conv_launches(record_step(preset, size, batch, DTYPES[dtype])))
+            other = per_pass_times(kernel_times(model, x, steps), switched, steps)
         if isinstance(other, str):
             row.setdefault("ab_errors", {})[switch] = other
             continue
-        for entry, times in zip(rows, other[1], strict=True):
-            entry.setdefault("ab_median_us", {})[switch] = statistics.median(times)
+        if len(other[1]) == len(rows):  # the same passes (by position): each pass's time under the switch
+            for entry, times in zip(rows, other[1], strict=True):
+                entry.setdefault("ab_median_us", {})[switch] = statistics.median(times)
         step_times = [sum(times[step] for times in other[1]) for step in range(steps)]
         row["step"].setdefault("ab_median_us", {})[switch] = statistics.median(step_times)
     return row

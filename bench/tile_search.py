@@ -21,8 +21,6 @@ if __package__ in (None, ""):
 
 import argparse
 import json
-from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import triton
@@ -35,14 +33,13 @@ from bench.cost_model import (
     Compiler,
     Constants,
     conv_launches,
-    geometry,
     launch_input,
     load_constants,
     parse_workloads,
-    pass_labels,
+    patch_storages,
     predict,
     record_step,
-    useful_flops,
+    workload_passes,
 )
 
 
@@ -61,28 +58,25 @@ def spills(compiler: Compiler, launch: Any, config: triton.Config) -> bool:
 def search_step(preset: str, size: int, batch: int, dtype: str, compiler: Compiler, c: Constants) -> list[dict]:
     """Per pass: the heuristic's tile and µs, every candidate's, and the best."""
     launches = conv_launches(record_step(preset, size, batch, DTYPES[dtype]))
-    primary = [launch for launch in launches if geometry(launch)["phase"] != 2]
-    flops = dict(zip(map(id, primary), useful_flops(primary), strict=True))
-    rows = []
-    for launch, (name, summing) in zip(launches, pass_labels(launches), strict=True):
-        useful = 0.0 if summing else flops[id(launch)]
-        inputs = partial(launch_input, launch, name, summing, useful, compiler=compiler, chain_dot=CHAIN_DOT[dtype])
-
-        def time_us(config: triton.Config, inputs: Callable[..., Any] = inputs) -> float:
-            return predict(inputs(config=config), c=c).predicted_us
-
-        heuristic = time_us(launch.heuristic)
-        if summing and rows:  # a split-K pass's summing launch: part of its pass, at the heuristic's tile
-            rows[-1]["heuristic_us"] += heuristic
-            rows[-1]["best_us"] += heuristic
+    chain_dot = CHAIN_DOT[dtype]
+    scratch = patch_storages(launches)
+    rows: list[dict] = []
+    for launch, p in zip(launches, workload_passes(launches, compiler, chain_dot), strict=True):
+        heuristic = predict(p, c=c).predicted_us
+        if p.split_sum and rows:  # a split-K sum or a fold: part of its pass, whichever tile the pass takes
+            last = rows[-1]
+            last["candidates"] = {tile: us + heuristic for tile, us in last["candidates"].items()}
+            last["heuristic_us"] += heuristic
+            last["best_us"] += heuristic
             continue
         candidates = {tile_label(launch.heuristic): heuristic}
-        if geometry(launch)["split"] == 1:
+        if p.split == 1:
             for config in launch.configs:
                 if tile_label(config) not in candidates and not spills(compiler, launch, config):
-                    candidates[tile_label(config)] = time_us(config)
+                    tiled = launch_input(launch, p.name, False, p.useful_flops, config, compiler, chain_dot, scratch)
+                    candidates[tile_label(config)] = predict(tiled, c=c).predicted_us
         best = min(candidates, key=candidates.get)
-        rows.append({"pass": name, "heuristic": tile_label(launch.heuristic), "heuristic_us": heuristic,
+        rows.append({"pass": p.name, "heuristic": tile_label(launch.heuristic), "heuristic_us": heuristic,
                      "best": best, "best_us": candidates[best], "candidates": candidates})  # fmt: skip
     return rows
 

@@ -59,6 +59,7 @@ from genconv.kernels.launch import (
 )
 from genconv.kernels.normal import COUNTER_ARGUMENTS, counter_tensor, split_offset
 from genconv.kernels.packing import packed_gemm_transpose
+from genconv.kernels.patch_fold import fold_langevin, images_per_chunk, patch_fold_wanted, patch_row, patch_weight
 
 
 @triton.autotune(
@@ -394,5 +395,52 @@ def masked_conv_transpose_langevin(
     """
     if noise is None and seed is None:
         raise ValueError("masked_conv_transpose_langevin needs either noise or a seed")
+    if weight.dim() == 4 and patch_fold_wanted(weight.shape[1], weight.shape[-1], stride):
+        return _patch_fold_langevin(grad, mask, weight, stride, padding, slope, x, delta, sigma, seed, offset,
+                                    noise, clamp)  # fmt: skip
     langevin = (x, float(delta), float(sigma), seed, int(offset), noise, clamp)
     return _launch_transpose(grad, mask, weight, stride, padding, slope, (x.shape[-2], x.shape[-1]), langevin)
+
+
+def _patch_fold_langevin(
+    grad: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    weight: torch.Tensor,
+    stride: int,
+    padding: int,
+    slope: float,
+    x: torch.Tensor,
+    delta: float,
+    sigma: float,
+    seed: int | torch.Tensor | None,
+    offset: int,
+    noise: torch.Tensor | None,
+    clamp: tuple[float, float] | None,
+) -> torch.Tensor:
+    """``masked_conv_transpose_langevin`` as a patch GEMM and a fold (``patch_fold``), in chunks of images."""
+    check_dtype("x", x)
+    source = mask if grad is None else grad
+    if source is None:
+        raise ValueError("masked_conv_transpose needs a gradient, a mask, or both")
+    c_out, c_in, kernel, _ = weight.shape
+    batch, _, g_h, g_w = source.shape
+    if x.dim() != 4 or x.shape[:2] != (batch, c_in) or (noise is not None and noise.shape != x.shape):
+        raise ValueError(f"x and noise must have shape [{batch}, {c_in}, H, W], got {list(x.shape)}")
+    in_h, in_w = x.shape[-2:]
+    if (in_h + 2 * padding - kernel) // stride + 1 != g_h or (in_w + 2 * padding - kernel) // stride + 1 != g_w:
+        raise ValueError(f"input size {in_h}x{in_w} does not map to the gradient's {g_h}x{g_w}")
+    check_device(weight, source, x, *(() if noise is None else (noise,)))
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    patch_dtype = weight.dtype if grad is None else grad.dtype  # what the 1x1 pass computes and stores in
+    per_image = patch_row(c_in, kernel) * g_h * g_w * patch_dtype.itemsize
+    chunk = images_per_chunk(batch, per_image)
+    layer = patch_weight(weight)
+    for first in range(0, batch, chunk):
+        part = slice(first, first + chunk)
+        patches = _launch_transpose(
+            None if grad is None else grad[part], None if mask is None else mask[part], layer, 1, 0, slope,
+            (g_h, g_w), None,
+        )  # fmt: skip
+        fold_langevin(patches, x[part], out[part], kernel, stride, padding, first, delta, sigma, seed, offset,
+                      None if noise is None else noise[part], clamp)  # fmt: skip
+    return out

@@ -68,7 +68,7 @@ def test_a_kernel_count_that_does_not_fit_the_step_is_an_error(monkeypatch: pyte
     monkeypatch.setattr(measured_passes, "chain_for", lambda workload, device: (None, None))
     monkeypatch.setattr(measured_passes, "kernel_times", lambda model, x, count: _kernels(labels, 4)[:-1])
     row = measured_passes.measure(("texture", 64, 64, "float32"), _predicted(labels), 4)
-    assert "passes" not in row and "expected 6 per step" in row["error"]
+    assert "passes" not in row and f"expected {len(labels)} per step" in row["error"]
 
 
 def test_the_gpu_check_measures_against_a_committed_table_of_these_passes() -> None:
@@ -103,3 +103,24 @@ def test_ab_switches_time_every_pass_again_with_their_variable_set(monkeypatch: 
         assert entry["ab_median_us"]["GENCONV_K_MAJOR=0"] == pytest.approx(3.0 * entry["median_us"])
         assert entry["ab_median_us"]["GENCONV_PHASE_MAJOR=0"] == pytest.approx(2.0 * entry["median_us"])
     assert "| µs with GENCONV_K_MAJOR=0 | µs with GENCONV_PHASE_MAJOR=0 |" in measured_passes.table([row])
+
+
+def test_a_switch_that_changes_the_launches_is_matched_to_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GENCONV_PATCH_FOLD=0 drops the fold launch (the image layer's pass is one kernel again): the switched
+    step is matched to the switched launches, so its passes still line up with the unswitched ones."""
+    monkeypatch.delenv("GENCONV_PATCH_FOLD", raising=False)
+    workload = ("texture", 64, 64, "float32")
+
+    def kernels(model: Any, x: Any, count: int) -> list[dict[str, Any]]:
+        return _kernels(pass_labels(conv_launches(record_step("texture", 64, 64, DTYPES["float32"]))), count)
+
+    labels = pass_labels(conv_launches(record_step(*workload[:3], DTYPES["float32"])))
+    assert sum(summing for _, summing in labels) == 1  # the fold, merged into the image layer's pass
+    monkeypatch.setattr(measured_passes, "chain_for", lambda workload, device: (None, None))
+    monkeypatch.setattr(measured_passes, "kernel_times", kernels)
+    row = measured_passes.measure(workload, _predicted(labels), 3, ("GENCONV_PATCH_FOLD=0",))
+    assert "ab_errors" not in row
+    switched = [entry["ab_median_us"]["GENCONV_PATCH_FOLD=0"] for entry in row["passes"]]
+    assert switched[:-1] == pytest.approx([p["median_us"] for p in row["passes"][:-1]])
+    assert switched[-1] == pytest.approx(6.0 + 0.5)  # one launch, the sixth, at the median step
+    assert row["passes"][-1]["median_us"] == pytest.approx(6.0 + 7.0 + 2 * 0.5)  # GEMM and fold added
