@@ -57,6 +57,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
@@ -550,26 +551,31 @@ def summarise(predictions: list[PassPrediction]) -> dict[str, float]:
             "floor_us": floor, "predicted_us": predicted, "roofline_pct": 100.0 * floor / predicted}  # fmt: skip
 
 
+def each_case(workloads: dict[str, tuple[int, ...]], dtypes: list[str]) -> Iterator[tuple[str, str, int, str, int]]:
+    """(workload, preset, size, dtype, batch) for every workload, dtype and batch, in table order."""
+    for workload, batches in workloads.items():
+        preset, size = workload.split("@")
+        for dtype in dtypes:
+            for batch in batches:
+                yield workload, preset, int(size), dtype, batch
+
+
 def run(
     workloads: dict[str, tuple[int, ...]], dtypes: list[str], gpu: str, c: Constants = ASSUMED
 ) -> list[dict[str, Any]]:
     """Each workload's predicted step, its passes, and each launch's inputs (``launches``, for a calibration)."""
     compiler = Compiler()
     results = []
-    for workload, batches in workloads.items():
-        preset, size = workload.split("@")
-        for dtype in dtypes:
-            for batch in batches:
-                launches = conv_launches(record_step(preset, int(size), batch, DTYPES[dtype]))
-                passes = workload_passes(launches, compiler, CHAIN_DOT[dtype])
-                predictions = merge_launches(passes, [predict(p, gpu, c) for p in passes], gpu)
-                rows = [asdict(p) for p in predictions]
-                results.append({"workload": workload, "batch": batch, "dtype": dtype, "gpu": gpu,
-                                "step": summarise(predictions), "passes": rows,
-                                "launches": [asdict(p) for p in passes]})  # fmt: skip
-                step = results[-1]["step"]
-                print(f"{workload} B={batch} {dtype}: {step['predicted_us']:.1f} us predicted, floor "
-                      f"{step['floor_us']:.1f} us, {step['roofline_pct']:.1f}% of roofline", flush=True)  # fmt: skip
+    for workload, preset, size, dtype, batch in each_case(workloads, dtypes):
+        launches = conv_launches(record_step(preset, size, batch, DTYPES[dtype]))
+        passes = workload_passes(launches, compiler, CHAIN_DOT[dtype])
+        predictions = merge_launches(passes, [predict(p, gpu, c) for p in passes], gpu)
+        step = summarise(predictions)
+        rows, inputs = [asdict(p) for p in predictions], [asdict(p) for p in passes]
+        results.append({"workload": workload, "batch": batch, "dtype": dtype, "gpu": gpu, "step": step,
+                        "passes": rows, "launches": inputs})  # fmt: skip
+        print(f"{workload} B={batch} {dtype}: {step['predicted_us']:.1f} us predicted, floor "
+              f"{step['floor_us']:.1f} us, {step['roofline_pct']:.1f}% of roofline", flush=True)  # fmt: skip
     return results
 
 
@@ -668,33 +674,46 @@ def parse_workloads(text: str) -> dict[str, tuple[int, ...]]:
     return chosen
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cost_model", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, help="JSON to write (default bench/results/roofline-<date>.json)")
-    parser.add_argument("--gpu", choices=sorted(GPUS), default="H200")
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """--workloads, --dtypes and --calibration, as the model's tools take them."""
     parser.add_argument("--workloads", help="preset@size:b1,b2;... (default: the documented set)")
     parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated, of float32, bfloat16")
-    parser.add_argument("--markdown", action="store_true", help="print the per-pass tables as markdown")
-    parser.add_argument("--before", type=Path, help="an earlier table (JSON): print before/after per pass")
     parser.add_argument(
         "--calibration", type=Path, help="constants fitted to a GPU's measured passes (JSON written by bench.calibrate)"
     )
-    args = parser.parse_args(argv)
+
+
+def workload_arguments(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[dict[str, tuple[int, ...]], list[str], Constants]:
+    """The workloads, dtypes and constants ``add_workload_arguments``'s flags ask for (one line per bad flag)."""
     try:
         workloads = parse_workloads(args.workloads) if args.workloads else WORKLOADS
     except ValueError as error:
         parser.error(str(error))
-    if args.before and not args.before.is_file():
-        parser.error(f"--before: expected a JSON table written by bench.cost_model, got {args.before}")
+    dtypes = args.dtypes.split(",")
+    if not set(dtypes) <= set(DTYPES):
+        parser.error(f"--dtypes: expected a comma-separated list of float32, bfloat16, got {args.dtypes!r}")
     constants = ASSUMED
     if args.calibration:
         try:
             constants = load_constants(args.calibration)
         except (OSError, ValueError, KeyError, TypeError) as error:
             parser.error(f"--calibration: expected a JSON file written by bench.calibrate ({error})")
-    dtypes = args.dtypes.split(",")
-    if not set(dtypes) <= set(DTYPES):
-        parser.error(f"--dtypes: expected a comma-separated list of float32, bfloat16, got {args.dtypes!r}")
+    return workloads, dtypes, constants
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cost_model", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, help="JSON to write (default bench/results/roofline-<date>.json)")
+    parser.add_argument("--gpu", choices=sorted(GPUS), default="H200")
+    parser.add_argument("--markdown", action="store_true", help="print the per-pass tables as markdown")
+    parser.add_argument("--before", type=Path, help="an earlier table (JSON): print before/after per pass")
+    add_workload_arguments(parser)
+    args = parser.parse_args(argv)
+    workloads, dtypes, constants = workload_arguments(parser, args)
+    if args.before and not args.before.is_file():
+        parser.error(f"--before: expected a JSON table written by bench.cost_model, got {args.before}")
     start = time.perf_counter()
     results = run(workloads, dtypes, args.gpu, constants)
     out = args.out or Path(__file__).resolve().parent / "results" / f"roofline-{date.today().isoformat()}.json"

@@ -26,19 +26,18 @@ from typing import Any
 import triton
 
 from bench.cost_model import (
-    ASSUMED,
     CHAIN_DOT,
     DTYPES,
-    WORKLOADS,
     Compiler,
     Constants,
+    add_workload_arguments,
     conv_launches,
+    each_case,
     launch_input,
-    load_constants,
-    parse_workloads,
     patch_storages,
     predict,
     record_step,
+    workload_arguments,
     workload_passes,
 )
 
@@ -94,35 +93,18 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tile_search", description=__doc__.split("\n")[0])
-    parser.add_argument("--calibration", type=Path, help="constants from bench.calibrate (default: the assumed ones)")
-    parser.add_argument("--workloads", help="preset@size:b1,b2;... (default: the cost model's set)")
-    parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated, of float32, bfloat16")
     parser.add_argument("--out", type=Path, help="JSON to write")
+    add_workload_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        workloads = parse_workloads(args.workloads) if args.workloads else WORKLOADS
-    except ValueError as error:
-        parser.error(str(error))
-    dtypes = args.dtypes.split(",")
-    if not set(dtypes) <= set(DTYPES):
-        parser.error(f"--dtypes: expected a comma-separated list of float32, bfloat16, got {args.dtypes!r}")
-    constants = ASSUMED
-    if args.calibration:
-        try:
-            constants = load_constants(args.calibration)
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            parser.error(f"--calibration: expected a JSON file written by bench.calibrate ({error})")
+    workloads, dtypes, constants = workload_arguments(parser, args)
     compiler = Compiler()
     results = []
-    for workload, batches in workloads.items():
-        preset, size = workload.split("@")
-        for dtype in dtypes:
-            for batch in batches:
-                passes = search_step(preset, int(size), batch, dtype, compiler, constants)
-                step = {key: sum(p[key] for p in passes) for key in ("heuristic_us", "best_us")}
-                results.append({"workload": workload, "batch": batch, "dtype": dtype, "passes": passes, "step": step})
-                print(f"{workload} B={batch} {dtype}: heuristic {step['heuristic_us']:.1f} us, best tiles "
-                      f"{step['best_us']:.1f} us", flush=True)  # fmt: skip
+    for workload, preset, size, dtype, batch in each_case(workloads, dtypes):
+        passes = search_step(preset, size, batch, dtype, compiler, constants)
+        step = {key: sum(p[key] for p in passes) for key in ("heuristic_us", "best_us")}
+        results.append({"workload": workload, "batch": batch, "dtype": dtype, "passes": passes, "step": step})
+        print(f"{workload} B={batch} {dtype}: heuristic {step['heuristic_us']:.1f} us, best tiles "
+              f"{step['best_us']:.1f} us", flush=True)  # fmt: skip
     print(markdown(results))
     if args.out:
         meta = {"calibration": str(args.calibration) if args.calibration else None, "constants": constants.to_dict(),

@@ -46,6 +46,7 @@ from genconv.kernels.implicit_gemm import (
     tile_rows,
     weights_k_major,
 )
+from genconv.kernels.langevin_update import update_arguments
 from genconv.kernels.launch import (
     BATCH_BUCKET,
     SUPPORTED_DTYPES,
@@ -57,7 +58,7 @@ from genconv.kernels.launch import (
     interpreting,
     launch,
 )
-from genconv.kernels.normal import COUNTER_ARGUMENTS, counter_tensor, split_offset
+from genconv.kernels.normal import COUNTER_ARGUMENTS
 from genconv.kernels.packing import packed_gemm_transpose
 from genconv.kernels.patch_fold import fold_langevin, images_per_chunk, patch_fold_wanted, patch_row, patch_weight
 
@@ -300,7 +301,7 @@ def _launch_transpose(
         out = torch.empty((batch, c_in, in_h, in_w), dtype=compute_dtype, device=source.device,
                           memory_format=torch.channels_last)  # fmt: skip
         x = noise = out
-        counter, update = torch.zeros(2, dtype=torch.int64, device=source.device), (0.0, 1.0, 0.0, 0, 0.0, 0.0)
+        counter, scalars = torch.zeros(2, dtype=torch.int64, device=source.device), (0.0, 1.0, 0.0, 0, 0, 0.0, 0.0)
         flags = {"FUSE_LANGEVIN": False, "HAS_NOISE": False, "CLAMP": False}
     else:
         x, delta, sigma, seed, offset, noise, clamp = langevin
@@ -309,14 +310,10 @@ def _launch_transpose(
         if x.shape != (batch, c_in, in_h, in_w) or (noise is not None and noise.shape != x.shape):
             raise ValueError(f"x and noise must have shape {[batch, c_in, in_h, in_w]}, got {list(x.shape)}")
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        counter = counter_tensor(seed, x.device, needed=noise is None)
-        low, high = clamp if clamp is not None else (0.0, 0.0)
-        update = (delta * delta / 2.0, sigma * sigma, delta, offset, low, high)
+        counter, scalars = update_arguments(delta, sigma, seed, offset, noise, clamp, x.device)
         flags = {"FUSE_LANGEVIN": True, "HAS_NOISE": noise is not None, "CLAMP": clamp is not None}
         noise = x if noise is None else noise
-    half_delta_sq, sigma_sq, delta_value, offset_value, low, high = update
     a_mode = (A_UNIT if unit else A_PLAIN if mask is source else A_MASKED).value
-    offset_low, offset_high = split_offset(int(offset_value))
     if interpreting():
         configs = interpreter_tiles(rows, columns, reduction_per_step(channels, taps))
         heuristic = configs[0]
@@ -341,8 +338,7 @@ def _launch_transpose(
             *nhwc_strides(source), *nhwc_strides(mask), *nhwc_strides(out), *nhwc_strides(x), *nhwc_strides(noise),
             *nhwc_strides(gate),
             packed.stride(0), packed.shape[0 if k_major else 1], g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w,
-            rows, columns, float(slope),
-            float(half_delta_sq), float(sigma_sq), float(delta_value), offset_low, offset_high, float(low), float(high),
+            rows, columns, float(slope), *scalars,
             batch_bucket=batch_bucket(batch),
             C=channels, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=a_mode,
             DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
@@ -395,10 +391,9 @@ def masked_conv_transpose_langevin(
     """
     if noise is None and seed is None:
         raise ValueError("masked_conv_transpose_langevin needs either noise or a seed")
-    if weight.dim() == 4 and patch_fold_wanted(weight.shape[1], weight.shape[-1], stride):
-        return _patch_fold_langevin(grad, mask, weight, stride, padding, slope, x, delta, sigma, seed, offset,
-                                    noise, clamp)  # fmt: skip
     langevin = (x, float(delta), float(sigma), seed, int(offset), noise, clamp)
+    if weight.dim() == 4 and patch_fold_wanted(weight.shape[1], weight.shape[-1], stride):
+        return _patch_fold_langevin(grad, mask, weight, stride, padding, slope, langevin)
     return _launch_transpose(grad, mask, weight, stride, padding, slope, (x.shape[-2], x.shape[-1]), langevin)
 
 
@@ -409,15 +404,10 @@ def _patch_fold_langevin(
     stride: int,
     padding: int,
     slope: float,
-    x: torch.Tensor,
-    delta: float,
-    sigma: float,
-    seed: int | torch.Tensor | None,
-    offset: int,
-    noise: torch.Tensor | None,
-    clamp: tuple[float, float] | None,
+    langevin: FusedUpdate,
 ) -> torch.Tensor:
     """``masked_conv_transpose_langevin`` as a patch GEMM and a fold (``patch_fold``), in chunks of images."""
+    x, delta, sigma, seed, offset, noise, clamp = langevin
     check_dtype("x", x)
     source = mask if grad is None else grad
     if source is None:

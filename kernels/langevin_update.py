@@ -84,6 +84,30 @@ def _langevin_update_kernel(
     tl.store(out_ptr + element, new.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+# (delta^2 / 2, sigma^2, delta, offset low and high int32 halves, clamp low, high): the scalar arguments of every
+# kernel with the fused update, in their order
+UpdateScalars = tuple[float, float, float, int, int, float, float]
+
+
+def update_arguments(
+    delta: float,
+    sigma: float,
+    seed: int | torch.Tensor | None,
+    offset: int,
+    noise: torch.Tensor | None,
+    clamp: tuple[float, float] | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, UpdateScalars]:
+    """The counter tensor ([seed, base], read only without ``noise``) and the scalar arguments a kernel
+    with the fused Langevin update takes."""
+    counter = counter_tensor(seed, device, needed=noise is None)
+    low, high = clamp if clamp is not None else (0.0, 0.0)
+    offset_low, offset_high = split_offset(int(offset))
+    scalars = (float(delta) * float(delta) / 2.0, float(sigma) * float(sigma), float(delta), offset_low, offset_high,
+               float(low), float(high))  # fmt: skip
+    return counter, scalars
+
+
 def langevin_update(
     x: torch.Tensor,
     grad_f: torch.Tensor,
@@ -120,9 +144,7 @@ def langevin_update(
     per_sample = x[0].numel() if batch else 0
     x4, g4 = _as_4d(x), _as_4d(grad_f)
     n4 = _as_4d(noise) if noise is not None else x4
-    counter = counter_tensor(seed, x.device, needed=noise is None)
-    low, high = clamp if clamp is not None else (0.0, 0.0)
-    offset_low, offset_high = split_offset(int(offset))
+    counter, scalars = update_arguments(delta, sigma, seed, offset, noise, clamp, x.device)
     if batch and per_sample:
         launch(
             _langevin_update_kernel,
@@ -131,8 +153,7 @@ def langevin_update(
             x4, g4, n4, out, counter,
             *x4.stride(), *g4.stride(), *n4.stride(),
             x4.shape[1], x4.shape[2], x4.shape[3], per_sample,
-            float(delta) * float(delta) / 2.0, float(sigma) * float(sigma), float(delta),
-            offset_low, offset_high, float(low), float(high),
+            *scalars,
             HAS_NOISE=noise is not None, CLAMP=clamp is not None,
         )  # fmt: skip
     return out

@@ -25,8 +25,9 @@ import torch
 import triton
 import triton.language as tl
 
+from genconv.kernels.langevin_update import update_arguments
 from genconv.kernels.launch import launch
-from genconv.kernels.normal import COUNTER_ARGUMENTS, counter_tensor, split_offset
+from genconv.kernels.normal import COUNTER_ARGUMENTS
 from genconv.kernels.packing import PACKED
 
 # Patch columns (C_in K^2) below which the sub-pixel form is kept: its s^2 C_in columns are then
@@ -171,9 +172,7 @@ def fold_langevin(
     [B, R, H', W'], column c K^2 + ky K + kx, R >= C K^2)."""
     batch, channels, in_h, in_w = x.shape
     g_h, g_w = patches.shape[-2:]
-    counter = counter_tensor(seed, x.device, needed=noise is None)
-    low, high = clamp if clamp is not None else (0.0, 0.0)
-    offset_low, offset_high = split_offset(int(offset))
+    counter, scalars = update_arguments(delta, sigma, seed, offset, noise, clamp, x.device)
     given = x if noise is None else noise
     per_sample = channels * in_h * in_w
     if batch and per_sample:
@@ -183,9 +182,7 @@ def fold_langevin(
             _configs(), _configs()[0],
             patches, x, given, out, counter,
             *x.stride(), *given.stride(),
-            in_h, in_w, g_h, g_w, per_sample, first_image,
-            float(delta) * float(delta) / 2.0, float(sigma) * float(sigma), float(delta),
-            offset_low, offset_high, float(low), float(high),
+            in_h, in_w, g_h, g_w, per_sample, first_image, *scalars,
             C_IN=channels, KERNEL=kernel, STRIDE=stride, PAD=padding, ROW=patches.shape[1],
             HAS_NOISE=noise is not None, CLAMP=clamp is not None,
         )  # fmt: skip

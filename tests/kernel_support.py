@@ -117,3 +117,18 @@ def assert_step_agrees(
     updates = [model.top_down(fused_trace, backend, langevin=step) for backend in ("triton", reference)]
     assert_close(updates[0], updates[1], dtype, "x' on the kernels' masks")
     return flips
+
+
+def transposed_layer(case: tuple, seed: int = 0) -> tuple:
+    """A top-down layer for ``case`` (batch, c_in, height, width, c_out, kernel, stride, padding, slope,
+    dtype): its input x, weights, the bottom-up mask and an upstream gradient, then stride, padding,
+    slope and dtype."""
+    from genconv.kernels import reference
+
+    batch, c_in, height, width, c_out, kernel, stride, padding, slope, dtype = case
+    generator = torch.Generator().manual_seed(seed)
+    x = (2 * torch.randn(batch, c_in, height, width, generator=generator)).to(DEVICE, dtype)
+    weight = (0.4 * torch.randn(c_out, c_in, kernel, kernel, generator=generator)).to(DEVICE)
+    _, mask = reference.conv_act_forward(x, weight, None, stride, padding, slope)
+    grad = torch.randn(mask.shape, generator=generator).to(DEVICE, dtype)
+    return x, weight, mask, grad, stride, padding, slope, dtype

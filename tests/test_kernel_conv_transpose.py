@@ -6,7 +6,14 @@ import torch
 from genconv.kernels import implicit_gemm, launch, reference
 from genconv.kernels.conv_transpose import masked_conv_transpose, masked_conv_transpose_langevin
 
-from kernel_support import DEVICE, assert_close, case_id, nan_poisoned_outputs, non_contiguous  # noqa: F401
+from kernel_support import (  # noqa: F401
+    DEVICE,
+    assert_close,
+    case_id,
+    nan_poisoned_outputs,
+    non_contiguous,
+    transposed_layer,
+)
 
 pytestmark = pytest.mark.interpreter
 
@@ -35,21 +42,10 @@ PHASE_MAJOR = [12, 13, 14]
 IDS = [case_id(B=c[0], C=c[1], H=c[2], W=c[3], O=c[4], K=c[5], S=c[6], dtype=c[9]) for c in CASES]
 
 
-def _layer(case, seed=0):
-    """A layer's input, weights, bottom-up mask, and an upstream gradient."""
-    batch, c_in, height, width, c_out, kernel, stride, padding, slope, dtype = case
-    generator = torch.Generator().manual_seed(seed)
-    x = (2 * torch.randn(batch, c_in, height, width, generator=generator)).to(DEVICE, dtype)
-    weight = (0.4 * torch.randn(c_out, c_in, kernel, kernel, generator=generator)).to(DEVICE)
-    _, mask = reference.conv_act_forward(x, weight, None, stride, padding, slope)
-    grad = torch.randn(mask.shape, generator=generator).to(DEVICE, dtype)
-    return x, weight, mask, grad, stride, padding, slope, dtype
-
-
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.usefixtures("nan_poisoned_outputs")
 def test_input_gradient(case) -> None:
-    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case)
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case)
     hw = (x.shape[-2], x.shape[-1])
     out = masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw)
     expected = reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw)
@@ -60,7 +56,7 @@ def test_input_gradient(case) -> None:
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.usefixtures("nan_poisoned_outputs")
 def test_fused_langevin_update_with_counter_noise(case) -> None:
-    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=1)
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=1)
     out = masked_conv_transpose_langevin(grad, mask, weight, stride, padding, slope, x, 0.3, 1.4, seed=99, offset=7)
     expected = reference.masked_conv_transpose_langevin(
         grad, mask, weight, stride, padding, slope, x, 0.3, 1.4, seed=99, offset=7
@@ -75,7 +71,7 @@ def test_split_k(case, monkeypatch) -> None:
     """The K loop cut into 3 runs, the partial sums added before the gate or the Langevin update."""
     monkeypatch.setattr(implicit_gemm, "INTERPRETER_SPLIT", 3)
     monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 4096, "BLOCK_N": 128, "BLOCK_K": 16})
-    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=5)
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=5)
     hw = (x.shape[-2], x.shape[-1])
     out = masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw)
     assert_close(out, reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw), dtype, "df/dx")
@@ -89,7 +85,7 @@ def test_split_k(case, monkeypatch) -> None:
 @pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[6], CASES[9]], ids=[IDS[1], IDS[3], IDS[6], IDS[9]])
 def test_fused_update_with_given_noise_clamp_strides_and_small_tiles(case, monkeypatch) -> None:
     monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16})
-    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=2)
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=2)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(3)).to(DEVICE, dtype)
     strided = [non_contiguous(t) for t in (grad, x, noise)]
     strided_mask = mask.transpose(2, 3).contiguous().transpose(2, 3)
@@ -111,7 +107,7 @@ GATED = [1, 5, *PHASE_MAJOR]
 @pytest.mark.usefixtures("nan_poisoned_outputs")
 def test_result_gated_by_the_mask_of_the_layer_below(case, layout) -> None:
     """act' of the layer below in the epilogue, read through dense NHWC offsets or through its strides."""
-    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=4)
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=4)
     hw = (x.shape[-2], x.shape[-1])
     below = (torch.randn(x.shape, generator=torch.Generator().manual_seed(6)) > 0).to(DEVICE)
     below = below.contiguous(memory_format=layout)
@@ -136,7 +132,7 @@ def test_phase_major_columns_where_strided_layers_have_16_or_more_input_channels
 @pytest.mark.usefixtures("nan_poisoned_outputs")
 def test_unit_upstream_gradient_reads_the_mask_alone(case) -> None:
     """grad None (the summed top): act'(mask) goes back, plain and with the fused update."""
-    x, weight, mask, _, stride, padding, slope, dtype = _layer(case, seed=5)
+    x, weight, mask, _, stride, padding, slope, dtype = transposed_layer(case, seed=5)
     hw = (x.shape[-2], x.shape[-1])
     out = masked_conv_transpose(None, mask, weight, stride, padding, slope, hw)
     assert out.dtype == weight.dtype
@@ -152,7 +148,7 @@ def test_unit_upstream_gradient_reads_the_mask_alone(case) -> None:
 @pytest.mark.usefixtures("nan_poisoned_outputs")
 def test_dense_nhwc_gradient_and_mask(case) -> None:
     """Channels-last gradient and mask: the layout the chain keeps, read through dense offsets."""
-    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=6)
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=6)
     hw = (x.shape[-2], x.shape[-1])
     nhwc_grad, nhwc_mask = (t.contiguous(memory_format=torch.channels_last) for t in (grad, mask))
     out = masked_conv_transpose(nhwc_grad, nhwc_mask, weight, stride, padding, slope, hw)
@@ -169,7 +165,7 @@ def test_unit_gradient_from_the_summed_tops_padded_mask_rows(case) -> None:
     extra bytes arbitrary (here all set). The pass reads whole rows; the extra channels weigh nothing."""
     from genconv.kernels.conv_transpose import padded_rows
 
-    x, weight, mask, _, stride, padding, slope, dtype = _layer(case, seed=7)
+    x, weight, mask, _, stride, padding, slope, dtype = transposed_layer(case, seed=7)
     batch, channels, height, width = mask.shape
     rows = torch.ones((batch, height, width, 16 * -(-channels // 16)), dtype=torch.bool, device=DEVICE)
     padded = rows.permute(0, 3, 1, 2)[:, :channels]
@@ -188,7 +184,7 @@ def test_unit_gradient_from_the_summed_tops_padded_mask_rows(case) -> None:
 
 def test_expanded_top_coefficients() -> None:
     """The summed top sends all-ones coefficients: a stride-0 tensor must read correctly."""
-    x, weight, mask, _, stride, padding, slope, dtype = _layer(CASES[2])
+    x, weight, mask, _, stride, padding, slope, dtype = transposed_layer(CASES[2])
     ones = torch.ones((1,), device=DEVICE).expand(mask.shape)
     hw = (x.shape[-2], x.shape[-1])
     out = masked_conv_transpose(ones, mask, weight, stride, padding, slope, hw)
@@ -197,7 +193,7 @@ def test_expanded_top_coefficients() -> None:
 
 
 def test_bad_shapes() -> None:
-    x, weight, mask, grad, stride, padding, slope, _ = _layer(CASES[1])
+    x, weight, mask, grad, stride, padding, slope, _ = transposed_layer(CASES[1])
     with pytest.raises(ValueError, match="does not map"):
         masked_conv_transpose(grad, mask, weight, stride, padding, slope, (30, 30))
     with pytest.raises(ValueError, match="expected grad and mask"):
@@ -207,7 +203,7 @@ def test_bad_shapes() -> None:
 
 
 def test_fused_update_reads_seed_and_counter_base_from_device_memory() -> None:
-    x, weight, mask, grad, stride, padding, slope, dtype = _layer(CASES[1], seed=4)
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(CASES[1], seed=4)
     counter = torch.tensor([31, 500], dtype=torch.int64, device=DEVICE)
     layer = (grad, mask, weight, stride, padding, slope, x, 0.3, 1.0)
     from_memory = masked_conv_transpose_langevin(*layer, seed=counter, offset=11)
@@ -224,7 +220,7 @@ def test_swapped_tiles(case, split, monkeypatch) -> None:
     monkeypatch.setattr(launch, "INTERPRETER_SWAP", 1)
     monkeypatch.setattr(implicit_gemm, "INTERPRETER_SPLIT", split)
     monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 4096, "BLOCK_N": 16, "BLOCK_K": 16})
-    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=6)
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=6)
     hw = (x.shape[-2], x.shape[-1])
     out = masked_conv_transpose(non_contiguous(grad), mask, weight, stride, padding, slope, hw)
     assert_close(out, reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw), dtype, "df/dx")

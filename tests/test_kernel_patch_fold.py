@@ -8,7 +8,14 @@ from genconv.kernels import patch_fold, reference
 from genconv.kernels.conv_transpose import masked_conv_transpose_langevin
 from genconv.kernels.launch import recording_launches
 
-from kernel_support import DEVICE, assert_close, case_id, nan_poisoned_outputs, non_contiguous  # noqa: F401
+from kernel_support import (  # noqa: F401
+    DEVICE,
+    assert_close,
+    case_id,
+    nan_poisoned_outputs,
+    non_contiguous,
+    transposed_layer,
+)
 
 pytestmark = pytest.mark.interpreter
 
@@ -23,16 +30,6 @@ CASES = [
     (2, 3, 13, 11, 6, 7, 2, 3, 0.0, torch.bfloat16),
 ]
 IDS = [case_id(B=c[0], C=c[1], H=c[2], W=c[3], O=c[4], K=c[5], S=c[6], dtype=c[9]) for c in CASES]
-
-
-def _layer(case, seed=0):
-    batch, c_in, height, width, c_out, kernel, stride, padding, slope, dtype = case
-    generator = torch.Generator().manual_seed(seed)
-    x = (2 * torch.randn(batch, c_in, height, width, generator=generator)).to(DEVICE, dtype)
-    weight = (0.4 * torch.randn(c_out, c_in, kernel, kernel, generator=generator)).to(DEVICE)
-    _, mask = reference.conv_act_forward(x, weight, None, stride, padding, slope)
-    grad = torch.randn(mask.shape, generator=generator).to(DEVICE, dtype)
-    return x, weight, mask, grad, stride, padding, slope, dtype
 
 
 @pytest.fixture
@@ -52,7 +49,7 @@ def _kernels(*args, **kwargs) -> list[str]:
 def test_patch_fold_matches_the_reference_and_the_sub_pixel_form(case, monkeypatch) -> None:
     """Counter noise: the fold draws element e's normal as the sub-pixel kernel does, so the two forms
     agree to rounding, and both agree with the reference."""
-    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=1)
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=1)
     layer = (grad, mask, weight, stride, padding, slope, x, 0.3, 1.4)
     assert _kernels(*layer, seed=99, offset=7) == ["_conv_transpose_kernel", "_fold_langevin_kernel"]
     folded = masked_conv_transpose_langevin(*layer, seed=99, offset=7)
@@ -69,7 +66,7 @@ def test_patch_fold_matches_the_reference_and_the_sub_pixel_form(case, monkeypat
 def test_chunks_of_images_keep_each_images_noise(case, monkeypatch) -> None:
     """Patches over the chunk limit run one image at a time: the fold offsets each chunk's noise by its
     first image, so the result equals one launch pair over the batch."""
-    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=2)
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=2)
     layer = (grad, mask, weight, stride, padding, slope, x, 0.3, 1.4)
     whole = masked_conv_transpose_langevin(*layer, seed=5, offset=123)
     monkeypatch.setattr(patch_fold, "PATCH_CHUNK_BYTES", 1)
@@ -82,7 +79,7 @@ def test_chunks_of_images_keep_each_images_noise(case, monkeypatch) -> None:
 @pytest.mark.usefixtures("every_layer_folds")
 def test_given_noise_clamp_strided_inputs_and_a_unit_gradient(case) -> None:
     """Given noise, a clamp, non-contiguous gradient, state and noise; and grad None (the summed top)."""
-    x, weight, mask, grad, stride, padding, slope, dtype = _layer(case, seed=3)
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=3)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(4)).to(DEVICE, dtype)
     out = masked_conv_transpose_langevin(
         non_contiguous(grad), mask, weight, stride, padding, slope, non_contiguous(x), 0.5, 1.0,
@@ -119,6 +116,6 @@ def test_chunk_sizes() -> None:
 
 def test_bad_state_shape_is_refused() -> None:
     """A state whose channels are not the layer's inputs: one message naming x, before any launch."""
-    x, weight, mask, grad, stride, padding, slope, _ = _layer(CASES[0])
+    x, weight, mask, grad, stride, padding, slope, _ = transposed_layer(CASES[0])
     with pytest.raises(ValueError, match="x and noise must have shape"):
         masked_conv_transpose_langevin(grad, mask, weight, stride, padding, slope, x[:, :2], 0.3, 1.0, seed=1)
