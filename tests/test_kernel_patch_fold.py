@@ -65,14 +65,15 @@ def test_patch_fold_matches_the_reference_and_the_sub_pixel_form(case, monkeypat
 @pytest.mark.usefixtures("nan_poisoned_outputs", "every_layer_folds")
 def test_chunks_of_images_keep_each_images_noise(case, monkeypatch) -> None:
     """Patches over the chunk limit run one image at a time: the fold offsets each chunk's noise by its
-    first image, so the result equals one launch pair over the batch."""
+    first image, so the result is one launch pair's over the batch (to rounding: compiled, a one-image
+    GEMM may split its K loop where the batch's does not; a misplaced noise stream moves x' by ~delta)."""
     x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=2)
     layer = (grad, mask, weight, stride, padding, slope, x, 0.3, 1.4)
     whole = masked_conv_transpose_langevin(*layer, seed=5, offset=123)
     monkeypatch.setattr(patch_fold, "PATCH_CHUNK_BYTES", 1)
     assert _kernels(*layer, seed=5, offset=123).count("_fold_langevin_kernel") == x.shape[0]
     chunked = masked_conv_transpose_langevin(*layer, seed=5, offset=123)
-    assert torch.equal(chunked, whole)
+    assert_close(chunked, whole, dtype, "x', in chunks")
 
 
 @pytest.mark.parametrize("case", [CASES[1], CASES[3]], ids=[IDS[1], IDS[3]])
