@@ -8,9 +8,9 @@ tap for a handful of columns, and on an H200 that pass was the slowest of every 
 
 1. the patch GEMM: P[b, q, (c, ky, kx)] = sum_o G[b, o, q] W[o, c, ky, kx], a 1x1 top-down pass of
    ``conv_transpose`` with C_in K^2 columns (675 and 147), so each gradient element is read once
-   per wide tile; P is stored channels-last in the chain's dtype;
-2. the fold with the Langevin update: pixel (y, x) of channel c sums the K^2 / s^2 patch entries that
-   land on it (ky = y + p - q s) and writes x' = x + (delta^2/2)(g - x/sigma^2) + delta z, z drawn as
+   per wide tile; P is stored channels-last in the gradient's dtype (the weights' for a unit gradient);
+2. the fold with the Langevin update: pixel (y, x) of channel c sums the ceil(K / s)^2 patch entries
+   that land on it (ky = y + p - q s) and writes x' = x + (delta^2/2)(g - x/sigma^2) + delta z, z drawn as
    the fused kernels draw it (``tl.randn(seed, base + offset + e)``, e the state's row-major element),
    so a chain's noise does not depend on the form.
 
