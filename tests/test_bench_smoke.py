@@ -137,6 +137,43 @@ def test_check_catches_a_wrong_chain(monkeypatch: pytest.MonkeyPatch, fault: str
         assert result.noise_scale_ratio > 1.5
 
 
+def test_tf32_chains_are_checked_against_an_ieee_float32_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where float32 multiplies in TF32 (CUDA), the reference runs again in IEEE float32 (cuDNN's, cuBLAS's
+    and genconv's switches off for it, restored after) and the errors are measured against that; a
+    dropped gradient still fails. On the CPU both references are the same run, so the tolerance stays."""
+    monkeypatch.syspath_prepend(str(REPOSITORY))
+    from bench import check, providers
+
+    seen: list[tuple[bool, bool, str | None]] = []
+    runs = check._runs
+
+    def recording(name, setup, noise):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+                     os.environ.get("GENCONV_TF32")))  # fmt: skip
+        return runs(name, setup, noise)
+
+    eager = providers.PROVIDERS["eager"]
+
+    def wrong(setup):
+        model = copy.deepcopy(setup.model)
+        for parameter in model.parameters():
+            parameter.data.zero_()
+        return eager.build(dataclasses.replace(setup, model=model))
+
+    monkeypatch.setitem(providers.PROVIDERS, "wrong", providers.Provider("wrong", "no network gradient", wrong))
+    monkeypatch.setattr(check, "tf32_in_use", lambda device: True)
+    monkeypatch.setattr(check, "_runs", recording)
+    monkeypatch.setenv("GENCONV_TF32", "1")
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    setup = check.check_setup("texture", 24, 1, "float32", torch.device("cpu"), steps=3)
+    correct, result = check.check_providers(["eager", "wrong"], setup)
+    assert seen[1] == (False, False, "0") and seen[0][0] and seen[0][2] == "1"  # the reference, then its IEEE twin
+    assert torch.backends.cudnn.allow_tf32 and os.environ["GENCONV_TF32"] == "1"
+    assert correct.against == result.against == "IEEE float32 reference"
+    assert correct.tolerance == check.TOLERANCES[("cpu", "float32")]
+    assert correct.passed and not result.passed and result.drift_error > 0.1
+
+
 def test_kernel_timing_script_runs_its_checks_in_the_interpreter(tmp_path: Path) -> None:
     """bench/kernels_vs_cudnn.py --smoke: every pass of a texture step on tiny shapes, each fused
     kernel's result against PyTorch's (the timing itself needs a GPU)."""
