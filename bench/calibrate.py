@@ -96,9 +96,13 @@ def pairs(
     return rows
 
 
-def loss(rows: list[tuple[Workload, str, float, float]]) -> float:
-    """Mean squared log of measured / predicted."""
-    return statistics.fmean(math.log(measured / predicted) ** 2 for _, _, measured, predicted in rows)
+def loss(rows: list[tuple[Workload, str, float, float]], weights: dict[Workload, int] | None = None) -> float:
+    """Mean squared log of measured / predicted (each workload's passes counted ``weights[workload]``
+    times: a bootstrap resample)."""
+    if weights is None:
+        return statistics.fmean(math.log(measured / predicted) ** 2 for _, _, measured, predicted in rows)
+    total = sum(weights[w] * math.log(measured / predicted) ** 2 for w, _, measured, predicted in rows)
+    return total / sum(weights[w] for w, _, _, _ in rows)
 
 
 def fit(
@@ -108,13 +112,17 @@ def fit(
     starts: int = 6,
     sweeps: int = 8,
     seed: int = 0,
+    weights: dict[Workload, int] | None = None,
 ) -> Constants:
     """The constants within ``BOUNDS`` that minimise ``loss``: coordinate search from the assumed
     constants and from ``starts`` - 1 points drawn log-uniformly within the bounds (the loss is a sum of
-    maxima, so a search from one point can stall), the best of them kept."""
+    maxima, so a search from one point can stall), the best of them kept. ``weights``: how many times
+    each workload counts (a bootstrap resample; workloads absent from it are left out)."""
+    if weights is not None:
+        measured = {w: passes for w, passes in measured.items() if weights.get(w, 0)}
 
     def objective(c: Constants) -> float:
-        return loss(pairs(inputs, measured, c, gpu))
+        return loss(pairs(inputs, measured, c, gpu), weights)
 
     rng = random.Random(seed)
     first = replace(ASSUMED, **{name: min(max(getattr(ASSUMED, name), lo), hi) for name, (lo, hi) in BOUNDS.items()})

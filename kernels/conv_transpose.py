@@ -392,7 +392,8 @@ def masked_conv_transpose_langevin(
     if noise is None and seed is None:
         raise ValueError("masked_conv_transpose_langevin needs either noise or a seed")
     langevin = (x, float(delta), float(sigma), seed, int(offset), noise, clamp)
-    if weight.dim() == 4 and patch_fold_wanted(weight.shape[1], weight.shape[-1], stride):
+    dtype = weight.dtype if grad is None else grad.dtype  # what the pass computes in
+    if weight.dim() == 4 and patch_fold_wanted(weight.shape[1], weight.shape[-1], stride, dtype):
         return _patch_fold_langevin(grad, mask, weight, stride, padding, slope, langevin)
     return _launch_transpose(grad, mask, weight, stride, padding, slope, (x.shape[-2], x.shape[-1]), langevin)
 

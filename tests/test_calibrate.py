@@ -132,3 +132,20 @@ def test_the_tile_search_prices_every_candidate(tmp_path: Path) -> None:
         assert p["candidates"][p["heuristic"]] == p["heuristic_us"]
         assert p["best_us"] == min(p["candidates"].values()) <= p["heuristic_us"]
     assert sum(len(p["candidates"]) for p in result["passes"]) > 6  # some pass had an alternative
+
+
+def test_bootstrap_refits_bound_a_comparison() -> None:
+    """Refits on resampled workloads: a revision compared with itself is 1 under every refit; one whose
+    passes each run twice the K-steps is slower under every refit (its whole interval above 1)."""
+    from bench import calibration_spread
+
+    truth = Constants(shared_bytes_per_clock=60.0, latency=900.0, issue_cpi=2.0, epilogue_cpi=2.5,
+                      copy4_cycles=20.0, scatter_epilogue_cycles=200.0, launch_us=1.5)  # fmt: skip
+    inputs, measured = synthetic(truth)
+    fits = calibration_spread.refits(inputs, measured, 3)
+    full = calibrate.fit(inputs, measured)
+    same = calibration_spread.compare(inputs, inputs, full, fits)
+    assert all(r["q10"] == r["q90"] == r["ratio"] == 1.0 for r in same)
+    longer = {w: [replace(p, k_steps=2 * p.k_steps) for p in passes] for w, passes in inputs.items()}
+    slower = calibration_spread.compare(inputs, longer, full, fits)
+    assert all(r["q10"] > 1.0 and r["after_us"] > r["before_us"] for r in slower)

@@ -96,13 +96,20 @@ def test_given_noise_clamp_strided_inputs_and_a_unit_gradient(case) -> None:
 
 
 def test_which_layers_fold(monkeypatch) -> None:
-    """The texture and object nets' image layers fold; a 3x3 stride-1 RGB layer (27 patch columns) and
-    a kernel no wider than its stride (no overlap to sum) keep the sub-pixel form; the switch turns it off."""
+    """Float32: the texture and object nets' image layers fold; a 3x3 stride-1 RGB layer (27 patch columns)
+    and a kernel no wider than its stride (no overlap to sum) keep the sub-pixel form. bfloat16: only
+    where the sub-pixel GEMM is 16 columns or fewer (the object net's 12, not the texture net's 27).
+    GENCONV_PATCH_FOLD=0 / =1 force either form on the eligible layers."""
+    monkeypatch.delenv("GENCONV_PATCH_FOLD", raising=False)
+    bf16 = torch.bfloat16
     assert patch_fold.patch_fold_wanted(3, 15, 3) and patch_fold.patch_fold_wanted(3, 7, 2)
     assert not patch_fold.patch_fold_wanted(3, 3, 1)
     assert not patch_fold.patch_fold_wanted(16, 2, 2)
+    assert patch_fold.patch_fold_wanted(3, 7, 2, bf16) and not patch_fold.patch_fold_wanted(3, 15, 3, bf16)
+    monkeypatch.setenv("GENCONV_PATCH_FOLD", "1")
+    assert patch_fold.patch_fold_wanted(3, 15, 3, bf16) and not patch_fold.patch_fold_wanted(3, 3, 1)
     monkeypatch.setenv("GENCONV_PATCH_FOLD", "0")
-    assert not patch_fold.patch_fold_wanted(3, 15, 3)
+    assert not patch_fold.patch_fold_wanted(3, 15, 3) and not patch_fold.patch_fold_wanted(3, 7, 2, bf16)
 
 
 def test_chunk_sizes() -> None:
