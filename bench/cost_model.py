@@ -309,21 +309,26 @@ def grid_size(g: dict[str, Any], block_m: int, block_n: int) -> int:
     return rows * math.ceil(g["columns"] / block_n) * (g["split"] if g["phase"] == 1 else 1)
 
 
+def storage_sizes(launch: Any, skip: Any = None) -> dict[int, int]:
+    """The bytes of each distinct storage a launch's tensors touch (the largest view of it), ``skip`` aside."""
+    sizes: dict[int, int] = {}
+    for arg in launch.args:
+        if isinstance(arg, torch.Tensor) and arg.numel() and arg is not skip:
+            storage = arg.untyped_storage().data_ptr()
+            sizes[storage] = max(sizes.get(storage, 0), arg.nbytes)
+    return sizes
+
+
 def compulsory_bytes(launch: Any, scratch: frozenset[int] = frozenset()) -> int:
     """Every distinct tensor a launch touches, once (not a split-K workspace, ``workspace_bytes``, nor
     the storages in ``scratch``: a patch GEMM's patches, which only its fold reads)."""
-    seen: dict[int, int] = {}
     workspace = _named(launch)["ws_ptr"] if geometry(launch)["phase"] else None
-    for arg in launch.args:
-        if isinstance(arg, torch.Tensor) and arg.numel() and arg is not workspace:
-            seen[arg.untyped_storage().data_ptr()] = max(seen.get(arg.untyped_storage().data_ptr(), 0), arg.nbytes)
-    return sum(size for storage, size in seen.items() if storage not in scratch)
+    return sum(size for storage, size in storage_sizes(launch, workspace).items() if storage not in scratch)
 
 
 def scratch_bytes(launch: Any, scratch: frozenset[int]) -> int:
     """The bytes of the launch's tensors that live in ``scratch`` storages."""
-    sizes = {arg.untyped_storage().data_ptr(): arg.nbytes for arg in launch.args if isinstance(arg, torch.Tensor)}
-    return sum(size for storage, size in sizes.items() if storage in scratch)
+    return sum(size for storage, size in storage_sizes(launch).items() if storage in scratch)
 
 
 def workspace_bytes(launch: Any) -> int:
@@ -497,7 +502,7 @@ def fold_input(
     mix, registers, shared = compiler.variant(launch, config)
     named = _named(launch)
     grid = named["x_ptr"].shape[0] * math.ceil(named["per_sample"] / config.kwargs["BLOCK"])  # images x blocks
-    sizes = {arg.untyped_storage().data_ptr(): arg.nbytes for arg in launch.args if isinstance(arg, torch.Tensor)}
+    sizes = storage_sizes(launch)
     return PassInput(
         name=name, dot=chain_dot, block_m=config.kwargs["BLOCK"], block_n=1, block_k=1, warps=config.num_warps,
         stages=1, registers=registers, shared_bytes=shared, grid=grid, k_steps=0, useful_flops=0.0,

@@ -65,16 +65,19 @@ def synthetic(c: Constants) -> tuple[dict, dict]:
     return inputs, measured
 
 
+# Constants that generate the synthetic passes' times (each within its bound).
+TRUTH = Constants(shared_bytes_per_clock=60.0, latency=900.0, issue_cpi=2.0, epilogue_cpi=2.5, copy4_cycles=20.0,
+                  copy8_cycles=0.5, narrow_epilogue_cycles=1.0, scatter_epilogue_cycles=200.0,
+                  launch_us=1.5)  # fmt: skip
+
+
 def test_the_fit_recovers_what_generated_the_times() -> None:
     """Times the model made with known constants are fitted to within 10 % per pass and a loss a
     hundredth of the assumed constants' (the search is not exact: the loss is a sum of maxima, flat
     in a constant whose term binds nowhere; and the constants need not be identifiable, several may
     give the same times)."""
-    truth = Constants(shared_bytes_per_clock=60.0, latency=900.0, issue_cpi=2.0, epilogue_cpi=2.5,
-                      copy4_cycles=20.0, copy8_cycles=0.5, narrow_epilogue_cycles=1.0,
-                      scatter_epilogue_cycles=200.0, launch_us=1.5)  # fmt: skip
-    assert all(lo <= getattr(truth, name) <= hi for name, (lo, hi) in BOUNDS.items())
-    inputs, measured = synthetic(truth)
+    assert all(lo <= getattr(TRUTH, name) <= hi for name, (lo, hi) in BOUNDS.items())
+    inputs, measured = synthetic(TRUTH)
     fitted = calibrate.fit(inputs, measured)
     rows = calibrate.pairs(inputs, measured, fitted, "H200")
     assert max(abs(m / p - 1) for _, _, m, p in rows) < 0.10
@@ -139,9 +142,7 @@ def test_bootstrap_refits_bound_a_comparison() -> None:
     passes each run twice the K-steps is slower under every refit (its whole interval above 1)."""
     from bench import calibration_spread
 
-    truth = Constants(shared_bytes_per_clock=60.0, latency=900.0, issue_cpi=2.0, epilogue_cpi=2.5,
-                      copy4_cycles=20.0, scatter_epilogue_cycles=200.0, launch_us=1.5)  # fmt: skip
-    inputs, measured = synthetic(truth)
+    inputs, measured = synthetic(TRUTH)
     fits = calibration_spread.refits(inputs, measured, 3)
     full = calibrate.fit(inputs, measured)
     same = calibration_spread.compare(inputs, inputs, full, fits)
