@@ -70,9 +70,13 @@ def local_device(name: str) -> str:
     return name
 
 
-def shutdown() -> None:
-    """Leave the process group, if this process joined one."""
+def shutdown(finished: bool = True) -> None:
+    """Leave the process group, if this process joined one. ``finished``: this rank's work ended
+    normally, so it first waits for the others (gloo aborts a process that tears its group down while
+    a peer, still writing rank 0's images, holds the connection); after an error it leaves at once."""
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

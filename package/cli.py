@@ -516,8 +516,10 @@ def _run_train(args: argparse.Namespace) -> int:
                               progress=not args.no_progress, group=group,
                               explicit=_explicit_fields(args))  # fmt: skip
             summary = trainer.fit()
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(finished=False)
+        raise
+    distributed.shutdown()
     if group.is_main:
         processes = f" on {group.world_size} processes" if group.distributed else ""
         done = summary.iterations - summary.first_iteration
@@ -590,8 +592,10 @@ def _run_sharded_sample(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size, backend=args.backend, device=device, expected_model=args.model,
                 png=args.shard_png, progress=not args.no_progress, group=group,
             )  # fmt: skip
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(finished=False)
+        raise
+    distributed.shutdown()
     if group.is_main:
         shards = report["manifest"]["num_shards"]
         print(f"{args.num} samples in {shards} shards in {args.out} (made {report['made']}, found "
