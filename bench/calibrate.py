@@ -1,6 +1,6 @@
 """The cost model's unpublished constants fitted to a GPU's measured passes.
 
-    python -m bench.calibrate --inputs bench/results/roofline-2026-12-04-h200-kernels.json \\
+    python -m bench.calibrate --inputs bench/results/roofline-2026-12-04.json \\
         --measured bench/results/measured-nvidia-h200-2026-12-04.json \\
         --out bench/results/calibration-nvidia-h200-2026-12-04.json
     python -m bench.cost_model --calibration bench/results/calibration-nvidia-h200-2026-12-04.json

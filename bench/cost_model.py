@@ -282,7 +282,8 @@ def geometry(launch: Any) -> dict[str, Any]:
     if forward:
         per_image, channels, kh, kw = named["out_h"] * named["out_w"], named["C_IN"], named["KH"], named["KW"]
     else:
-        per_image, channels, kh, kw = named["nq_h"] * named["nq_w"], named["C"], named["TAPS"], named["TAPS"]
+        per_image, channels = named["nq_h"] * named["nq_w"], named["C"]
+        kh, kw = named.get("TAPS_H", named["TAPS"]), named.get("TAPS_W", named["TAPS"])
     return {"forward": forward, "rows": named["n_rows"], "columns": named["n_columns"], "per_image": per_image,
             "span": bool(named["SPAN"]), "channels": channels, "kh": kh, "kw": kw, "named": named,
             "split": int(named.get("SPLIT", 1)), "phase": int(named.get("SPLIT_PHASE", 0))}  # fmt: skip
@@ -380,7 +381,8 @@ def pass_name(launch: Any, index: int, layers: int) -> str:
     mode = {0: "", 1: " gated-load", 2: " unit"}[int(named["A_MODE"])]
     tail = " +Langevin" if named["FUSE_LANGEVIN"] else ""
     columns = named["STRIDE"] ** 2 * named["C_IN"]  # the layer's, not the phase-major padded width
-    return f"TD{layer} s{named['STRIDE']} {named['C']}->{columns}{mode}{tail}"
+    phases = f" {named['STRIDE'] ** 2} phases" if named.get("PHASE", -1) >= 0 else ""
+    return f"TD{layer} s{named['STRIDE']} {named['C']}->{columns}{mode}{tail}{phases}"
 
 
 class Compiler:
@@ -429,8 +431,12 @@ def conv_launches(launches: list[Any]) -> list[Any]:
 
 
 def merged(launch: Any) -> bool:
-    """A launch whose time belongs to the pass before it: a split-K sum, or a fold after its patch GEMM."""
-    return kernel_name(launch) == FOLD_KERNEL or geometry(launch)["phase"] == 2
+    """A launch whose time belongs to the pass before it: a split-K sum, a fold after its patch GEMM, or
+    a sub-pixel phase's GEMM after the first phase's (``conv_transpose.phase_split_wanted``)."""
+    if kernel_name(launch) == FOLD_KERNEL:
+        return True
+    g = geometry(launch)
+    return g["phase"] == 2 or (not g["forward"] and g["named"].get("PHASE", -1) > 0)
 
 
 def pass_labels(launches: list[Any]) -> list[tuple[str, bool]]:
@@ -454,10 +460,10 @@ def pass_labels(launches: list[Any]) -> list[tuple[str, bool]]:
 
 
 def scatters(g: dict[str, Any]) -> bool:
-    """A strided top-down launch whose columns are pixel-major (no ``PHASE_ROW``): its epilogue's
+    """A strided top-down launch whose columns are pixel-major (no ``PHASE_ROW``, not one ``PHASE``): its epilogue's
     sub-pixel writes and gate loads land ``STRIDE`` pixels apart."""
     named = g["named"]
-    return not g["forward"] and named["STRIDE"] > 1 and not named.get("PHASE_ROW", 0)
+    return not g["forward"] and named["STRIDE"] > 1 and not named.get("PHASE_ROW", 0) and named.get("PHASE", -1) < 0
 
 
 def launch_input(

@@ -17,6 +17,9 @@ registers and the kernel writes the next chain state x' = x + (delta^2/2)(g - x/
 z = randn(seed, base + offset + e) for the state's row-major element e, or a given tensor.
 """
 
+import os
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
@@ -26,6 +29,7 @@ from genconv.kernels.implicit_gemm import (
     A_MASKED,
     A_PLAIN,
     A_UNIT,
+    FILL_PROGRAMS,
     N_ALIGN,
     SUM_TILE,
     conv_configs,
@@ -59,7 +63,7 @@ from genconv.kernels.launch import (
     launch,
 )
 from genconv.kernels.normal import COUNTER_ARGUMENTS
-from genconv.kernels.packing import packed_gemm_transpose
+from genconv.kernels.packing import packed_gemm_transpose, packed_phase_gemm, phase_taps
 from genconv.kernels.patch_fold import fold_langevin, images_per_chunk, patch_fold_wanted, patch_row, patch_weight
 
 
@@ -127,6 +131,11 @@ def _conv_transpose_kernel(
     C: tl.constexpr,
     C_IN: tl.constexpr,
     TAPS: tl.constexpr,
+    TAPS_H: tl.constexpr,
+    TAPS_W: tl.constexpr,
+    TAP0_H: tl.constexpr,
+    TAP0_W: tl.constexpr,
+    PHASE: tl.constexpr,
     STRIDE: tl.constexpr,
     PAD: tl.constexpr,
     A_MODE: tl.constexpr,
@@ -159,20 +168,26 @@ def _conv_transpose_kernel(
     if SPLIT_PHASE == 2:
         acc = sum_splits(ws_ptr, row, offs_n, row_ok, column_ok, n_rows, n_columns, SPLIT, BLOCK_M, BLOCK_N)
     else:
+        # the taps [TAP0, TAP0 + TAPS_*) of the U x U sub-pixel kernel (all of them, or one phase's)
         acc = conv_tile(
             g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, w_columns, sample,
-            qh, qw, row_ok, offs_n, g_h, g_w, slope, tl.program_id(2), C, TAPS, TAPS, 1, TAPS - 1, A_MODE, DENSE,
-            SPAN, SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP, W_K_MAJOR,
+            qh + TAP0_H, qw + TAP0_W, row_ok, offs_n, g_h, g_w, slope, tl.program_id(2), C, TAPS_H, TAPS_W, 1,
+            TAPS - 1, A_MODE, DENSE, SPAN, SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP, W_K_MAJOR,
         )  # fmt: skip
     if SPLIT_PHASE == 1:
         store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)
     else:
         # Column n = c s^2 + rh s + rw of conv row (qh, qw) is input pixel (qh s + rh - p, qw s + rw - p);
-        # with PHASE_ROW > 0 (phase-major columns, ``sub_pixel_phase_row``) n = (rh s + rw) PHASE_ROW + c.
+        # with PHASE_ROW > 0 (phase-major columns, ``sub_pixel_phase_row``) n = (rh s + rw) PHASE_ROW + c;
+        # with PHASE >= 0 (one phase's launch) n = c of phase PHASE = rh s + rw.
         if STRIDE == 1:
             channel = offs_n[None, :]
             rows = (qh - PAD)[:, None]
             cols = (qw - PAD)[:, None]
+        elif PHASE >= 0:
+            channel = offs_n[None, :]
+            rows = (qh * STRIDE + (PHASE // STRIDE - PAD))[:, None]
+            cols = (qw * STRIDE + (PHASE % STRIDE - PAD))[:, None]
         elif PHASE_ROW > 0:
             phase = offs_n // PHASE_ROW
             channel = (offs_n % PHASE_ROW)[None, :]
@@ -284,15 +299,15 @@ def _launch_transpose(
             channels = wide.shape[1]
     k_major = weights_k_major(compute_dtype)
     phase_row = sub_pixel_phase_row(stride, c_in) if langevin is None else 0
-    packed, form = packed_gemm_transpose(weight, stride, padding, compute_dtype, N_ALIGN,
-                                         channels if channels != c_out else None, k_major, phase_row)  # fmt: skip
-    taps = form.weight.shape[-1]
-    columns = stride * stride * (phase_row or c_in)
     # Conv rows q whose pixels q s + r - p fall inside the image.
     q0_h, q0_w = padding // stride, padding // stride
     nq_h, nq_w = (in_h - 1 + padding) // stride - q0_h + 1, (in_w - 1 + padding) // stride - q0_w + 1
     rows = batch * nq_h * nq_w
     span = spans_images(nq_h * nq_w)
+    row_tiles = triton.cdiv(rows, 128) if span else batch * triton.cdiv(nq_h * nq_w, 128)
+    split_phases = phase_split_wanted(phase_row, row_tiles * triton.cdiv(c_in, 128))
+    in_channels = channels if channels != c_out else None
+    gemms = _sub_pixel_gemms(weight, stride, padding, compute_dtype, in_channels, k_major, phase_row, split_phases)
     mask = source if mask is None else mask  # read only with a mask mode
     if output_mask is not None and output_mask.shape != (batch, c_in, in_h, in_w):
         raise ValueError(f"output_mask must have shape {[batch, c_in, in_h, in_w]}, got {list(output_mask.shape)}")
@@ -314,39 +329,108 @@ def _launch_transpose(
         flags = {"FUSE_LANGEVIN": True, "HAS_NOISE": noise is not None, "CLAMP": clamp is not None}
         noise = x if noise is None else noise
     a_mode = (A_UNIT if unit else A_PLAIN if mask is source else A_MASKED).value
-    if interpreting():
-        configs = interpreter_tiles(rows, columns, reduction_per_step(channels, taps))
-        heuristic = configs[0]
-    else:
-        named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
-        configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels, TAPS=taps,
-                                STRIDE=stride, FUSE_LANGEVIN=langevin is not None)  # fmt: skip
-        heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
-                                     channels=channels, langevin=langevin is not None or stride > 1)  # fmt: skip
-    grid = conv_grid(batch, nq_h * nq_w, columns, span)
-    split = split_for(heuristic, grid, channels, taps, taps)
-    # split-K: the runs' partial sums, then a launch that adds them and runs the epilogue
-    ws = torch.empty((split, rows, columns), dtype=torch.float32, device=source.device) if split > 1 else counter
-    for phase in (1, 2) if split > 1 else (0,):
-        if not (rows and out.numel()):
-            break
-        launch(
-            _conv_transpose_kernel,
-            split_grid(grid, split) if phase == 1 else grid,
-            *((configs, heuristic) if phase < 2 else ([SUM_TILE], SUM_TILE)),
-            source, mask, packed, out, x, noise, counter, gate, ws,
-            *nhwc_strides(source), *nhwc_strides(mask), *nhwc_strides(out), *nhwc_strides(x), *nhwc_strides(noise),
-            *nhwc_strides(gate),
-            packed.stride(0), packed.shape[0 if k_major else 1], g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w,
-            rows, columns, float(slope), *scalars,
-            batch_bucket=batch_bucket(batch),
-            C=channels, C_IN=c_in, TAPS=taps, STRIDE=stride, PAD=padding, A_MODE=a_mode,
-            DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
-            GATE_DENSE=output_mask is not None and is_dense_nhwc(output_mask), PHASE_ROW=phase_row,
-            SPLIT=split, SPLIT_PHASE=phase, DOT_DTYPE=dot_dtype(compute_dtype),
-            PRECISION=input_precision(compute_dtype), W_K_MAJOR=k_major, **flags,
-        )  # fmt: skip
+    if not (rows and out.numel()):
+        return out
+    for gemm in gemms:
+        columns = gemm.columns
+        if interpreting():
+            configs = interpreter_tiles(rows, columns, reduction_per_step(channels, gemm.taps_w))
+            heuristic = configs[0]
+        else:
+            named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
+            configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels, TAPS=gemm.taps,
+                                    STRIDE=stride, FUSE_LANGEVIN=langevin is not None, PHASE_ROW=gemm.phase_row,
+                                    PHASE=gemm.phase)  # fmt: skip
+            narrow = langevin is not None or (stride > 1 and not gemm.phase_row and gemm.phase < 0)
+            heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
+                                         channels=channels, langevin=narrow)  # fmt: skip
+        grid = conv_grid(batch, nq_h * nq_w, columns, span)
+        split = split_for(heuristic, grid, channels, gemm.taps_h, gemm.taps_w)
+        # split-K: the runs' partial sums, then a launch that adds them and runs the epilogue
+        ws = torch.empty((split, rows, columns), dtype=torch.float32, device=source.device) if split > 1 else counter
+        packed = gemm.packed
+        for phase in (1, 2) if split > 1 else (0,):
+            launch(
+                _conv_transpose_kernel,
+                split_grid(grid, split) if phase == 1 else grid,
+                *((configs, heuristic) if phase < 2 else ([SUM_TILE], SUM_TILE)),
+                source, mask, packed, out, x, noise, counter, gate, ws,
+                *nhwc_strides(source), *nhwc_strides(mask), *nhwc_strides(out), *nhwc_strides(x),
+                *nhwc_strides(noise), *nhwc_strides(gate),
+                packed.stride(0), packed.shape[0 if k_major else 1], g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w,
+                rows, columns, float(slope), *scalars,
+                batch_bucket=batch_bucket(batch),
+                C=channels, C_IN=c_in, TAPS=gemm.taps, TAPS_H=gemm.taps_h, TAPS_W=gemm.taps_w, TAP0_H=gemm.tap0_h,
+                TAP0_W=gemm.tap0_w, PHASE=gemm.phase, STRIDE=stride, PAD=padding, A_MODE=a_mode,
+                DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
+                GATE_DENSE=output_mask is not None and is_dense_nhwc(output_mask), PHASE_ROW=gemm.phase_row,
+                SPLIT=split, SPLIT_PHASE=phase, DOT_DTYPE=dot_dtype(compute_dtype),
+                PRECISION=input_precision(compute_dtype), W_K_MAJOR=k_major, **flags,
+            )  # fmt: skip
     return out
+
+
+@dataclass(frozen=True)
+class SubPixelGemm:
+    """One GEMM of a top-down pass: its packed weights, its columns, the taps [tap0, tap0 + taps_*) of the
+    U x U sub-pixel kernel it runs (``taps`` = U), and the columns' order: all phases (``phase`` -1,
+    channel-major, or phase-major rows of ``phase_row``) or the C_in channels of one phase."""
+
+    packed: torch.Tensor
+    columns: int
+    taps: int
+    taps_h: int
+    taps_w: int
+    tap0_h: int = 0
+    tap0_w: int = 0
+    phase: int = -1
+    phase_row: int = 0
+
+
+# A phase's GEMM is launched on its own where it has at least this many 128 x 128 tiles (a GPU's worth):
+# with fewer, s^2 launches of a quarter of the programs each leave SMs idle (the cost model prices the
+# object net's strided passes at B = 16 1.1-2.1x slower split, at B = 256 5-21 % faster).
+PHASE_SPLIT_TILES = FILL_PROGRAMS
+
+
+def phase_split_wanted(phase_row: int, phase_tiles: int) -> bool:
+    """Whether a strided top-down pass with phase-major columns runs as one GEMM per sub-pixel phase.
+
+    One GEMM over all s^2 phases runs every phase over all U^2 taps of the sub-pixel kernel, but phase
+    (rh, rw) has weights on only ceil((K - rh) / s) x ceil((K - rw) / s) of them: the object net's
+    5x5 stride-2 layer computes 36 tap-phases for 25 that carry weights (its 3x3 one 16 for 9). Each
+    phase's own launch runs only its taps, and stores its C_in channels of whole pixels. Taken where
+    each phase's GEMM has ``PHASE_SPLIT_TILES`` tiles (``phase_tiles``) or more; ``GENCONV_PHASE_SPLIT=0``
+    keeps the single phase-major launch everywhere, ``=1`` splits wherever columns are phase-major."""
+    switch = os.environ.get("GENCONV_PHASE_SPLIT", "")
+    if switch in ("0", "1"):
+        return phase_row > 0 and switch == "1"
+    return phase_row > 0 and phase_tiles >= PHASE_SPLIT_TILES
+
+
+def _sub_pixel_gemms(
+    weight: torch.Tensor,
+    stride: int,
+    padding: int,
+    dtype: torch.dtype,
+    in_channels: int | None,
+    k_major: bool,
+    phase_row: int,
+    split_phases: bool,
+) -> list[SubPixelGemm]:
+    """The GEMMs of a top-down pass: the whole sub-pixel stack, or one per phase (``phase_split_wanted``)."""
+    c_in, kernel = weight.shape[1], weight.shape[-1]
+    if split_phases:
+        taps = -(-kernel // stride)
+        gemms = []
+        for phase in range(stride * stride):
+            (tap0_h, taps_h), (tap0_w, taps_w) = (phase_taps(kernel, stride, r) for r in divmod(phase, stride))
+            packed = packed_phase_gemm(weight, stride, padding, phase, dtype, N_ALIGN, in_channels, k_major)
+            gemms.append(SubPixelGemm(packed, c_in, taps, taps_h, taps_w, tap0_h, tap0_w, phase))
+        return gemms
+    packed, form = packed_gemm_transpose(weight, stride, padding, dtype, N_ALIGN, in_channels, k_major, phase_row)
+    taps = form.weight.shape[-1]
+    return [SubPixelGemm(packed, stride * stride * (phase_row or c_in), taps, taps, taps, phase_row=phase_row)]
 
 
 def masked_conv_transpose(

@@ -57,12 +57,12 @@ _TILES = (
     (128, 64, 64, 8, 2),
     (128, 64, 32, 8, 3),
     (64, 64, 16, 4, 4),
-    (64, 64, 32, 4, 4),
+    (64, 64, 32, 4, 6),
     (128, 128, 16, 8, 4),
     (128, 32, 32, 8, 3),
-    (64, 32, 32, 4, 4),
+    (64, 32, 32, 4, 6),
     (256, 16, 32, 8, 3),
-    (64, 16, 32, 4, 3),
+    (64, 16, 32, 4, 6),
     (256, 64, 32, 4, 3, 1),
     (128, 64, 32, 4, 3, 1),
 )
@@ -74,12 +74,12 @@ _TOP_DOWN_TILES = (
     (128, 64, 64, 8, 3),
     (128, 64, 32, 8, 3),
     (128, 128, 32, 8, 3),
-    (64, 64, 32, 4, 3),
+    (64, 64, 32, 4, 6),
     (128, 32, 64, 8, 3),
     (128, 32, 32, 8, 3),
-    (64, 32, 32, 4, 4),
+    (64, 32, 32, 4, 6),
     (256, 16, 32, 4, 3),
-    (64, 16, 32, 4, 3),
+    (64, 16, 32, 4, 6),
     (128, 64, 32, 4, 3, 1),
 )
 # The widest tile of a top-down pass with the Langevin update or the sub-pixel scatter in its epilogue
@@ -97,16 +97,16 @@ WIDE_K_CHANNELS = 64
 # 128x128 (``bench.cost_model``'s shared-memory term); 64-row tiles run 4 stages, since at small
 # batches one CTA per SM waits on its copies.
 _HEURISTIC = {
-    128: ((128, 128, 16, 8, 4), (64, 64, 32, 4, 4)),
-    64: ((128, 64, 64, 8, 2), (64, 64, 32, 4, 4)),
-    32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 4)),
-    16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 3)),
+    128: ((128, 128, 16, 8, 4), (64, 64, 32, 4, 6)),
+    64: ((128, 64, 64, 8, 2), (64, 64, 32, 4, 6)),
+    32: ((128, 32, 32, 8, 3), (64, 32, 32, 4, 6)),
+    16: ((256, 16, 32, 8, 3), (64, 16, 32, 4, 6)),
 }
 _TOP_DOWN_HEURISTIC = {
-    128: ((128, 128, 32, 8, 3), (64, 64, 32, 4, 3)),
-    64: ((128, 64, 64, 8, 3), (64, 64, 32, 4, 3)),
-    32: ((128, 32, 64, 8, 3), (64, 32, 32, 4, 4)),
-    16: ((256, 16, 32, 4, 3), (64, 16, 32, 4, 3)),
+    128: ((128, 128, 32, 8, 3), (64, 64, 32, 4, 6)),
+    64: ((128, 64, 64, 8, 3), (64, 64, 32, 4, 6)),
+    32: ((128, 32, 64, 8, 3), (64, 32, 32, 4, 6)),
+    16: ((256, 16, 32, 4, 3), (64, 16, 32, 4, 6)),
 }
 
 
@@ -148,6 +148,14 @@ def tile_rows(named_args: dict, span: bool) -> int:
     return int(named_args["nq_h"]) * int(named_args["nq_w"])
 
 
+def narrow_epilogue(kwargs: dict) -> bool:
+    """Whether a top-down launch's epilogue holds the Langevin update (``FUSE_LANGEVIN``) or scatters
+    channel-major sub-pixel columns (``STRIDE`` > 1, neither phase-major ``PHASE_ROW`` nor one ``PHASE``):
+    its tiles stop at LANGEVIN_COLUMNS columns and are not swapped (wider or swapped ones spill there)."""
+    channel_major = not kwargs.get("PHASE_ROW", 0) and int(kwargs.get("PHASE", -1)) < 0
+    return bool(kwargs.get("FUSE_LANGEVIN")) or (int(kwargs.get("STRIDE", 1)) > 1 and channel_major)
+
+
 def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
     """Tiles that fit the layer: BLOCK_N no wider than its N rounded up to a power of two and at
     least half as wide (narrower tiles only repeat the K loop), BLOCK_M no taller than the rows
@@ -157,7 +165,7 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     update in the epilogue (``FUSE_LANGEVIN``) or the sub-pixel scatter (``STRIDE`` > 1), no 256-row
     swapped tile for the image layer."""
     widest = _narrow_n(int(named_args["n_columns"]), max(c.kwargs["BLOCK_N"] for c in configs))
-    if "TAPS" in kwargs and (kwargs.get("FUSE_LANGEVIN") or kwargs.get("STRIDE", 1) > 1):
+    if "TAPS" in kwargs and narrow_epilogue(kwargs):
         widest = min(widest, LANGEVIN_COLUMNS)
         configs = [c for c in configs if not c.kwargs["SWAP"]]  # they spill with these epilogues
     channels = int(kwargs.get("C", kwargs.get("C_IN", WIDE_K_CHANNELS)))  # the reduction's channels
@@ -171,7 +179,7 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
 
 
 # Streaming multiprocessors of the GPUs the tiles are sized for (H100 / H200 SXM: 132): a layer whose
-# tall tiles number fewer leaves SMs idle, so it takes 64-row tiles (twice the programs) instead.
+# tall tiles number fewer leaves SMs idle, so it takes the swapped 128-row tile or 64-row tiles instead.
 FILL_PROGRAMS = 132
 
 
@@ -184,9 +192,13 @@ def heuristic_config(
     langevin: bool = False,
 ) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
-    >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update or a sub-pixel scatter); tall tiles when the tiles
-    cover many rows and ``images`` x their tiles fill the GPU (swapped ones for 64 columns), 64-row
-    tiles otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64."""
+    >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update or a channel-major sub-pixel
+    scatter, ``langevin``); tall tiles when the tiles cover many rows and ``images`` x their tiles
+    fill the GPU (swapped ones for 64 columns, and for more than 128 where 64-column tiles pad so much
+    less that they move fewer shared-memory bytes); where they do not, the swapped 128-row tile for 64
+    columns or more if its programs fill half the GPU (so split-K leaves it whole: the calibrated cost
+    model prices it 4-30 % under the 64-row tile there, ``bench.tile_search``), 64-row tiles
+    otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     tall, short = table[_narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))]
     if tall[2] > 32 and channels < WIDE_K_CHANNELS:
@@ -194,19 +206,34 @@ def heuristic_config(
         same = [t for t in tiles if t[:2] == tall[:2] and t[2] == 32 and t[3] == tall[3] and len(t) == 5]
         tall = same[0] if same else short
 
+    def programs(tile: tuple[int, ...]) -> int:
+        return images * triton.cdiv(rows, tile[0]) * triton.cdiv(columns, tile[1])
+
     def fills(tile: tuple[int, ...]) -> bool:
-        return rows >= 256 and images * triton.cdiv(rows, tile[0]) * triton.cdiv(columns, tile[1]) >= FILL_PROGRAMS
+        return rows >= 256 and programs(tile) >= FILL_PROGRAMS
 
     def pads_no_more(tile: tuple[int, ...]) -> bool:
         return triton.cdiv(rows, tile[0]) * tile[0] <= triton.cdiv(rows, tall[0]) * tall[0]
 
-    if tall[1] == 64 and not (top_down and langevin):
+    def shared_cost(tile: tuple[int, ...]) -> float:
+        """Shared-memory bytes per output row over the padded columns, in the units above."""
+        rows_mma, columns_mma = (tile[1], tile[0]) if len(tile) > 5 and tile[5] else (tile[0], tile[1])
+        return triton.cdiv(columns, tile[1]) * tile[1] * (64 / columns_mma + 32 / rows_mma + 0.5)
+
+    swappable = tall[1] >= 64 and not (top_down and langevin)
+    if swappable and tall[1] == 128 and fills(_SWAPPED) and shared_cost(_SWAPPED) < shared_cost(tall):
+        return _config(*_SWAPPED)  # e.g. 160 columns: 192 in 64-column tiles move fewer bytes than 256
+    if swappable and tall[1] == 64:
         channel_blocks = not top_down and channels >= FLAT_K_CHANNELS
         if channel_blocks and fills(_SWAPPED_TALL) and pads_no_more(_SWAPPED_TALL):
             return _config(*_SWAPPED_TALL)
         if fills(_SWAPPED):
             return _config(*_SWAPPED)
-    return _config(*(tall if fills(tall) else short))
+    if fills(tall):
+        return _config(*tall)
+    if swappable and rows >= 256 and 2 * programs(_SWAPPED) > FILL_PROGRAMS:  # half the GPU: no split-K
+        return _config(*_SWAPPED)
+    return _config(*short)
 
 
 # Split-K: a pass whose programs fill less than half the GPU (one image, or a few) cuts its K loop

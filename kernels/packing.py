@@ -230,6 +230,38 @@ def packed_gemm_weight(
                       lambda: gemm_weight(weight, dtype, columns_multiple, in_channels, k_major))  # fmt: skip
 
 
+def phase_taps(kernel: int, stride: int, phase: int) -> tuple[int, int]:
+    """The first tap and the number of taps of sub-pixel phase ``phase`` (rh or rw) along one axis: tap u
+    of the U = ceil(K / s) sub-kernel holds W[phase + s (U - 1 - u)], a weight only where that is < K."""
+    count = (kernel - 1 - phase) // stride + 1
+    return math.ceil(kernel / stride) - count, count
+
+
+def packed_phase_gemm(
+    weight: torch.Tensor,
+    stride: int,
+    padding: int,
+    phase: int,
+    dtype: torch.dtype,
+    columns_multiple: int,
+    in_channels: int | None = None,
+    k_major: bool = False,
+) -> torch.Tensor:
+    """One sub-pixel phase (``phase`` = rh s + rw) of the top-down pass as a GEMM operand of its own: the
+    phase's C_in columns over only the taps that carry weights (``phase_taps``), as ``gemm_weight``
+    packs a [C_in, C_out, taps_h, taps_w] kernel."""
+
+    def build() -> torch.Tensor:
+        kernel = weight.shape[-1]
+        stack = transpose_as_conv(weight.detach(), stride, padding).weight
+        (u0, rows), (v0, columns) = (phase_taps(kernel, stride, r) for r in divmod(phase, stride))
+        sub = stack[phase :: stride * stride, :, u0 : u0 + rows, v0 : v0 + columns]
+        return gemm_weight(sub, dtype, columns_multiple, in_channels, k_major)
+
+    key = ("gemm-phase", stride, padding, phase, dtype, columns_multiple, in_channels, k_major)
+    return PACKED.get(weight, key, build)
+
+
 def packed_gemm_transpose(
     weight: torch.Tensor,
     stride: int,

@@ -104,10 +104,6 @@ def _fold_langevin_kernel(
     n_s1,
     n_s2,
     n_s3,
-    in_h,
-    in_w,
-    g_h,
-    g_w,
     per_sample,
     first_image,
     half_delta_sq,
@@ -118,6 +114,10 @@ def _fold_langevin_kernel(
     clamp_low,
     clamp_high,
     C_IN: tl.constexpr,
+    IN_H: tl.constexpr,
+    IN_W: tl.constexpr,
+    G_H: tl.constexpr,
+    G_W: tl.constexpr,
     KERNEL: tl.constexpr,
     STRIDE: tl.constexpr,
     PAD: tl.constexpr,
@@ -131,22 +131,27 @@ def _fold_langevin_kernel(
     sample = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < per_sample
-    col = offs % in_w
-    row = (offs // in_w) % in_h
-    channel = offs // (in_w * in_h)
+    col = offs % IN_W
+    row = (offs // IN_W) % IN_H
+    channel = offs // (IN_W * IN_H)
     phase_h, last_h = (row + PAD) % STRIDE, (row + PAD) // STRIDE
     phase_w, last_w = (col + PAD) % STRIDE, (col + PAD) // STRIDE
-    patches = p_ptr + sample * (g_h * g_w * ROW) + channel * (KERNEL * KERNEL)
+    # tap (t_h, t_w) reads patch (last_h - t_h, last_w - t_w), column (phase_h + t_h s) K + phase_w + t_w s:
+    # one per-element address, minus a compile-time offset per tap
+    nearest = (last_h * G_W + last_w) * ROW + channel * (KERNEL * KERNEL) + phase_h * KERNEL + phase_w
+    patches = p_ptr + sample * (G_H * G_W * ROW) + nearest
     g = tl.zeros([BLOCK], dtype=tl.float32)
-    for t_h in tl.static_range((KERNEL + STRIDE - 1) // STRIDE):
-        ky = phase_h + t_h * STRIDE
-        qh = last_h - t_h
-        ok_h = inside & (ky < KERNEL) & (qh >= 0) & (qh < g_h)
-        for t_w in tl.static_range((KERNEL + STRIDE - 1) // STRIDE):
-            kx = phase_w + t_w * STRIDE
-            qw = last_w - t_w
-            ok = ok_h & (kx < KERNEL) & (qw >= 0) & (qw < g_w)
-            g += tl.load(patches + ((qh * g_w + qw) * ROW + ky * KERNEL + kx), mask=ok, other=0.0).to(tl.float32)
+    TAPS: tl.constexpr = (KERNEL + STRIDE - 1) // STRIDE
+    for t_h in tl.static_range(TAPS):
+        ok_h = inside & (last_h >= t_h) & (last_h < G_H + t_h)
+        if (t_h + 1) * STRIDE > KERNEL:  # a tap past the kernel for the larger phases
+            ok_h = ok_h & (phase_h < KERNEL - t_h * STRIDE)
+        for t_w in tl.static_range(TAPS):
+            ok = ok_h & (last_w >= t_w) & (last_w < G_W + t_w)
+            if (t_w + 1) * STRIDE > KERNEL:
+                ok = ok & (phase_w < KERNEL - t_w * STRIDE)
+            g += tl.load(patches - (t_h * (G_W * ROW - STRIDE * KERNEL) + t_w * (ROW - STRIDE)), mask=ok,
+                         other=0.0).to(tl.float32)  # fmt: skip
     x = tl.load(x_ptr + sample * x_s0 + (channel * x_s1 + row * x_s2 + col * x_s3), mask=inside, other=0.0)
     x = x.to(tl.float32)
     if HAS_NOISE:
@@ -191,7 +196,8 @@ def fold_langevin(
             _configs(), _configs()[0],
             patches, x, given, out, counter,
             *x.stride(), *given.stride(),
-            in_h, in_w, g_h, g_w, per_sample, first_image, *scalars,
-            C_IN=channels, KERNEL=kernel, STRIDE=stride, PAD=padding, ROW=patches.shape[1],
+            per_sample, first_image, *scalars,
+            C_IN=channels, IN_H=in_h, IN_W=in_w, G_H=g_h, G_W=g_w, KERNEL=kernel, STRIDE=stride, PAD=padding,
+            ROW=patches.shape[1],
             HAS_NOISE=noise is not None, CLAMP=clamp is not None,
         )  # fmt: skip

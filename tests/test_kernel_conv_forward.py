@@ -138,8 +138,9 @@ def test_swapped_tiles(case, small_tiles, monkeypatch) -> None:
 
 def test_swapped_tiles_where_the_heuristic_takes_them() -> None:
     """Large batches of 64-column passes take swapped tiles, except where those spill: the image
-    layer's 256-row one, a top-down pass with the sub-pixel scatter or the Langevin update; small
-    batches keep unswapped 64-row tiles."""
+    layer's 256-row one, a top-down pass with the channel-major sub-pixel scatter or the Langevin
+    update; where tall tiles do not fill the GPU, passes of 64 columns or more take the swapped
+    128-row tile if it fills half of it, unswapped 64-row tiles otherwise (split-K's batches)."""
 
     def tile(**kwargs) -> tuple[int, int, int]:
         config = implicit_gemm.heuristic_config(**kwargs)
@@ -151,9 +152,35 @@ def test_swapped_tiles_where_the_heuristic_takes_them() -> None:
     assert tile(columns=64, rows=22 * 22, images=256, channels=32, top_down=True, langevin=True)[2] == 0
     assert tile(columns=64, rows=22 * 22, images=1, channels=100) == (64, 64, 0)
     assert tile(columns=100, rows=22 * 22, images=256, channels=64)[2] == 0  # no 128-column swapped tile
+    # B = 16 at 64 px: texture's image layer and its top-down twin (17 x 17 pixels, 100 channels) fill
+    # 96 of 132 SMs with the swapped tile, 48 with the tall one; the 13 x 13 layers too few rows
+    assert tile(columns=100, rows=17 * 17, images=16, channels=4) == (128, 64, 1)
+    assert tile(columns=100, rows=17 * 17, images=16, channels=64, top_down=True) == (128, 64, 1)
+    assert tile(columns=100, rows=17 * 17, images=16, channels=64, top_down=True, langevin=True)[2] == 0
+    assert tile(columns=64, rows=13 * 13, images=16, channels=100) == (64, 64, 0)
+    assert tile(columns=64, rows=22 * 22, images=16, channels=100) == (64, 64, 0)  # 64 programs: split-K's
+    assert tile(columns=16, rows=64 * 64, images=4, channels=100) == (64, 16, 0)  # narrow: no swap
+    # over 128 columns, the swapped tile where 64-column tiles pad so much less that they move fewer
+    # shared-memory bytes: the object net's 160-column patch rows (192 against 256), not the texture net's 688
+    assert tile(columns=160, rows=47 * 47, images=256, channels=100, top_down=True) == (128, 64, 1)
+    assert tile(columns=688, rows=17 * 17, images=256, channels=100, top_down=True) == (128, 128, 0)
+    assert tile(columns=160, rows=47 * 47, images=256, channels=100, top_down=True, langevin=True)[2] == 0
     image_layer = {"n_columns": 64, "n_rows": 256 * 1024, "out_h": 32, "out_w": 32}
     kept = implicit_gemm.prune_configs(implicit_gemm.conv_configs(), image_layer, C_IN=4)
     assert kept and not any(c.kwargs["SWAP"] and c.kwargs["BLOCK_M"] > 128 for c in kept)
+    # the object net's strided top-down pass: phase-major columns store whole vectors, so its tiles may
+    # be 128 columns wide and swapped; channel-major columns (the scatter) and the Langevin update not
+    strided = {"n_columns": 448, "n_rows": 256 * 576, "nq_h": 24, "nq_w": 24}
+    top_down = implicit_gemm.conv_configs(top_down=True)
+
+    def widest(**kwargs) -> tuple[int, bool]:
+        kept = implicit_gemm.prune_configs(top_down, strided, C=64, TAPS=3, **kwargs)
+        return max(c.kwargs["BLOCK_N"] for c in kept), any(c.kwargs["SWAP"] for c in kept)
+
+    assert widest(STRIDE=2, PHASE_ROW=112) == (128, True)
+    assert widest(STRIDE=2, PHASE_ROW=0) == (64, False)
+    assert widest(STRIDE=2, PHASE_ROW=112, FUSE_LANGEVIN=True) == (64, False)
+    assert tile(columns=448, rows=24 * 24, images=256, channels=64, top_down=True) == (128, 128, 0)
 
 
 def test_float32_weights_are_k_major_unless_the_ab_switch_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:

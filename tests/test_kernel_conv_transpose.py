@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from genconv.kernels import implicit_gemm, launch, reference
+from genconv.kernels import conv_transpose, implicit_gemm, launch, reference
 from genconv.kernels.conv_transpose import masked_conv_transpose, masked_conv_transpose_langevin
 
 from kernel_support import (  # noqa: F401
@@ -128,6 +128,37 @@ def test_phase_major_columns_where_strided_layers_have_16_or_more_input_channels
     assert implicit_gemm.sub_pixel_phase_row(2, 64) == 0
 
 
+@pytest.mark.parametrize("case", [CASES[i] for i in PHASE_MAJOR], ids=[IDS[i] for i in PHASE_MAJOR])
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_one_launch_per_phase_over_its_weighted_taps(case, monkeypatch) -> None:
+    """Strided phase-major passes run one GEMM per sub-pixel phase over only the taps that carry weights
+    (K^2 tap-phases in all, against s^2 ceil(K / s)^2 for one launch), gated and split-K alike, and give the
+    single launch's result (``GENCONV_PHASE_SPLIT=0``); by default only where each phase fills the GPU."""
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=9)
+    hw = (x.shape[-2], x.shape[-1])
+    below = (torch.randn(x.shape, generator=torch.Generator().manual_seed(10)) > 0).to(DEVICE)
+    kernel = weight.shape[-1]
+    monkeypatch.setenv("GENCONV_PHASE_SPLIT", "1")  # these small shapes would keep one launch
+    with launch.recording_launches() as launches:
+        masked_conv_transpose(grad.cpu(), mask.cpu(), weight.cpu(), stride, padding, slope, hw)
+    phases = [(record.kwargs["PHASE"], record.kwargs["TAPS_H"] * record.kwargs["TAPS_W"]) for record in launches]
+    assert [phase for phase, _ in phases] == list(range(stride * stride))
+    assert sum(taps for _, taps in phases) == kernel * kernel
+    for split in (1, 2):
+        monkeypatch.setattr(implicit_gemm, "INTERPRETER_SPLIT", split)
+        monkeypatch.setenv("GENCONV_PHASE_SPLIT", "1")
+        per_phase = masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw, output_mask=below)
+        expected = reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw, output_mask=below)
+        assert_close(per_phase, expected, dtype, "gated df/dx, one launch per phase")
+        monkeypatch.setenv("GENCONV_PHASE_SPLIT", "0")
+        whole = masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw, output_mask=below)
+        assert_close(per_phase, whole, dtype, "one launch per phase against one launch")
+    monkeypatch.delenv("GENCONV_PHASE_SPLIT")
+    assert not conv_transpose.phase_split_wanted(32, conv_transpose.PHASE_SPLIT_TILES - 1)
+    assert conv_transpose.phase_split_wanted(32, conv_transpose.PHASE_SPLIT_TILES)
+    assert not conv_transpose.phase_split_wanted(0, 10**6)  # channel-major columns: one launch
+
+
 @pytest.mark.parametrize("case", [CASES[2], CASES[8], CASES[10], CASES[13]], ids=[IDS[2], IDS[8], IDS[10], IDS[13]])
 @pytest.mark.usefixtures("nan_poisoned_outputs")
 def test_unit_upstream_gradient_reads_the_mask_alone(case) -> None:
@@ -211,12 +242,15 @@ def test_fused_update_reads_seed_and_counter_base_from_device_memory() -> None:
     assert torch.equal(from_memory, direct)
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[8], CASES[9], CASES[10]], ids=[IDS[1], IDS[8], IDS[9], IDS[10]])
+SWAPPED = [1, 8, 9, 10, 12, 13]
+
+
+@pytest.mark.parametrize("case", [CASES[i] for i in SWAPPED], ids=[IDS[i] for i in SWAPPED])
 @pytest.mark.parametrize("split", [1, 3], ids=["whole-k", "split-k"])
 @pytest.mark.usefixtures("nan_poisoned_outputs")
 def test_swapped_tiles(case, split, monkeypatch) -> None:
     """Tiles whose MMA computes the transposed product (output channels as its rows), alone and with
-    split-K, before the scatter, the gate or the Langevin update."""
+    split-K, before the scatter (channel- or phase-major), the gate or the Langevin update."""
     monkeypatch.setattr(launch, "INTERPRETER_SWAP", 1)
     monkeypatch.setattr(implicit_gemm, "INTERPRETER_SPLIT", split)
     monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 4096, "BLOCK_N": 16, "BLOCK_K": 16})
@@ -224,6 +258,10 @@ def test_swapped_tiles(case, split, monkeypatch) -> None:
     hw = (x.shape[-2], x.shape[-1])
     out = masked_conv_transpose(non_contiguous(grad), mask, weight, stride, padding, slope, hw)
     assert_close(out, reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw), dtype, "df/dx")
+    below = (torch.randn(x.shape, generator=torch.Generator().manual_seed(8)) > 0).to(DEVICE)
+    out = masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw, output_mask=below)
+    expected = reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw, output_mask=below)
+    assert_close(out, expected, dtype, "gated df/dx")
     out = masked_conv_transpose_langevin(grad, mask, weight, stride, padding, slope, x, 0.3, 1.4, seed=99, offset=7)
     expected = reference.masked_conv_transpose_langevin(
         grad, mask, weight, stride, padding, slope, x, 0.3, 1.4, seed=99, offset=7
