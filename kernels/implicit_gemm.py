@@ -67,8 +67,8 @@ _TILES = (
     (128, 64, 32, 4, 3, 1),
 )
 # The top-down kernel's epilogue (sub-pixel scatter, gate or Langevin update) holds more per
-# element: with the Langevin update or a sub-pixel scatter (stride > 1) its tiles stop at 64 columns
-# (128 spill with Triton 3.9); stride-1 passes may take 128 (64 accumulators per thread over 8 warps),
+# element: with the Langevin update or a channel-major sub-pixel scatter its tiles stop at 64 columns
+# (128 spill with Triton 3.9); other passes may take 128 (64 accumulators per thread over 8 warps),
 # which halves how often each wgmma re-reads A from shared memory per output column.
 _TOP_DOWN_TILES = (
     (128, 64, 64, 8, 3),
@@ -94,8 +94,9 @@ WIDE_K_CHANNELS = 64
 # there is none). Wider and taller tiles move fewer shared-memory bytes per FLOP (each wgmma reads its
 # 64 rows of A and all of B from shared memory; the copies write both): 64 / BLOCK_N + 32 / BLOCK_M
 # + 1/2 bytes-per-clock units per tensor-core clock, 1.75 for 128x64, 1.625 for 256x64, 1.25 for
-# 128x128 (``bench.cost_model``'s shared-memory term); 64-row tiles run 4 stages, since at small
-# batches one CTA per SM waits on its copies.
+# 128x128 (``bench.cost_model``'s shared-memory term); 64-row tiles run 6 stages, since at small
+# batches one CTA or a few per SM wait on their copies (the calibrated model prices bfloat16 passes at
+# B = 16 13-26 % faster than with 3-4; float32 ones, bound by shared memory, the same).
 _HEURISTIC = {
     128: ((128, 128, 16, 8, 4), (64, 64, 32, 4, 6)),
     64: ((128, 64, 64, 8, 2), (64, 64, 32, 4, 6)),
@@ -162,7 +163,7 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     its tiles cover, rounded up (at least 64), BLOCK_K 64 only for WIDE_K_CHANNELS channels or more
     (``C`` of the top-down kernel, ``C_IN`` of the bottom-up one, in ``kwargs``), and at most
     LANGEVIN_COLUMNS columns and no swapped tile for a top-down pass (``TAPS``) with the Langevin
-    update in the epilogue (``FUSE_LANGEVIN``) or the sub-pixel scatter (``STRIDE`` > 1), no 256-row
+    update or the channel-major sub-pixel scatter in its epilogue (``narrow_epilogue``), no 256-row
     swapped tile for the image layer."""
     widest = _narrow_n(int(named_args["n_columns"]), max(c.kwargs["BLOCK_N"] for c in configs))
     if "TAPS" in kwargs and narrow_epilogue(kwargs):
@@ -197,7 +198,7 @@ def heuristic_config(
     fill the GPU (swapped ones for 64 columns, and for more than 128 where 64-column tiles pad so much
     less that they move fewer shared-memory bytes); where they do not, the swapped 128-row tile for 64
     columns or more if its programs fill half the GPU (so split-K leaves it whole: the calibrated cost
-    model prices it 4-30 % under the 64-row tile there, ``bench.tile_search``), 64-row tiles
+    model prices it 4-24 % under the 64-row tile there, ``bench.tile_search``), 64-row tiles
     otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     tall, short = table[_narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))]
