@@ -59,6 +59,8 @@ _TILES = (
     (64, 64, 16, 4, 4),
     (64, 64, 32, 4, 6),
     (128, 128, 16, 8, 4),
+    (128, 128, 32, 8, 4),
+    (128, 128, 64, 8, 3),
     (128, 32, 32, 8, 3),
     (64, 32, 32, 4, 6),
     (256, 16, 32, 8, 3),
@@ -88,6 +90,10 @@ LANGEVIN_COLUMNS = 64
 # Tiles with BLOCK_K 64 halve the K-steps, and so the per-step gather arithmetic, of layers with at
 # least this many input channels; below it most of their K would be padding. The bottom-up one runs
 # 2 stages (two CTAs per SM hide each other's copies; with 3 it spills 4 bytes on sm_80 at 224 px).
+# The image layer's flat K (kernel rows of KW x C) takes the widest BLOCK_K that pads a row no more
+# than 16 does (``flat_block_k``): the texture net's 60-element rows one 64-wide step each instead of
+# four 16-wide ones, the object net's 28 one 32-wide step (the per-step gather arithmetic bound its
+# bfloat16 pass; the calibrated model prices it 11-15 % faster, float32 the same).
 WIDE_K_CHANNELS = 64
 # The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise); a
 # tall tile with BLOCK_K 64 takes its BLOCK_K 32 twin below WIDE_K_CHANNELS (or the short tile where
@@ -157,6 +163,12 @@ def narrow_epilogue(kwargs: dict) -> bool:
     return bool(kwargs.get("FUSE_LANGEVIN")) or (int(kwargs.get("STRIDE", 1)) > 1 and channel_major)
 
 
+def flat_block_k(row: int) -> int:
+    """The widest BLOCK_K (16, 32 or 64) that pads a flat-K kernel row of ``row`` elements no more than 16 does."""
+    padded = triton.cdiv(row, 16) * 16
+    return max(k for k in (16, 32, 64) if triton.cdiv(row, k) * k == padded)
+
+
 def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
     """Tiles that fit the layer: BLOCK_N no wider than its N rounded up to a power of two and at
     least half as wide (narrower tiles only repeat the K loop), BLOCK_M no taller than the rows
@@ -170,7 +182,12 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
         widest = min(widest, LANGEVIN_COLUMNS)
         configs = [c for c in configs if not c.kwargs["SWAP"]]  # they spill with these epilogues
     channels = int(kwargs.get("C", kwargs.get("C_IN", WIDE_K_CHANNELS)))  # the reduction's channels
-    configs = [c for c in configs if c.kwargs["BLOCK_K"] <= 32 or channels >= WIDE_K_CHANNELS]
+    if channels < FLAT_K_CHANNELS and "KW" in kwargs:  # flat K: as wide as pads a kernel row no more than 16
+        widest_k = flat_block_k(int(kwargs["KW"]) * channels)
+        configs = [c for c in configs if c.kwargs["BLOCK_K"] <= max(32, widest_k)]
+    else:  # 64-wide K steps on the layers whose channels fill them, with tiles of at most 64 columns
+        wide_k = channels >= WIDE_K_CHANNELS
+        configs = [c for c in configs if c.kwargs["BLOCK_K"] <= 32 or (wide_k and c.kwargs["BLOCK_N"] <= 64)]
     if channels < FLAT_K_CHANNELS:  # the 256-row swapped tile spills on the image layer's flat K
         configs = [c for c in configs if not (c.kwargs["SWAP"] and c.kwargs["BLOCK_M"] > 128)]
     kept = [c for c in configs if widest // 2 <= c.kwargs["BLOCK_N"] <= widest]
@@ -191,6 +208,7 @@ def heuristic_config(
     images: int = 1,
     channels: int = WIDE_K_CHANNELS,
     langevin: bool = False,
+    kernel_w: int = 1,
 ) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
     >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update or a channel-major sub-pixel
@@ -199,13 +217,17 @@ def heuristic_config(
     less that they move fewer shared-memory bytes); where they do not, the swapped 128-row tile for 64
     columns or more if its programs fill half the GPU (so split-K leaves it whole: the calibrated cost
     model prices it 4-24 % under the 64-row tile there, ``bench.tile_search``), 64-row tiles
-    otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64."""
+    otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64, and on the bottom-up image layer's
+    128-column tall tile (flat K, rows of ``kernel_w`` x ``channels``) ``flat_block_k``'s."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     tall, short = table[_narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))]
     if tall[2] > 32 and channels < WIDE_K_CHANNELS:
         tiles = _TOP_DOWN_TILES if top_down else _TILES
         same = [t for t in tiles if t[:2] == tall[:2] and t[2] == 32 and t[3] == tall[3] and len(t) == 5]
         tall = same[0] if same else short
+    if not top_down and channels < FLAT_K_CHANNELS and tall[:2] == (128, 128):
+        block_k = flat_block_k(kernel_w * channels)
+        tall = next(t for t in _TILES if t[:3] == (128, 128, block_k) and len(t) == 5)
 
     def programs(tile: tuple[int, ...]) -> int:
         return images * triton.cdiv(rows, tile[0]) * triton.cdiv(columns, tile[1])

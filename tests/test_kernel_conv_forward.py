@@ -136,15 +136,19 @@ def test_swapped_tiles(case, small_tiles, monkeypatch) -> None:
     assert_close(score, reference.conv_act_forward_sum(x, weight, bias, stride, padding, slope)[0], dtype, "f")
 
 
-def test_swapped_tiles_where_the_heuristic_takes_them() -> None:
+def test_tiles_where_the_heuristic_takes_them() -> None:
     """Large batches of 64-column passes take swapped tiles, except where those spill: the image
     layer's 256-row one, a top-down pass with the channel-major sub-pixel scatter or the Langevin
     update; where tall tiles do not fill the GPU, passes of 64 columns or more take the swapped
-    128-row tile if it fills half of it, unswapped 64-row tiles otherwise (split-K's batches)."""
+    128-row tile if it fills half of it, unswapped 64-row tiles otherwise (split-K's batches). The
+    image layer's tall tile steps through K as wide as pads a kernel row no more than 16."""
 
     def tile(**kwargs) -> tuple[int, int, int]:
         config = implicit_gemm.heuristic_config(**kwargs)
         return config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.kwargs["SWAP"]
+
+    def tile_k(**kwargs) -> int:
+        return implicit_gemm.heuristic_config(**kwargs).kwargs["BLOCK_K"]
 
     assert tile(columns=64, rows=22 * 22, images=256, channels=100) == (256, 64, 1)  # texture's 5x5 layer
     assert tile(columns=64, rows=25 * 25, images=256, channels=100) == (128, 64, 1)  # 256 rows would pad more
@@ -165,6 +169,16 @@ def test_swapped_tiles_where_the_heuristic_takes_them() -> None:
     assert tile(columns=160, rows=47 * 47, images=256, channels=100, top_down=True) == (128, 64, 1)
     assert tile(columns=688, rows=17 * 17, images=256, channels=100, top_down=True) == (128, 128, 0)
     assert tile(columns=160, rows=47 * 47, images=256, channels=100, top_down=True, langevin=True)[2] == 0
+    # the image layer's flat K: the widest BLOCK_K that pads a kernel row (KW x 4 channels) no more than 16
+    assert [implicit_gemm.flat_block_k(kw * 4) for kw in (15, 7, 3)] == [64, 32, 16]
+    image = {"channels": 4, "images": 256, "columns": 100}
+    assert [tile_k(rows=47 * 47, kernel_w=kw, **image) for kw in (15, 7, 3)] == [64, 32, 16]
+    flat = {"n_columns": 100, "n_rows": 256 * 2209, "out_h": 47, "out_w": 47}
+    assert max(c.kwargs["BLOCK_K"] for c in implicit_gemm.prune_configs(implicit_gemm.conv_configs(), flat, C_IN=4,
+                                                                         KW=7)) == 32  # fmt: skip
+    deep = {"n_columns": 128, "n_rows": 256 * 1024, "out_h": 32, "out_w": 32}  # no 64-wide K on 128 columns
+    assert not any(c.kwargs["BLOCK_K"] > 32 and c.kwargs["BLOCK_N"] > 64
+                   for c in implicit_gemm.prune_configs(implicit_gemm.conv_configs(), deep, C_IN=100))  # fmt: skip
     image_layer = {"n_columns": 64, "n_rows": 256 * 1024, "out_h": 32, "out_w": 32}
     kept = implicit_gemm.prune_configs(implicit_gemm.conv_configs(), image_layer, C_IN=4)
     assert kept and not any(c.kwargs["SWAP"] and c.kwargs["BLOCK_M"] > 128 for c in kept)
