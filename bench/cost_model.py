@@ -389,18 +389,26 @@ class Compiler:
     """Compiles each distinct variant once (sm_90) and keeps its loop mix and resources."""
 
     def __init__(self) -> None:
-        self.cache: dict[tuple, tuple[sass.LoopMix, int, int, int]] = {}
+        self.cache: dict[tuple, tuple[sass.LoopMix, int, int, str]] = {}
+        self.spills: dict[tuple, int] = {}
         self.seconds = 0.0
 
     def variant(self, launch: Any, config: triton.Config) -> tuple[sass.LoopMix, int, int]:
         """The variant's loop mix, registers per thread and shared-memory bytes."""
-        return self._compiled(launch, config)[:3]
+        return self._compiled(launch, config)[1][:3]
 
-    def stack_bytes(self, launch: Any, config: triton.Config) -> int:
-        """The variant's local memory per thread (spills)."""
-        return self._compiled(launch, config)[3]
+    def spill_bytes(self, launch: Any, config: triton.Config) -> int:
+        """The variant's spill stores and loads per thread, as ptxas reports them (not the stack frame,
+        which calls into libdevice's math take without spilling)."""
+        from bench.compile_tier import _ptxas_report
 
-    def _compiled(self, launch: Any, config: triton.Config) -> tuple[sass.LoopMix, int, int, int]:
+        key, (_, _, _, ptx) = self._compiled(launch, config)
+        if key not in self.spills:
+            _, stores, loads = _ptxas_report(ptx, "sm_90")
+            self.spills[key] = stores + loads
+        return self.spills[key]
+
+    def _compiled(self, launch: Any, config: triton.Config) -> tuple[tuple, tuple[sass.LoopMix, int, int, str]]:
         from bench.compile_tier import TARGETS, Variant, _source, _variant_key
 
         dummy = Variant("", "", "", "", "sm_90", "", config.num_warps, config.num_stages, True, True)
@@ -410,10 +418,10 @@ class Compiler:
             source, options = _source(launch, config, TARGETS["sm_90"])
             compiled = triton.compile(source, target=TARGETS["sm_90"], options=options)
             cubin = compiled.asm["cubin"]
-            registers, stack = sass.resource_usage(cubin)
-            self.cache[key] = (sass.loop_mix(cubin), registers, int(compiled.metadata.shared), stack)
+            registers, _ = sass.resource_usage(cubin)
+            self.cache[key] = (sass.loop_mix(cubin), registers, int(compiled.metadata.shared), compiled.asm["ptx"])
             self.seconds += time.perf_counter() - start
-        return self.cache[key]
+        return key, self.cache[key]
 
 
 CONV_KERNELS = ("_conv_forward_kernel", "_conv_transpose_kernel")

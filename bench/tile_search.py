@@ -4,8 +4,8 @@
     python -m bench.tile_search --workloads "object@100:256" --dtypes bfloat16
 
 For each pass of each workload, every config ``prune_configs`` leaves for the launch is compiled for
-sm_90 (``bench.cost_model.Compiler``), variants that spill are dropped (the model has no term for
-local memory), and each is predicted with the constants of ``--calibration`` (the assumed ones
+sm_90 (``bench.cost_model.Compiler``), variants that spill registers are dropped (the model has no
+term for local memory), and each is predicted with the constants of ``--calibration`` (the assumed ones
 without it). The table gives the heuristic's tile and time and the best tile and time per pass, and
 the step as the heuristic runs it against every pass on its best tile: what a model-driven choice of
 tiles could gain before any kernel changes. Split-K passes (small batches) are left at the
@@ -50,8 +50,8 @@ def tile_label(config: triton.Config) -> str:
 
 
 def spills(compiler: Compiler, launch: Any, config: triton.Config) -> bool:
-    """Whether the sm_90 variant uses local memory (stack bytes per thread)."""
-    return compiler.stack_bytes(launch, config) > 0
+    """Whether the sm_90 variant spills registers (ptxas's spill stores or loads)."""
+    return compiler.spill_bytes(launch, config) > 0
 
 
 def search_step(preset: str, size: int, batch: int, dtype: str, compiler: Compiler, c: Constants) -> list[dict]:
