@@ -14,7 +14,8 @@ rest (the fc top, pooling, the update's torch ops) costs. Kernels are compiled f
 worker processes (``--jobs``; Triton's disk cache then serves the timed process).
 
 ``--ab NAME=VALUE`` (repeatable) times every workload again with that environment variable set, in
-the same run: ``GENCONV_K_MAJOR=0``, ``GENCONV_PHASE_MAJOR=0`` and ``GENCONV_PATCH_FOLD=0`` bring back the
+the same run, once every workload has been measured (so a spent ``--budget-seconds`` loses switched
+columns, not workloads): ``GENCONV_K_MAJOR=0``, ``GENCONV_PHASE_MAJOR=0`` and ``GENCONV_PATCH_FOLD=0`` bring back the
 weight layout, the column order and the image layer's top-down form the kernels had before the H200
 measurements, so one GPU run says what each change did (``GENCONV_PATCH_FOLD=1`` times the patch form
 where the default leaves it out; ``GENCONV_PHASE_SPLIT=0`` one launch over all sub-pixel phases). A
@@ -172,6 +173,19 @@ def measure(
                  "all_kernels_us": all_step, "kernels_per_step": len(kernels) / steps},
         "passes": rows,
     })  # fmt: skip
+    time_switches(row, workload, steps, switches, (model, x))
+    return row
+
+
+def time_switches(
+    row: dict[str, Any], workload: Workload, steps: int, switches: tuple[str, ...], chain: tuple[Any, Any] | None = None
+) -> None:
+    """Time a measured workload (``row``, from ``measure``) again under each A/B switch: ``ab_median_us`` per
+    pass and for the step, or ``ab_errors``. ``chain``: the (model, x) it was measured on, else built again."""
+    preset, size, batch, dtype = workload
+    if "error" in row or not switches:
+        return
+    model, x = chain if chain is not None else chain_for(workload, torch.device("cuda"))
     for switch in switches:
         with _switched(switch):  # the switch may change the launches (GENCONV_PATCH_FOLD=0: no fold)
             switched = pass_labels(conv_launches(record_step(preset, size, batch, DTYPES[dtype])))
@@ -179,12 +193,11 @@ def measure(
         if isinstance(other, str):
             row.setdefault("ab_errors", {})[switch] = other
             continue
-        if len(other[1]) == len(rows):  # the same passes (by position): each pass's time under the switch
-            for entry, times in zip(rows, other[1], strict=True):
+        if len(other[1]) == len(row["passes"]):  # the same passes (by position): each pass's time switched
+            for entry, times in zip(row["passes"], other[1], strict=True):
                 entry.setdefault("ab_median_us", {})[switch] = statistics.median(times)
         step_times = [sum(times[step] for times in other[1]) for step in range(steps)]
         row["step"].setdefault("ab_median_us", {})[switch] = statistics.median(step_times)
-    return row
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -216,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--steps", type=int, default=20, help="profiled chain steps per workload")
     parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1), help="compiling processes")
-    parser.add_argument("--budget-seconds", type=float, help="start no workload after this long")
+    parser.add_argument("--budget-seconds", type=float, help="start no workload, or its switched runs, after this long")
     parser.add_argument("--ab", action="append", default=[], metavar="NAME=VALUE",
                         help="time every workload again with this environment variable set (repeatable), "
                              "e.g. GENCONV_K_MAJOR=0")  # fmt: skip
@@ -257,16 +270,31 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"measured-{report.device_slug(device)}-{date.today().isoformat()}.json"
     rows: list[dict[str, Any]] = []
-    for workload, prediction in zip(workloads, predicted, strict=True):
+
+    def spent() -> bool:
         if args.budget_seconds is not None and time.perf_counter() - start > args.budget_seconds:
             meta["stopped"] = f"time budget of {args.budget_seconds:.0f} s spent"
-            break
-        rows.append(measure(workload, prediction, args.steps, tuple(args.ab)))
+            return True
+        return False
+
+    def write() -> None:
         meta["seconds"] = time.perf_counter() - start
         path.write_text(json.dumps({"schema": "genconv-measured-passes/1", "meta": meta, "results": rows}, indent=1))
+
+    # every workload first, then the switches while the budget lasts: a short budget loses A/B columns,
+    # not workloads
+    for workload, prediction in zip(workloads, predicted, strict=True):
+        if spent():
+            break
+        rows.append(measure(workload, prediction, args.steps))
+        write()
         step = rows[-1].get("step")
         print(f"{workload}: " + (f"conv passes {step['median_us']:.1f} us measured, {step['predicted_us']:.1f} "
               f"predicted" if step else rows[-1]["error"]), flush=True)  # fmt: skip
+    for workload, row in zip(workloads, rows, strict=False):
+        if args.ab and not spent():
+            time_switches(row, workload, args.steps, tuple(args.ab))
+            write()
     print(table(rows))
     print(f"json: {path}")
     return 0

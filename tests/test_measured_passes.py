@@ -124,3 +124,26 @@ def test_a_switch_that_changes_the_launches_is_matched_to_its_own(monkeypatch: p
     assert switched[:-1] == pytest.approx([p["median_us"] for p in row["passes"][:-1]])
     assert switched[-1] == pytest.approx(6.0 + 0.5)  # one launch, the sixth, at the median step
     assert row["passes"][-1]["median_us"] == pytest.approx(6.0 + 7.0 + 2 * 0.5)  # GEMM and fold added
+
+
+def test_switched_runs_can_follow_every_workload(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU check measures every workload first and times the switches after (``time_switches``): the same
+    columns as timing them together, none on a workload whose kernels did not fit."""
+    labels = pass_labels(conv_launches(record_step("texture", 64, 64, DTYPES["float32"])))
+
+    def kernels(model: Any, x: Any, count: int) -> list[dict[str, Any]]:
+        slower = 2.0 if os.environ.get("GENCONV_K_MAJOR") == "0" else 1.0
+        return [{**k, "us": k["us"] * slower} for k in _kernels(labels, count)]
+
+    monkeypatch.delenv("GENCONV_K_MAJOR", raising=False)
+    monkeypatch.setattr(measured_passes, "chain_for", lambda workload, device: (None, None))
+    monkeypatch.setattr(measured_passes, "kernel_times", kernels)
+    workload, switches = ("texture", 64, 64, "float32"), ("GENCONV_K_MAJOR=0",)
+    together = measured_passes.measure(workload, _predicted(labels), 3, switches)
+    after = measured_passes.measure(workload, _predicted(labels), 3)
+    assert "ab_median_us" not in after["step"]
+    measured_passes.time_switches(after, workload, 3, switches)
+    assert after == together
+    failed = {"workload": "texture@64", "error": "no kernels"}
+    measured_passes.time_switches(failed, workload, 3, switches)
+    assert failed == {"workload": "texture@64", "error": "no kernels"}
