@@ -6,10 +6,10 @@ its score, and an unfused top-down pass launch for that preset and dtype. Batche
 batch is never a compile-time constant); sizes are the presets' paper sizes and 64 px.
 """
 
-import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from unittest import mock
 
 import torch
 
@@ -48,24 +48,10 @@ def _preset_case(preset: str, size: int, dtype: str) -> CompileCase:
         langevin(model, x, steps=1, delta=0.1, seed=0, backend=TRITON_BACKEND, cuda_graph=False, check_finite=False)
         model.bottom_up(x, TRITON_BACKEND)  # with the score
         model.grad_f(x, TRITON_BACKEND)  # the unfused bottom layer
-        with _environment("GENCONV_PHASE_SPLIT", "1"):  # the per-phase top-down launches of large batches
+        with mock.patch.dict(os.environ, {"GENCONV_PHASE_SPLIT": "1"}):  # the per-phase launches of large batches
             model.grad_f(x, TRITON_BACKEND)
 
     return CompileCase(f"{preset}@{size}", dtype, run)
-
-
-@contextlib.contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
-    """``name`` set to ``value`` for the block (restored after)."""
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = previous
 
 
 def _update_case(dtype: str) -> CompileCase:

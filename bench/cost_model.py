@@ -468,10 +468,10 @@ def pass_labels(launches: list[Any]) -> list[tuple[str, bool]]:
 
 
 def scatters(g: dict[str, Any]) -> bool:
-    """A strided top-down launch whose columns are pixel-major (no ``PHASE_ROW``, not one ``PHASE``): its epilogue's
-    sub-pixel writes and gate loads land ``STRIDE`` pixels apart."""
-    named = g["named"]
-    return not g["forward"] and named["STRIDE"] > 1 and not named.get("PHASE_ROW", 0) and named.get("PHASE", -1) < 0
+    """A strided top-down launch with channel-major columns (``implicit_gemm.scatters_channel_major``)."""
+    from genconv.kernels.implicit_gemm import scatters_channel_major
+
+    return not g["forward"] and scatters_channel_major(g["named"])
 
 
 def launch_input(

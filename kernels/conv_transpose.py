@@ -38,6 +38,7 @@ from genconv.kernels.implicit_gemm import (
     heuristic_config,
     input_precision,
     is_dense_nhwc,
+    narrow_epilogue,
     program_rows,
     prune_configs,
     reduction_per_step,
@@ -338,12 +339,12 @@ def _launch_transpose(
             heuristic = configs[0]
         else:
             named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
+            epilogue = {"STRIDE": stride, "FUSE_LANGEVIN": langevin is not None, "PHASE_ROW": gemm.phase_row,
+                        "PHASE": gemm.phase}  # fmt: skip
             configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels, TAPS=gemm.taps,
-                                    STRIDE=stride, FUSE_LANGEVIN=langevin is not None, PHASE_ROW=gemm.phase_row,
-                                    PHASE=gemm.phase)  # fmt: skip
-            narrow = langevin is not None or (stride > 1 and not gemm.phase_row and gemm.phase < 0)
+                                    **epilogue)  # fmt: skip
             heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
-                                         channels=channels, langevin=narrow)  # fmt: skip
+                                         channels=channels, langevin=narrow_epilogue(epilogue))  # fmt: skip
         grid = conv_grid(batch, nq_h * nq_w, columns, span)
         split = split_for(heuristic, grid, channels, gemm.taps_h, gemm.taps_w)
         # split-K: the runs' partial sums, then a launch that adds them and runs the epilogue

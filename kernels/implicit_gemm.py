@@ -155,12 +155,18 @@ def tile_rows(named_args: dict, span: bool) -> int:
     return int(named_args["nq_h"]) * int(named_args["nq_w"])
 
 
+def scatters_channel_major(kwargs: dict) -> bool:
+    """Whether a top-down launch (its constexpr ``kwargs``) is strided with channel-major sub-pixel columns
+    (``STRIDE`` > 1, neither phase-major ``PHASE_ROW`` nor one ``PHASE``): its epilogue's writes and gate
+    loads land ``STRIDE`` pixels apart."""
+    return int(kwargs.get("STRIDE", 1)) > 1 and not kwargs.get("PHASE_ROW", 0) and int(kwargs.get("PHASE", -1)) < 0
+
+
 def narrow_epilogue(kwargs: dict) -> bool:
-    """Whether a top-down launch's epilogue holds the Langevin update (``FUSE_LANGEVIN``) or scatters
-    channel-major sub-pixel columns (``STRIDE`` > 1, neither phase-major ``PHASE_ROW`` nor one ``PHASE``):
-    its tiles stop at LANGEVIN_COLUMNS columns and are not swapped (wider or swapped ones spill there)."""
-    channel_major = not kwargs.get("PHASE_ROW", 0) and int(kwargs.get("PHASE", -1)) < 0
-    return bool(kwargs.get("FUSE_LANGEVIN")) or (int(kwargs.get("STRIDE", 1)) > 1 and channel_major)
+    """Whether a top-down launch's epilogue holds the Langevin update (``FUSE_LANGEVIN``) or the channel-major
+    scatter (``scatters_channel_major``): its tiles stop at LANGEVIN_COLUMNS columns and are not swapped
+    (wider or swapped ones spill there)."""
+    return bool(kwargs.get("FUSE_LANGEVIN")) or scatters_channel_major(kwargs)
 
 
 def flat_block_k(row: int) -> int:
