@@ -67,6 +67,8 @@ _TILES = (
     (64, 16, 32, 4, 6),
     (256, 64, 32, 4, 3, 1),
     (128, 64, 32, 4, 3, 1),
+    (128, 64, 32, 4, 4, 1),
+    (128, 64, 64, 4, 4, 1),
 )
 # The top-down kernel's epilogue (sub-pixel scatter, gate or Langevin update) holds more per
 # element: with the Langevin update or a channel-major sub-pixel scatter its tiles stop at 64 columns
@@ -80,9 +82,11 @@ _TOP_DOWN_TILES = (
     (128, 32, 64, 8, 3),
     (128, 32, 32, 8, 3),
     (64, 32, 32, 4, 6),
+    (64, 32, 64, 4, 6),
     (256, 16, 32, 4, 3),
     (64, 16, 32, 4, 6),
     (128, 64, 32, 4, 3, 1),
+    (128, 64, 32, 4, 4, 1),
 )
 # The widest tile of a top-down pass with the Langevin update or the sub-pixel scatter in its epilogue
 # (128 columns spill there with Triton 3.9's compiler).
@@ -96,13 +100,15 @@ LANGEVIN_COLUMNS = 64
 # bfloat16 pass; the calibrated model prices it 11-15 % faster, float32 the same).
 WIDE_K_CHANNELS = 64
 # The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise); a
-# tall tile with BLOCK_K 64 takes its BLOCK_K 32 twin below WIDE_K_CHANNELS (or the short tile where
-# there is none). Wider and taller tiles move fewer shared-memory bytes per FLOP (each wgmma reads its
-# 64 rows of A and all of B from shared memory; the copies write both): 64 / BLOCK_N + 32 / BLOCK_M
-# + 1/2 bytes-per-clock units per tensor-core clock, 1.75 for 128x64, 1.625 for 256x64, 1.25 for
-# 128x128 (``bench.cost_model``'s shared-memory term); 64-row tiles run 6 stages, since at small
-# batches one CTA or a few per SM wait on their copies (the calibrated model prices bfloat16 passes at
-# B = 16 13-26 % faster than with 3-4; float32 ones, bound by shared memory, the same).
+# tile with BLOCK_K 64 takes its BLOCK_K 32 twin below WIDE_K_CHANNELS (a tall one the short tile
+# where there is none), and so does a 64-row one that split-K cuts (the top-down 32-column tile: the
+# texture net's image-layer pass in bfloat16, 1.12x faster at B = 16 on the calibrated model).
+# Wider and taller tiles move fewer shared-memory bytes per FLOP (each wgmma reads its 64 rows of A
+# and all of B from shared memory; the copies write both): 64 / BLOCK_N + 32 / BLOCK_M + 1/2
+# bytes-per-clock units per tensor-core clock, 1.75 for 128x64, 1.625 for 256x64, 1.25 for 128x128
+# (``bench.cost_model``'s shared-memory term); 64-row tiles run 6 stages, since at small batches one
+# CTA or a few per SM wait on their copies (the calibrated model prices bfloat16 passes at B = 16
+# 13-26 % faster than with 3-4; float32 ones, bound by shared memory, the same).
 _HEURISTIC = {
     128: ((128, 128, 16, 8, 4), (64, 64, 32, 4, 6)),
     64: ((128, 64, 64, 8, 2), (64, 64, 32, 4, 6)),
@@ -112,7 +118,7 @@ _HEURISTIC = {
 _TOP_DOWN_HEURISTIC = {
     128: ((128, 128, 32, 8, 3), (64, 64, 32, 4, 6)),
     64: ((128, 64, 64, 8, 3), (64, 64, 32, 4, 6)),
-    32: ((128, 32, 64, 8, 3), (64, 32, 32, 4, 6)),
+    32: ((128, 32, 64, 8, 3), (64, 32, 64, 4, 6)),
     16: ((256, 16, 32, 4, 3), (64, 16, 32, 4, 6)),
 }
 
@@ -129,6 +135,11 @@ _TOP_DOWN_HEURISTIC = {
 # 128-row one with the scatter or the update (Triton 3.9), 128-column swapped tiles everywhere.
 _SWAPPED_TALL = (256, 64, 32, 4, 3, 1)
 _SWAPPED = (128, 64, 32, 4, 3, 1)
+# The swapped 128-row tile where tall tiles do not fill the GPU (small batches): at most two CTAs per
+# SM, which hide each other's copies less, so one more stage in flight (bfloat16 passes 1.24-1.28x
+# faster on the calibrated model, float32 ones, bound by shared memory, the same; with three CTAs
+# per SM the fourth stage would cost float32 one of them).
+_SWAPPED_DEEP = (128, 64, 32, 4, 4, 1)
 
 
 def _config(m: int, n: int, k: int, warps: int, stages: int, swap: int = 0) -> triton.Config:
@@ -203,8 +214,25 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
 
 
 # Streaming multiprocessors of the GPUs the tiles are sized for (H100 / H200 SXM: 132): a layer whose
-# tall tiles number fewer leaves SMs idle, so it takes the swapped 128-row tile or 64-row tiles instead.
+# tall tiles leave more than an eighth of them idle takes the swapped 128-row tile or 64-row tiles
+# instead. A tall tile moves 1.4-1.6x fewer shared-memory bytes per FLOP than those (the units above),
+# so one wave of them at 7/8 of the SMs still beats the smaller tiles' (the texture net's second
+# layer at B = 64, 128 programs of 256 swapped rows: 1.19x faster than 256 of 128 on the calibrated
+# model, ``bench.tile_search``).
 FILL_PROGRAMS = 132
+TALL_FILL_PROGRAMS = FILL_PROGRAMS * 7 // 8
+
+
+def _k_twin(tile: tuple[int, ...], block_k: int, tiles: tuple[tuple[int, ...], ...]) -> tuple[int, ...] | None:
+    """The tile of ``tiles`` with ``tile``'s rows, columns, warps and orientation and BLOCK_K ``block_k``
+    (its stages may differ; None where there is none)."""
+    return next((t for t in tiles if t[:2] == tile[:2] and t[2] == block_k and t[3] == tile[3] and t[5:] == tile[5:]),
+                None)  # fmt: skip
+
+
+def _narrow_k_twin(tile: tuple[int, ...], tiles: tuple[tuple[int, ...], ...]) -> tuple[int, ...] | None:
+    """``tile`` itself if its BLOCK_K is at most 32, else its BLOCK_K 32 twin (``_k_twin``)."""
+    return tile if tile[2] <= 32 else _k_twin(tile, 32, tiles)
 
 
 def heuristic_config(
@@ -219,27 +247,31 @@ def heuristic_config(
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
     >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update or a channel-major sub-pixel
     scatter, ``langevin``); tall tiles when the tiles cover many rows and ``images`` x their tiles
-    fill the GPU (swapped ones for 64 columns, and for more than 128 where 64-column tiles pad so much
-    less that they move fewer shared-memory bytes); where they do not, the swapped 128-row tile for 64
-    columns or more if its programs fill half the GPU (so split-K leaves it whole: the calibrated cost
-    model prices it 4-24 % under the 64-row tile there, ``bench.tile_search``), 64-row tiles
-    otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64, and on the bottom-up image layer's
-    128-column tall tile (flat K, rows of ``kernel_w`` x ``channels``) ``flat_block_k``'s."""
+    fill 7/8 of the GPU (swapped ones for 64 columns, and for more than 128 where 64-column tiles pad
+    so much less that they move fewer shared-memory bytes); where they do not, the swapped 128-row
+    tile with 4 stages for 64 columns or more if its programs fill half the GPU (so split-K leaves it
+    whole: the calibrated cost model prices it 4-28 % under the 64-row tile there,
+    ``bench.tile_search``), 64-row tiles otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64
+    (on a 64-row tile only where split-K leaves its K loop whole), and on the bottom-up image layer's
+    128-column tall tile and small-batch swapped tile (flat K, rows of ``kernel_w`` x ``channels``)
+    ``flat_block_k``'s."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     tall, short = table[_narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))]
-    if tall[2] > 32 and channels < WIDE_K_CHANNELS:
+    if channels < WIDE_K_CHANNELS:
         tiles = _TOP_DOWN_TILES if top_down else _TILES
-        same = [t for t in tiles if t[:2] == tall[:2] and t[2] == 32 and t[3] == tall[3] and len(t) == 5]
-        tall = same[0] if same else short
-    if not top_down and channels < FLAT_K_CHANNELS and tall[:2] == (128, 128):
+        short = _narrow_k_twin(short, tiles) or short
+        tall = _narrow_k_twin(tall, tiles) or short
+    deep = _SWAPPED_DEEP
+    if not top_down and channels < FLAT_K_CHANNELS:  # flat K: the 128-column and the small-batch swapped tiles
         block_k = flat_block_k(kernel_w * channels)
-        tall = next(t for t in _TILES if t[:3] == (128, 128, block_k) and len(t) == 5)
+        tall = _k_twin(tall, block_k, _TILES) or tall if tall[:2] == (128, 128) else tall
+        deep = _k_twin(deep, block_k, _TILES) or deep
 
     def programs(tile: tuple[int, ...]) -> int:
         return images * triton.cdiv(rows, tile[0]) * triton.cdiv(columns, tile[1])
 
     def fills(tile: tuple[int, ...]) -> bool:
-        return rows >= 256 and programs(tile) >= FILL_PROGRAMS
+        return rows >= 256 and programs(tile) >= TALL_FILL_PROGRAMS
 
     def pads_no_more(tile: tuple[int, ...]) -> bool:
         return triton.cdiv(rows, tile[0]) * tile[0] <= triton.cdiv(rows, tall[0]) * tall[0]
@@ -261,7 +293,9 @@ def heuristic_config(
     if fills(tall):
         return _config(*tall)
     if swappable and rows >= 256 and 2 * programs(_SWAPPED) > FILL_PROGRAMS:  # half the GPU: no split-K
-        return _config(*_SWAPPED)
+        return _config(*deep)
+    if 2 * programs(short) <= FILL_PROGRAMS:  # split-K (``split_for``): 32-wide K-steps leave more to split
+        short = _narrow_k_twin(short, _TOP_DOWN_TILES if top_down else _TILES) or short
     return _config(*short)
 
 

@@ -140,8 +140,10 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
     """Large batches of 64-column passes take swapped tiles, except where those spill: the image
     layer's 256-row one, a top-down pass with the channel-major sub-pixel scatter or the Langevin
     update; where tall tiles do not fill the GPU, passes of 64 columns or more take the swapped
-    128-row tile if it fills half of it, unswapped 64-row tiles otherwise (split-K's batches). The
-    image layer's tall tile steps through K as wide as pads a kernel row no more than 16."""
+    128-row tile if it fills half of it (with a fourth stage), unswapped 64-row tiles otherwise
+    (split-K's batches); tall tiles count as filling at 7/8 of the SMs. The image layer's tall and
+    small-batch swapped tiles step through K as wide as pads a kernel row no more than 16; the
+    top-down 32-column short tile 64-wide on deep layers unless split-K cuts its K loop."""
 
     def tile(**kwargs) -> tuple[int, int, int]:
         config = implicit_gemm.heuristic_config(**kwargs)
@@ -149,6 +151,9 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
 
     def tile_k(**kwargs) -> int:
         return implicit_gemm.heuristic_config(**kwargs).kwargs["BLOCK_K"]
+
+    def stages(**kwargs) -> int:
+        return implicit_gemm.heuristic_config(**kwargs).num_stages
 
     assert tile(columns=64, rows=22 * 22, images=256, channels=100) == (256, 64, 1)  # texture's 5x5 layer
     assert tile(columns=64, rows=25 * 25, images=256, channels=100) == (128, 64, 1)  # 256 rows would pad more
@@ -164,6 +169,17 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
     assert tile(columns=64, rows=13 * 13, images=16, channels=100) == (64, 64, 0)
     assert tile(columns=64, rows=22 * 22, images=16, channels=100) == (64, 64, 0)  # 64 programs: split-K's
     assert tile(columns=16, rows=64 * 64, images=4, channels=100) == (64, 16, 0)  # narrow: no swap
+    # the small-batch swapped tile runs 4 stages (at most two CTAs per SM), the filling one 3
+    assert stages(columns=100, rows=17 * 17, images=16, channels=64, top_down=True) == 4
+    assert stages(columns=64, rows=22 * 22, images=256, channels=32, top_down=True) == 3
+    # B = 64: 128 programs of the 256-row swapped tile leave 4 of 132 SMs idle (7/8 fill), 112 too many
+    assert tile(columns=64, rows=22 * 22, images=64, channels=100) == (256, 64, 1)
+    assert tile(columns=64, rows=22 * 22, images=56, channels=100) == (128, 64, 1)
+    # the texture net's image-layer top-down pass without the patch form (27 columns, 100 channels,
+    # 22 x 22 sub-pixel rows): 64-wide K-steps at B = 16, 32-wide at B = 1 (split-K)
+    image_top_down = {"columns": 27, "rows": 22 * 22, "channels": 100, "top_down": True, "langevin": True}
+    assert tile(images=16, **image_top_down) == (64, 32, 0) and tile_k(images=16, **image_top_down) == 64
+    assert tile_k(images=1, **image_top_down) == 32
     # over 128 columns, the swapped tile where 64-column tiles pad so much less that they move fewer
     # shared-memory bytes: the object net's 160-column patch rows (192 against 256), not the texture net's 688
     assert tile(columns=160, rows=47 * 47, images=256, channels=100, top_down=True) == (128, 64, 1)
@@ -173,6 +189,7 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
     assert [implicit_gemm.flat_block_k(kw * 4) for kw in (15, 7, 3)] == [64, 32, 16]
     image = {"channels": 4, "images": 256, "columns": 100}
     assert [tile_k(rows=47 * 47, kernel_w=kw, **image) for kw in (15, 7, 3)] == [64, 32, 16]
+    assert [tile_k(rows=17 * 17, images=16, columns=100, channels=4, kernel_w=kw) for kw in (15, 7)] == [64, 32]
     flat = {"n_columns": 100, "n_rows": 256 * 2209, "out_h": 47, "out_w": 47}
     assert max(c.kwargs["BLOCK_K"] for c in implicit_gemm.prune_configs(implicit_gemm.conv_configs(), flat, C_IN=4,
                                                                          KW=7)) == 32  # fmt: skip
