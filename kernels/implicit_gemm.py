@@ -250,7 +250,7 @@ def heuristic_config(
     fill 7/8 of the GPU (swapped ones for 64 columns, and for more than 128 where 64-column tiles pad
     so much less that they move fewer shared-memory bytes); where they do not, the swapped 128-row
     tile with 4 stages for 64 columns or more if its programs fill half the GPU (so split-K leaves it
-    whole: the calibrated cost model prices it 4-28 % under the 64-row tile there,
+    whole: the calibrated cost model prices it 23-34 % under the 64-row tile there,
     ``bench.tile_search``), 64-row tiles otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64
     (on a 64-row tile only where split-K leaves its K loop whole), and on the bottom-up image layer's
     128-column tall tile and small-batch swapped tile (flat K, rows of ``kernel_w`` x ``channels``)
@@ -264,7 +264,8 @@ def heuristic_config(
     deep = _SWAPPED_DEEP
     if not top_down and channels < FLAT_K_CHANNELS:  # flat K: the 128-column and the small-batch swapped tiles
         block_k = flat_block_k(kernel_w * channels)
-        tall = _k_twin(tall, block_k, _TILES) or tall if tall[:2] == (128, 128) else tall
+        if tall[:2] == (128, 128):
+            tall = _k_twin(tall, block_k, _TILES) or tall
         deep = _k_twin(deep, block_k, _TILES) or deep
 
     def programs(tile: tuple[int, ...]) -> int:
