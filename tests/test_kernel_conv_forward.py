@@ -97,10 +97,13 @@ def test_channels_last_input_and_chain_top_without_score(case) -> None:
 
 # the image layer's flat K (4 kernel rows: the last of 3 runs empty), 9 taps in 3 runs, 18 steps in 3 runs
 @pytest.mark.parametrize("case", [CASES[0], CASES[7], CASES[9], CASES[10]], ids=[IDS[0], IDS[7], IDS[9], IDS[10]])
+@pytest.mark.parametrize("swap", [0, 1], ids=["plain", "swapped"])
 @pytest.mark.usefixtures("nan_poisoned_outputs")
-def test_split_k(case, monkeypatch) -> None:
-    """The K loop cut into 3 runs (what a small batch gets on a GPU), partial sums added by a second launch."""
+def test_split_k(case, swap, monkeypatch) -> None:
+    """The K loop cut into 3 runs (what a small batch gets on a GPU), partial sums added by a second
+    launch; on plain and swapped tiles (the autotuner may pick either for a split pass)."""
     monkeypatch.setattr(implicit_gemm, "INTERPRETER_SPLIT", 3)
+    monkeypatch.setattr(launch, "INTERPRETER_SWAP", swap)
     monkeypatch.setattr(launch, "INTERPRETER_TILE_CAPS", {"BLOCK_M": 4096, "BLOCK_N": 128, "BLOCK_K": 16})
     x, weight, bias, stride, padding, slope, dtype = _layer(case, seed=4)
     h, mask = conv_act_forward(x, weight, bias, stride, padding, slope)
