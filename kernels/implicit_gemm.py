@@ -257,16 +257,16 @@ def heuristic_config(
     ``flat_block_k``'s."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     tall, short = table[_narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))]
+    tiles = _TOP_DOWN_TILES if top_down else _TILES
     if channels < WIDE_K_CHANNELS:
-        tiles = _TOP_DOWN_TILES if top_down else _TILES
         short = _narrow_k_twin(short, tiles) or short
         tall = _narrow_k_twin(tall, tiles) or short
     deep = _SWAPPED_DEEP
     if not top_down and channels < FLAT_K_CHANNELS:  # flat K: the 128-column and the small-batch swapped tiles
         block_k = flat_block_k(kernel_w * channels)
         if tall[:2] == (128, 128):
-            tall = _k_twin(tall, block_k, _TILES) or tall
-        deep = _k_twin(deep, block_k, _TILES) or deep
+            tall = _k_twin(tall, block_k, tiles) or tall
+        deep = _k_twin(deep, block_k, tiles) or deep
 
     def programs(tile: tuple[int, ...]) -> int:
         return images * triton.cdiv(rows, tile[0]) * triton.cdiv(columns, tile[1])
@@ -296,7 +296,7 @@ def heuristic_config(
     if swappable and rows >= 256 and 2 * programs(_SWAPPED) > FILL_PROGRAMS:  # half the GPU: no split-K
         return _config(*deep)
     if 2 * programs(short) <= FILL_PROGRAMS:  # split-K (``split_for``): 32-wide K-steps leave more to split
-        short = _narrow_k_twin(short, _TOP_DOWN_TILES if top_down else _TILES) or short
+        short = _narrow_k_twin(short, tiles) or short
     return _config(*short)
 
 
