@@ -8,8 +8,10 @@ sm_90 (``bench.cost_model.Compiler``), variants that spill registers are dropped
 term for local memory), and each is predicted with the constants of ``--calibration`` (the assumed ones
 without it). The table gives the heuristic's tile and time and the best tile and time per pass, and
 the step as the heuristic runs it against every pass on its best tile: what a model-driven choice of
-tiles could gain before any kernel changes. Split-K passes (small batches) are left at the
-heuristic's tile, whose split they were recorded with.
+tiles could gain before any kernel changes. Each candidate runs with the split-K the launcher would
+give it (``implicit_gemm.split_count`` of its own programs and K-steps: a tile with fewer programs
+may split where the heuristic's does not, and the other way round), its sum launch priced with it;
+a sub-pixel phase after the first and a fold keep the heuristic's tile.
 """
 # ruff: noqa: E402
 
@@ -21,18 +23,25 @@ if __package__ in (None, ""):
 
 import argparse
 import json
+from dataclasses import replace
 from typing import Any
 
+import torch
 import triton
 
 from bench.cost_model import (
     CHAIN_DOT,
     DTYPES,
+    FOLD_KERNEL,
     Compiler,
     Constants,
+    _jit_function,
     add_workload_arguments,
     conv_launches,
     each_case,
+    geometry,
+    grid_size,
+    kernel_name,
     launch_input,
     patch_storages,
     predict,
@@ -40,6 +49,7 @@ from bench.cost_model import (
     workload_arguments,
     workload_passes,
 )
+from genconv.kernels.implicit_gemm import SUM_TILE, k_steps, split_count
 
 
 def tile_label(config: triton.Config) -> str:
@@ -49,35 +59,84 @@ def tile_label(config: triton.Config) -> str:
     )
 
 
+def with_split(launch: Any, split: int, phase: int) -> Any:
+    """``launch`` as its launcher issues it with ``split`` runs: the runs (``phase`` 1, a workspace of
+    ``split`` x rows x columns float32), the launch that adds them (2, the sum tile), or unsplit (0)."""
+    g = geometry(launch)
+    if split > 1:
+        workspace = torch.empty((split, g["rows"], g["columns"]), dtype=torch.float32)
+    else:  # the launchers pass a tensor the kernel already takes
+        workspace = g["named"]["partial_ptr" if g["forward"] else "counter_ptr"]
+    args = list(launch.args)
+    args[_jit_function(launch.kernel).arg_names.index("ws_ptr")] = workspace
+    tiles = {"configs": [SUM_TILE], "heuristic": SUM_TILE} if phase == 2 else {}
+    return replace(launch, args=tuple(args), kwargs={**launch.kwargs, "SPLIT": split, "SPLIT_PHASE": phase}, **tiles)
+
+
+def own_split(launch: Any, config: triton.Config) -> int:
+    """The split-K the launcher gives ``launch`` (a conv pass, unsplit or the runs) run with ``config``."""
+    g = geometry(with_split(launch, 1, 0))
+    programs = grid_size(g, config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"])
+    return split_count(programs, k_steps(g["channels"], g["kh"], g["kw"], config.kwargs["BLOCK_K"]))
+
+
 def spills(compiler: Compiler, launch: Any, config: triton.Config) -> bool:
-    """Whether the sm_90 variant spills registers (ptxas's spill stores or loads)."""
-    return compiler.spill_bytes(launch, config) > 0
+    """Whether the sm_90 variant spills registers (ptxas's spill stores or loads), run with its own split."""
+    split = own_split(launch, config)
+    return compiler.spill_bytes(with_split(launch, split, 1 if split > 1 else 0), config) > 0
+
+
+def price(
+    launch: Any, name: str, useful: float, config: triton.Config, compiler: Compiler, chain_dot: str,
+    scratch: frozenset[int], c: Constants,
+) -> tuple[float, int]:  # fmt: skip
+    """µs of a conv pass run with ``config`` and its own split (the runs and their sum), and the split."""
+    split = own_split(launch, config)
+    runs = launch_input(with_split(launch, split, 1 if split > 1 else 0), name, False, useful, config, compiler,
+                        chain_dot, scratch)  # fmt: skip
+    us = predict(runs, c=c).predicted_us
+    if split > 1:
+        total = with_split(launch, split, 2)
+        us += predict(launch_input(total, name, True, 0.0, SUM_TILE, compiler, chain_dot, scratch), c=c).predicted_us
+    return us, split
 
 
 def search_step(preset: str, size: int, batch: int, dtype: str, compiler: Compiler, c: Constants) -> list[dict]:
-    """Per pass: the heuristic's tile and µs, every candidate's, and the best."""
+    """Per pass: the heuristic's tile and µs (its split-K sum included), every candidate's, and the best."""
     launches = conv_launches(record_step(preset, size, batch, DTYPES[dtype]))
     chain_dot = CHAIN_DOT[dtype]
     scratch = patch_storages(launches)
     rows: list[dict] = []
+    searched = False  # whether the launch before was a pass the search priced (its candidates hold their sums)
     for launch, p in zip(launches, workload_passes(launches, compiler, chain_dot), strict=True):
         heuristic = predict(p, c=c).predicted_us
-        if p.split_sum and rows:  # a split-K sum or a fold: part of its pass, whichever tile the pass takes
-            last = rows[-1]
-            last["candidates"] = {tile: us + heuristic for tile, us in last["candidates"].items()}
-            last["heuristic_us"] += heuristic
-            last["best_us"] += heuristic
+        if p.split_sum and rows:  # a fold, a later sub-pixel phase, or a split-K sum: part of its pass
+            if not (searched and kernel_name(launch) != FOLD_KERNEL and geometry(launch)["phase"] == 2):
+                last = rows[-1]
+                last["candidates"] = {tile: us + heuristic for tile, us in last["candidates"].items()}
+                last["best_us"] += heuristic
+            rows[-1]["heuristic_us"] += heuristic
+            searched = False
             continue
-        candidates = {tile_label(launch.heuristic): heuristic}
-        if p.split == 1:
-            for config in launch.configs:
-                if tile_label(config) not in candidates and not spills(compiler, launch, config):
-                    tiled = launch_input(launch, p.name, False, p.useful_flops, config, compiler, chain_dot, scratch)
-                    candidates[tile_label(config)] = predict(tiled, c=c).predicted_us
+        searched = True
+        label = tile_label(launch.heuristic)
+        candidates, splits = {}, {}
+        for config in [launch.heuristic, *launch.configs]:
+            tile = tile_label(config)
+            if tile in candidates or (config is not launch.heuristic and spills(compiler, launch, config)):
+                continue
+            candidates[tile], splits[tile] = price(launch, p.name, p.useful_flops, config, compiler, chain_dot,
+                                                   scratch, c)  # fmt: skip
         best = min(candidates, key=candidates.get)
-        rows.append({"pass": p.name, "heuristic": tile_label(launch.heuristic), "heuristic_us": heuristic,
-                     "best": best, "best_us": candidates[best], "candidates": candidates})  # fmt: skip
+        rows.append({"pass": p.name, "heuristic": label, "heuristic_us": heuristic, "best": best,
+                     "best_us": candidates[best], "candidates": candidates, "splits": splits})  # fmt: skip
     return rows
+
+
+def with_split_label(p: dict[str, Any], tile: str) -> str:
+    """``tile`` with its split-K where it has one (``split 2``)."""
+    split = p.get("splits", {}).get(tile, 1)
+    return f"{tile} split {split}" if split > 1 else tile
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
@@ -85,8 +144,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         for p in [*r["passes"], {"pass": "step", "heuristic": "", "best": "", **r["step"]}]:
-            lines.append(f"| {r['workload']} | {r['batch']} | {r['dtype']} | {p['pass']} | {p['heuristic']} | "
-                         f"{p['heuristic_us']:.1f} | {p['best']} | {p['best_us']:.1f} | "
+            lines.append(f"| {r['workload']} | {r['batch']} | {r['dtype']} | {p['pass']} | "
+                         f"{with_split_label(p, p['heuristic'])} | {p['heuristic_us']:.1f} | "
+                         f"{with_split_label(p, p['best'])} | {p['best_us']:.1f} | "
                          f"{p['heuristic_us'] / p['best_us']:.2f}x |")  # fmt: skip
     return "\n".join(lines)
 

@@ -229,7 +229,7 @@ def _launch_forward(
         named = {"n_columns": c_out, "n_rows": rows, "out_h": out_h, "out_w": out_w}
         configs = prune_configs(conv_configs(), named, SPAN=span, C_IN=c_in, KW=kernel_w)
         heuristic = heuristic_config(c_out, tile_rows(named, span), images=1 if span else batch, channels=c_in,
-                                     kernel_w=kernel_w)  # fmt: skip
+                                     kernel_w=kernel_w, kernel_h=kernel_h)  # fmt: skip
     grid = conv_grid(batch, out_h * out_w, c_out, span)
     split = split_for(heuristic, grid, c_in, kernel_h, kernel_w)
     # split-K: the runs' partial sums, then a launch that adds them and applies the epilogue

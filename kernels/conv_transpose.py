@@ -344,7 +344,8 @@ def _launch_transpose(
             configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels, TAPS=gemm.taps,
                                     **epilogue)  # fmt: skip
             heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
-                                         channels=channels, langevin=narrow_epilogue(epilogue))  # fmt: skip
+                                         channels=channels, langevin=narrow_epilogue(epilogue), kernel_w=gemm.taps_w,
+                                         kernel_h=gemm.taps_h)  # fmt: skip
         grid = conv_grid(batch, nq_h * nq_w, columns, span)
         split = split_for(heuristic, grid, channels, gemm.taps_h, gemm.taps_w)
         # split-K: the runs' partial sums, then a launch that adds them and runs the epilogue

@@ -101,8 +101,9 @@ LANGEVIN_COLUMNS = 64
 WIDE_K_CHANNELS = 64
 # The tile with autotuning off, by BLOCK_N: (tall tiles for many rows, 64-row tiles otherwise); a
 # tile with BLOCK_K 64 takes its BLOCK_K 32 twin below WIDE_K_CHANNELS (a tall one the short tile
-# where there is none), and so does a 64-row one that split-K cuts (the top-down 32-column tile: the
-# texture net's image-layer pass in bfloat16, 1.12x faster at B = 16 on the calibrated model).
+# where there is none), and so does a 64-row one whose split-K does not fill the GPU with 64-wide steps
+# (the top-down 32-column tile: the texture net's image-layer pass in bfloat16, 1.12x faster at B = 16
+# on the calibrated model, 1.04x at B = 4 with 4 runs; at B = 1 32-wide steps split into 12 runs, not 6).
 # Wider and taller tiles move fewer shared-memory bytes per FLOP (each wgmma reads its 64 rows of A
 # and all of B from shared memory; the copies write both): 64 / BLOCK_N + 32 / BLOCK_M + 1/2
 # bytes-per-clock units per tensor-core clock, 1.75 for 128x64, 1.625 for 256x64, 1.25 for 128x128
@@ -235,6 +236,11 @@ def _narrow_k_twin(tile: tuple[int, ...], tiles: tuple[tuple[int, ...], ...]) ->
     return tile if tile[2] <= 32 else _k_twin(tile, 32, tiles)
 
 
+def _half_width_twin(tile: tuple[int, ...], tiles: tuple[tuple[int, ...], ...]) -> tuple[int, ...] | None:
+    """The tile of ``tiles`` like ``tile`` but half as many columns (None where there is none)."""
+    return next((t for t in tiles if t[0] == tile[0] and t[1] * 2 == tile[1] and t[2:] == tile[2:]), None)
+
+
 def heuristic_config(
     columns: int,
     rows: int,
@@ -243,6 +249,7 @@ def heuristic_config(
     channels: int = WIDE_K_CHANNELS,
     langevin: bool = False,
     kernel_w: int = 1,
+    kernel_h: int = 1,
 ) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
     >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update or a channel-major sub-pixel
@@ -251,12 +258,17 @@ def heuristic_config(
     so much less that they move fewer shared-memory bytes); where they do not, the swapped 128-row
     tile with 4 stages for 64 columns or more if its programs fill half the GPU (so split-K leaves it
     whole: the calibrated cost model prices it 23-34 % under the 64-row tile there,
-    ``bench.tile_search``), 64-row tiles otherwise (small batches); BLOCK_K 64 for ``channels`` >= 64
-    (on a 64-row tile only where split-K leaves its K loop whole), and on the bottom-up image layer's
+    ``bench.tile_search``), else the swapped tile (256 rows as above, else 128 with 4 stages) where
+    split-K (``split_count``, over the ``kernel_h`` x ``kernel_w`` taps) makes its programs fill the GPU
+    (64 columns: the texture net's 5x5 layer at B = 4-16), 64-row tiles otherwise, half as wide
+    where N fills them and the K loop is too short for split-K to cut in more than two (the 3x3 layers
+    at the smallest batches: twice the programs and no sum launch); BLOCK_K 64 for ``channels`` >= 64
+    (on a 64-row tile only where its split, if any, fills the GPU), and on the bottom-up image layer's
     128-column tall tile and small-batch swapped tile (flat K, rows of ``kernel_w`` x ``channels``)
     ``flat_block_k``'s."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
-    tall, short = table[_narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))]
+    widest = _narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))  # ``prune_configs``' too
+    tall, short = table[widest]
     tiles = _TOP_DOWN_TILES if top_down else _TILES
     if channels < WIDE_K_CHANNELS:
         short = _narrow_k_twin(short, tiles) or short
@@ -282,12 +294,20 @@ def heuristic_config(
         rows_mma, columns_mma = (tile[1], tile[0]) if len(tile) > 5 and tile[5] else (tile[0], tile[1])
         return triton.cdiv(columns, tile[1]) * tile[1] * (64 / columns_mma + 32 / rows_mma + 0.5)
 
+    def steps(tile: tuple[int, ...]) -> int:
+        return k_steps(channels, kernel_h, kernel_w, tile[2])
+
+    def split_fills(tile: tuple[int, ...]) -> bool:
+        """Whether ``tile``'s programs, times the runs split-K cuts its K loop into, fill the GPU."""
+        return programs(tile) * split_count(programs(tile), steps(tile)) >= TALL_FILL_PROGRAMS
+
     swappable = tall[1] >= 64 and not (top_down and langevin)
+    channel_blocks = not top_down and channels >= FLAT_K_CHANNELS
+    swapped_tall = channel_blocks and pads_no_more(_SWAPPED_TALL)
     if swappable and tall[1] == 128 and fills(_SWAPPED) and shared_cost(_SWAPPED) < shared_cost(tall):
         return _config(*_SWAPPED)  # e.g. 160 columns: 192 in 64-column tiles move fewer bytes than 256
     if swappable and tall[1] == 64:
-        channel_blocks = not top_down and channels >= FLAT_K_CHANNELS
-        if channel_blocks and fills(_SWAPPED_TALL) and pads_no_more(_SWAPPED_TALL):
+        if swapped_tall and fills(_SWAPPED_TALL):
             return _config(*_SWAPPED_TALL)
         if fills(_SWAPPED):
             return _config(*_SWAPPED)
@@ -295,8 +315,15 @@ def heuristic_config(
         return _config(*tall)
     if swappable and rows >= 256 and 2 * programs(_SWAPPED) > FILL_PROGRAMS:  # half the GPU: no split-K
         return _config(*deep)
-    if 2 * programs(short) <= FILL_PROGRAMS:  # split-K (``split_for``): 32-wide K-steps leave more to split
-        short = _narrow_k_twin(short, tiles) or short
+    if swappable and tall[1] == 64 and rows >= 256:  # split-K fills the GPU with swapped tiles (``split_for``)
+        for tile in ((_SWAPPED_TALL,) if swapped_tall else ()) + (deep,):
+            if split_fills(tile):
+                return _config(*tile)
+    if 2 * programs(short) <= FILL_PROGRAMS:  # split-K's batches
+        if not split_fills(short):  # 32-wide K-steps leave more to split
+            short = _narrow_k_twin(short, tiles) or short
+        if short[1] == widest and steps(short) < 3 * SPLIT_MIN_STEPS:  # split-K cuts its K loop in two at most:
+            short = _half_width_twin(short, tiles) or short  # twice the programs instead
     return _config(*short)
 
 

@@ -143,8 +143,9 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
     """Large batches of 64-column passes take swapped tiles, except where those spill: the image
     layer's 256-row one, a top-down pass with the channel-major sub-pixel scatter or the Langevin
     update; where tall tiles do not fill the GPU, passes of 64 columns or more take the swapped
-    128-row tile if it fills half of it (with a fourth stage), unswapped 64-row tiles otherwise
-    (split-K's batches); tall tiles count as filling at 7/8 of the SMs. The image layer's tall and
+    128-row tile if it fills half of it (with a fourth stage), 64-column ones a swapped tile split-K
+    makes fill it, unswapped 64-row tiles otherwise (split-K's batches), half as wide where the K loop
+    is too short to split; tall tiles count as filling at 7/8 of the SMs. The image layer's tall and
     small-batch swapped tiles step through K as wide as pads a kernel row no more than 16; the
     top-down 32-column short tile 64-wide on deep layers unless split-K cuts its K loop."""
 
@@ -162,15 +163,25 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
     assert tile(columns=64, rows=25 * 25, images=256, channels=100) == (128, 64, 1)  # 256 rows would pad more
     assert tile(columns=64, rows=22 * 22, images=256, channels=32, top_down=True) == (128, 64, 1)
     assert tile(columns=64, rows=22 * 22, images=256, channels=32, top_down=True, langevin=True)[2] == 0
-    assert tile(columns=64, rows=22 * 22, images=1, channels=100) == (64, 64, 0)
+    assert tile(columns=64, rows=22 * 22, images=1, channels=100, kernel_h=5, kernel_w=5) == (64, 64, 0)
     assert tile(columns=100, rows=22 * 22, images=256, channels=64)[2] == 0  # no 128-column swapped tile
     # B = 16 at 64 px: texture's image layer and its top-down twin (17 x 17 pixels, 100 channels) fill
     # 96 of 132 SMs with the swapped tile, 48 with the tall one; the 13 x 13 layers too few rows
     assert tile(columns=100, rows=17 * 17, images=16, channels=4) == (128, 64, 1)
     assert tile(columns=100, rows=17 * 17, images=16, channels=64, top_down=True) == (128, 64, 1)
     assert tile(columns=100, rows=17 * 17, images=16, channels=64, top_down=True, langevin=True)[2] == 0
-    assert tile(columns=64, rows=13 * 13, images=16, channels=100) == (64, 64, 0)
-    assert tile(columns=64, rows=22 * 22, images=16, channels=100) == (64, 64, 0)  # 64 programs: split-K's
+    assert tile(columns=64, rows=13 * 13, images=16, channels=100, kernel_h=5, kernel_w=5) == (64, 64, 0)
+    # texture's 5x5 layer at B = 16: 32 programs of the 256-row swapped tile, split-K 4 (100 K-steps);
+    # at B = 4 the 128-row one, 16 programs split 8; at B = 1 two of either would need 58 runs each
+    texture_deep = {"columns": 64, "rows": 22 * 22, "channels": 100, "kernel_h": 5, "kernel_w": 5}
+    assert tile(images=16, **texture_deep) == (256, 64, 1)
+    assert tile(images=4, **texture_deep) == (128, 64, 1) and stages(images=4, **texture_deep) == 4
+    assert tile(images=1, **texture_deep) == (64, 64, 0)
+    assert tile(images=16, **{**texture_deep, "kernel_h": 1, "kernel_w": 1}) == (64, 64, 0)  # 4 K-steps: no split
+    # K loops too short to split (3x3 taps over 32-64 channels) take half-width tiles at small batches
+    assert tile(columns=64, rows=22 * 22, images=8, channels=32, kernel_h=3, kernel_w=3, top_down=True) == (64, 32, 0)
+    assert tile(columns=64, rows=22 * 22, images=16, channels=32, kernel_h=3, kernel_w=3, top_down=True) == (64, 64, 0)
+    assert tile(columns=32, rows=22 * 22, images=8, channels=64, kernel_h=3, kernel_w=3) == (64, 16, 0)
     assert tile(columns=16, rows=64 * 64, images=4, channels=100) == (64, 16, 0)  # narrow: no swap
     # the small-batch swapped tile runs 4 stages (at most two CTAs per SM), the filling one 3
     assert stages(columns=100, rows=17 * 17, images=16, channels=64, top_down=True) == 4
@@ -179,9 +190,12 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
     assert tile(columns=64, rows=22 * 22, images=64, channels=100) == (256, 64, 1)
     assert tile(columns=64, rows=22 * 22, images=56, channels=100) == (128, 64, 1)
     # the texture net's image-layer top-down pass without the patch form (27 columns, 100 channels,
-    # 22 x 22 sub-pixel rows): 64-wide K-steps at B = 16, 32-wide at B = 1 (split-K)
-    image_top_down = {"columns": 27, "rows": 22 * 22, "channels": 100, "top_down": True, "langevin": True}
+    # 22 x 22 sub-pixel rows, 5 x 5 taps): 64-wide K-steps at B = 16, and at B = 4 (split-K 4 fills the
+    # GPU with them), 32-wide at B = 1 (with 64 the split, 6 runs of 8 programs, would not)
+    image_top_down = {"columns": 27, "rows": 22 * 22, "channels": 100, "top_down": True, "langevin": True,
+                      "kernel_h": 5, "kernel_w": 5}  # fmt: skip
     assert tile(images=16, **image_top_down) == (64, 32, 0) and tile_k(images=16, **image_top_down) == 64
+    assert tile(images=4, **image_top_down) == (64, 32, 0) and tile_k(images=4, **image_top_down) == 64
     assert tile_k(images=1, **image_top_down) == 32
     # over 128 columns, the swapped tile where 64-column tiles pad so much less that they move fewer
     # shared-memory bytes: the object net's 160-column patch rows (192 against 256), not the texture net's 688
