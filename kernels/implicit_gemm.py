@@ -136,10 +136,11 @@ _TOP_DOWN_HEURISTIC = {
 # 128-row one with the scatter or the update (Triton 3.9), 128-column swapped tiles everywhere.
 _SWAPPED_TALL = (256, 64, 32, 4, 3, 1)
 _SWAPPED = (128, 64, 32, 4, 3, 1)
-# The swapped 128-row tile where tall tiles do not fill the GPU (small batches): at most two CTAs per
-# SM, which hide each other's copies less, so one more stage in flight (bfloat16 passes 1.24-1.28x
-# faster on the calibrated model, float32 ones, bound by shared memory, the same; with three CTAs
-# per SM the fourth stage would cost float32 one of them).
+# The swapped 128-row tile where tall tiles do not fill the GPU (small batches), and where it fills it
+# with one CTA per SM (texture's 5x5 layer at B = 32): at most two CTAs per SM, which hide each
+# other's copies less, so one more stage in flight (bfloat16 passes 1.24-1.28x faster on the
+# calibrated model, float32 ones, bound by shared memory, the same; with three CTAs per SM the
+# fourth stage would cost float32 one of them).
 _SWAPPED_DEEP = (128, 64, 32, 4, 4, 1)
 
 
@@ -225,10 +226,10 @@ TALL_FILL_PROGRAMS = FILL_PROGRAMS * 7 // 8
 
 
 def _k_twin(tile: tuple[int, ...], block_k: int, tiles: tuple[tuple[int, ...], ...]) -> tuple[int, ...] | None:
-    """The tile of ``tiles`` with ``tile``'s rows, columns, warps and orientation and BLOCK_K ``block_k``
-    (its stages may differ; None where there is none)."""
-    return next((t for t in tiles if t[:2] == tile[:2] and t[2] == block_k and t[3] == tile[3] and t[5:] == tile[5:]),
-                None)  # fmt: skip
+    """The tile of ``tiles`` with ``tile``'s rows, columns, warps and orientation and BLOCK_K ``block_k``,
+    its stages the nearest to ``tile``'s (None where there is none)."""
+    twins = [t for t in tiles if t[:2] == tile[:2] and t[2] == block_k and t[3] == tile[3] and t[5:] == tile[5:]]
+    return min(twins, key=lambda t: abs(t[4] - tile[4]), default=None)
 
 
 def _narrow_k_twin(tile: tuple[int, ...], tiles: tuple[tuple[int, ...], ...]) -> tuple[int, ...] | None:
@@ -255,12 +256,14 @@ def heuristic_config(
     >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update or a channel-major sub-pixel
     scatter, ``langevin``); tall tiles when the tiles cover many rows and ``images`` x their tiles
     fill 7/8 of the GPU (swapped ones for 64 columns, and for more than 128 where 64-column tiles pad
-    so much less that they move fewer shared-memory bytes); where they do not, the swapped 128-row
-    tile with 4 stages for 64 columns or more if its programs fill half the GPU (so split-K leaves it
-    whole: the calibrated cost model prices it 23-34 % under the 64-row tile there,
-    ``bench.tile_search``), else the swapped tile (256 rows as above, else 128 with 4 stages) where
-    split-K (``split_count``, over the ``kernel_h`` x ``kernel_w`` taps) makes its programs fill the GPU
-    (64 columns: the texture net's 5x5 layer at B = 4-16), 64-row tiles otherwise, half as wide
+    so much less that they move fewer shared-memory bytes; 4 stages on the 128-row swapped one at one
+    CTA per SM); where they do not, the swapped 128-row tile with 4 stages for 64 columns or more if
+    its programs fill half the GPU (so split-K leaves it whole: the calibrated cost model prices it
+    23-34 % under the 64-row tile there, ``bench.tile_search``), but the tall tile over 64 columns
+    where its programs make one wave and the swapped tile's more; else the swapped tile (256 rows as
+    above, else 128 with 4 stages) where split-K (``split_count``, over the ``kernel_h`` x ``kernel_w``
+    taps) makes its programs fill the GPU (64 columns: the texture net's 5x5 layer at B = 4-16),
+    64-row tiles otherwise, half as wide
     where N fills them and the K loop is too short for split-K to cut in more than two (the 3x3 layers
     at the smallest batches: twice the programs and no sum launch); BLOCK_K 64 for ``channels`` >= 64
     (on a 64-row tile only where its split, if any, fills the GPU), and on the bottom-up image layer's
@@ -273,12 +276,12 @@ def heuristic_config(
     if channels < WIDE_K_CHANNELS:
         short = _narrow_k_twin(short, tiles) or short
         tall = _narrow_k_twin(tall, tiles) or short
-    deep = _SWAPPED_DEEP
-    if not top_down and channels < FLAT_K_CHANNELS:  # flat K: the 128-column and the small-batch swapped tiles
+    swapped, deep = _SWAPPED, _SWAPPED_DEEP
+    if not top_down and channels < FLAT_K_CHANNELS:  # flat K: the 128-column and the 128-row swapped tiles
         block_k = flat_block_k(kernel_w * channels)
         if tall[:2] == (128, 128):
             tall = _k_twin(tall, block_k, tiles) or tall
-        deep = _k_twin(deep, block_k, tiles) or deep
+        swapped, deep = _k_twin(swapped, block_k, tiles) or swapped, _k_twin(deep, block_k, tiles) or deep
 
     def programs(tile: tuple[int, ...]) -> int:
         return images * triton.cdiv(rows, tile[0]) * triton.cdiv(columns, tile[1])
@@ -293,6 +296,13 @@ def heuristic_config(
         """Shared-memory bytes per output row over the padded columns, in the units above."""
         rows_mma, columns_mma = (tile[1], tile[0]) if len(tile) > 5 and tile[5] else (tile[0], tile[1])
         return triton.cdiv(columns, tile[1]) * tile[1] * (64 / columns_mma + 32 / rows_mma + 0.5)
+
+    def wave_cost(tile: tuple[int, ...]) -> float:
+        """The busiest SM's shared-memory traffic, in the units above: its tiles (the programs over the
+        SMs, rounded up: a ragged last wave counts whole) x a tile's rows x columns x units."""
+        rows_mma, columns_mma = (tile[1], tile[0]) if len(tile) > 5 and tile[5] else (tile[0], tile[1])
+        per_tile = tile[0] * tile[1] * (64 / columns_mma + 32 / rows_mma + 0.5)
+        return triton.cdiv(programs(tile), FILL_PROGRAMS) * per_tile
 
     def steps(tile: tuple[int, ...]) -> int:
         return k_steps(channels, kernel_h, kernel_w, tile[2])
@@ -309,12 +319,13 @@ def heuristic_config(
     if swappable and tall[1] == 64:
         if swapped_tall and fills(_SWAPPED_TALL):
             return _config(*_SWAPPED_TALL)
-        if fills(_SWAPPED):
-            return _config(*_SWAPPED)
+        if fills(_SWAPPED):  # one CTA per SM: 4 stages, as where it does not fill
+            return _config(*(deep if programs(_SWAPPED) <= FILL_PROGRAMS else swapped))
+    ragged = swappable and tall[1] == 128 and wave_cost(_SWAPPED) < wave_cost(tall)  # the tall tiles' last wave
     if fills(tall):
-        return _config(*tall)
+        return _config(*(swapped if ragged else tall))
     if swappable and rows >= 256 and 2 * programs(_SWAPPED) > FILL_PROGRAMS:  # half the GPU: no split-K
-        return _config(*deep)
+        return _config(*(deep if ragged or tall[1] < 128 else tall))
     if swappable and tall[1] == 64 and rows >= 256:  # split-K fills the GPU with swapped tiles (``split_for``)
         for tile in ((_SWAPPED_TALL,) if swapped_tall else ()) + (deep,):
             if split_fills(tile):

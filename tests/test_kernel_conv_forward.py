@@ -183,9 +183,25 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
     assert tile(columns=64, rows=22 * 22, images=16, channels=32, kernel_h=3, kernel_w=3, top_down=True) == (64, 64, 0)
     assert tile(columns=32, rows=22 * 22, images=8, channels=64, kernel_h=3, kernel_w=3) == (64, 16, 0)
     assert tile(columns=16, rows=64 * 64, images=4, channels=100) == (64, 16, 0)  # narrow: no swap
-    # the small-batch swapped tile runs 4 stages (at most two CTAs per SM), the filling one 3
+    # the small-batch swapped tile runs 4 stages (at most two CTAs per SM), and so does the filling one
+    # at one CTA per SM (texture's 5x5 layer at B = 32: 128 programs); with more, 3
     assert stages(columns=100, rows=17 * 17, images=16, channels=64, top_down=True) == 4
     assert stages(columns=64, rows=22 * 22, images=256, channels=32, top_down=True) == 3
+    assert tile(columns=64, rows=22 * 22, images=32, channels=100) == (128, 64, 1)
+    assert stages(columns=64, rows=22 * 22, images=32, channels=100) == 4
+    assert stages(columns=64, rows=22 * 22, images=40, channels=100) == 3
+    # the object net's image layer (47 x 47 pixels, 100 columns, flat K of 7 x 4), by the busiest SM's
+    # tiles: at B = 4 one wave of 72 tall tiles, not 144 swapped ones (two on some SMs); at B = 8 three
+    # swapped tiles on the busiest SM, not two tall ones (144 programs); at B = 16 a tie (3 against 5)
+    # keeps the tall tile; at B = 2 the swapped tile, 4 stages kept with the flat K's BLOCK_K 32
+    object_image = {"columns": 100, "rows": 47 * 47, "channels": 4, "kernel_h": 7, "kernel_w": 7}
+    assert tile(images=4, **object_image) == (128, 128, 0)
+    assert tile(images=8, **object_image) == (128, 64, 1)
+    assert tile(images=16, **object_image) == (128, 128, 0)
+    assert tile(images=2, **object_image) == (128, 64, 1) and stages(images=2, **object_image) == 4
+    # the texture net's at 224 px (75 x 75, flat K of 15 x 4) at B = 4: swapped, 64-wide K-steps
+    texture_image = {"columns": 100, "rows": 75 * 75, "channels": 4, "kernel_h": 15, "kernel_w": 15}
+    assert tile(images=4, **texture_image) == (128, 64, 1) and tile_k(images=4, **texture_image) == 64
     # B = 64: 128 programs of the 256-row swapped tile leave 4 of 132 SMs idle (7/8 fill), 112 too many
     assert tile(columns=64, rows=22 * 22, images=64, channels=100) == (256, 64, 1)
     assert tile(columns=64, rows=22 * 22, images=56, channels=100) == (128, 64, 1)
