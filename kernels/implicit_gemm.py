@@ -292,17 +292,19 @@ def heuristic_config(
     def pads_no_more(tile: tuple[int, ...]) -> bool:
         return triton.cdiv(rows, tile[0]) * tile[0] <= triton.cdiv(rows, tall[0]) * tall[0]
 
-    def shared_cost(tile: tuple[int, ...]) -> float:
-        """Shared-memory bytes per output row over the padded columns, in the units above."""
+    def units(tile: tuple[int, ...]) -> float:
+        """Shared-memory bytes per output element per tensor-core clock, in the units above."""
         rows_mma, columns_mma = (tile[1], tile[0]) if len(tile) > 5 and tile[5] else (tile[0], tile[1])
-        return triton.cdiv(columns, tile[1]) * tile[1] * (64 / columns_mma + 32 / rows_mma + 0.5)
+        return 64 / columns_mma + 32 / rows_mma + 0.5
+
+    def shared_cost(tile: tuple[int, ...]) -> float:
+        """Shared-memory traffic per output row over the padded columns."""
+        return triton.cdiv(columns, tile[1]) * tile[1] * units(tile)
 
     def wave_cost(tile: tuple[int, ...]) -> float:
-        """The busiest SM's shared-memory traffic, in the units above: its tiles (the programs over the
-        SMs, rounded up: a ragged last wave counts whole) x a tile's rows x columns x units."""
-        rows_mma, columns_mma = (tile[1], tile[0]) if len(tile) > 5 and tile[5] else (tile[0], tile[1])
-        per_tile = tile[0] * tile[1] * (64 / columns_mma + 32 / rows_mma + 0.5)
-        return triton.cdiv(programs(tile), FILL_PROGRAMS) * per_tile
+        """The busiest SM's shared-memory traffic: its tiles (the programs over the SMs, rounded up: a
+        ragged last wave counts whole) x a tile's rows x columns x units."""
+        return triton.cdiv(programs(tile), FILL_PROGRAMS) * tile[0] * tile[1] * units(tile)
 
     def steps(tile: tuple[int, ...]) -> int:
         return k_steps(channels, kernel_h, kernel_w, tile[2])
