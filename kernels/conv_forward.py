@@ -222,16 +222,17 @@ def _launch_forward(
     partial = torch.zeros((triton.cdiv(c_out, 16), rows), dtype=torch.float32, device=x.device) if keeps_score else mask
     k_major = weights_k_major(x.dtype)
     packed = packed_gemm_weight(weight, x.dtype, N_ALIGN, c_in if c_in != weight_c_in else None, k_major)
+    grid = conv_grid(batch, out_h * out_w, c_out, span)
     if interpreting():
         configs = interpreter_tiles(rows, c_out, reduction_per_step(c_in, kernel_w))
         heuristic = configs[0]
+        split = split_for(heuristic, grid, c_in, kernel_h, kernel_w)
     else:
         named = {"n_columns": c_out, "n_rows": rows, "out_h": out_h, "out_w": out_w}
-        configs = prune_configs(conv_configs(), named, SPAN=span, C_IN=c_in, KW=kernel_w)
         heuristic = heuristic_config(c_out, tile_rows(named, span), images=1 if span else batch, channels=c_in,
                                      kernel_w=kernel_w, kernel_h=kernel_h)  # fmt: skip
-    grid = conv_grid(batch, out_h * out_w, c_out, span)
-    split = split_for(heuristic, grid, c_in, kernel_h, kernel_w)
+        split = split_for(heuristic, grid, c_in, kernel_h, kernel_w)
+        configs = prune_configs(conv_configs(), named, SPAN=span, C_IN=c_in, KW=kernel_w, SPLIT=split)
     # split-K: the runs' partial sums, then a launch that adds them and applies the epilogue
     ws = torch.empty((split, rows, c_out), dtype=torch.float32, device=x.device) if split > 1 else partial
     for phase in (1, 2) if split > 1 else (0,):

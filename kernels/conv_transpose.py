@@ -334,20 +334,21 @@ def _launch_transpose(
         return out
     for gemm in gemms:
         columns = gemm.columns
+        grid = conv_grid(batch, nq_h * nq_w, columns, span)
         if interpreting():
             configs = interpreter_tiles(rows, columns, reduction_per_step(channels, gemm.taps_w))
             heuristic = configs[0]
+            split = split_for(heuristic, grid, channels, gemm.taps_h, gemm.taps_w)
         else:
             named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
             epilogue = {"STRIDE": stride, "FUSE_LANGEVIN": langevin is not None, "PHASE_ROW": gemm.phase_row,
                         "PHASE": gemm.phase}  # fmt: skip
-            configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels, TAPS=gemm.taps,
-                                    **epilogue)  # fmt: skip
             heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
                                          channels=channels, langevin=narrow_epilogue(epilogue), kernel_w=gemm.taps_w,
                                          kernel_h=gemm.taps_h)  # fmt: skip
-        grid = conv_grid(batch, nq_h * nq_w, columns, span)
-        split = split_for(heuristic, grid, channels, gemm.taps_h, gemm.taps_w)
+            split = split_for(heuristic, grid, channels, gemm.taps_h, gemm.taps_w)
+            configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels, TAPS=gemm.taps,
+                                    SPLIT=split, **epilogue)  # fmt: skip
         # split-K: the runs' partial sums, then a launch that adds them and runs the epilogue
         ws = torch.empty((split, rows, columns), dtype=torch.float32, device=source.device) if split > 1 else counter
         packed = gemm.packed

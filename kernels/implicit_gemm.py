@@ -195,11 +195,14 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     (``C`` of the top-down kernel, ``C_IN`` of the bottom-up one, in ``kwargs``), and at most
     LANGEVIN_COLUMNS columns and no swapped tile for a top-down pass (``TAPS``) with the Langevin
     update or the channel-major sub-pixel scatter in its epilogue (``narrow_epilogue``), no 256-row
-    swapped tile for the image layer."""
+    swapped tile for the image layer, and none for a split-K launch (``SPLIT`` > 1) over more than
+    64 columns."""
     widest = _narrow_n(int(named_args["n_columns"]), max(c.kwargs["BLOCK_N"] for c in configs))
     if "TAPS" in kwargs and narrow_epilogue(kwargs):
         widest = min(widest, LANGEVIN_COLUMNS)
         configs = [c for c in configs if not c.kwargs["SWAP"]]  # they spill with these epilogues
+    if int(kwargs.get("SPLIT", 1)) > 1 and widest > 64:  # storing split-K runs, they spill 12-16 bytes on sm_90
+        configs = [c for c in configs if not c.kwargs["SWAP"]]
     channels = int(kwargs.get("C", kwargs.get("C_IN", WIDE_K_CHANNELS)))  # the reduction's channels
     if channels < FLAT_K_CHANNELS and "KW" in kwargs:  # flat K: as wide as pads a kernel row no more than 16
         widest_k = flat_block_k(int(kwargs["KW"]) * channels)

@@ -229,6 +229,15 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
     deep = {"n_columns": 128, "n_rows": 256 * 1024, "out_h": 32, "out_w": 32}  # no 64-wide K on 128 columns
     assert not any(c.kwargs["BLOCK_K"] > 32 and c.kwargs["BLOCK_N"] > 64
                    for c in implicit_gemm.prune_configs(implicit_gemm.conv_configs(), deep, C_IN=100))  # fmt: skip
+    # a split-K launch over more than 64 columns takes no swapped tile (storing its runs, they spill on
+    # sm_90: the texture net's image layer and TD2 at B = 4); over 64 columns or unsplit, it may
+    wide = {"n_columns": 100, "n_rows": 4 * 484, "out_h": 22, "out_w": 22}
+
+    def swaps(named: dict, **kwargs) -> bool:
+        return any(c.kwargs["SWAP"] for c in implicit_gemm.prune_configs(implicit_gemm.conv_configs(), named, **kwargs))
+
+    assert swaps(wide, C_IN=4, KW=15) and not swaps(wide, C_IN=4, KW=15, SPLIT=2)
+    assert swaps({**wide, "n_columns": 64}, C_IN=100, SPLIT=2)
     image_layer = {"n_columns": 64, "n_rows": 256 * 1024, "out_h": 32, "out_w": 32}
     kept = implicit_gemm.prune_configs(implicit_gemm.conv_configs(), image_layer, C_IN=4)
     assert kept and not any(c.kwargs["SWAP"] and c.kwargs["BLOCK_M"] > 128 for c in kept)
