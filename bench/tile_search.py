@@ -59,9 +59,9 @@ def tile_label(config: triton.Config) -> str:
     )
 
 
-def with_split(launch: Any, split: int, phase: int) -> Any:
-    """``launch`` as its launcher issues it with ``split`` runs: the runs (``phase`` 1, a workspace of
-    ``split`` x rows x columns float32), the launch that adds them (2, the sum tile), or unsplit (0)."""
+def with_split(launch: Any, split: int, summing: bool = False) -> Any:
+    """``launch`` as its launcher issues it with ``split`` runs: unsplit (``split`` 1), the runs (a
+    workspace of ``split`` x rows x columns float32), or with ``summing`` the launch that adds them."""
     g = geometry(launch)
     if split > 1:
         workspace = torch.empty((split, g["rows"], g["columns"]), dtype=torch.float32)
@@ -69,34 +69,32 @@ def with_split(launch: Any, split: int, phase: int) -> Any:
         workspace = g["named"]["partial_ptr" if g["forward"] else "counter_ptr"]
     args = list(launch.args)
     args[_jit_function(launch.kernel).arg_names.index("ws_ptr")] = workspace
-    tiles = {"configs": [SUM_TILE], "heuristic": SUM_TILE} if phase == 2 else {}
+    phase = 2 if summing else 1 if split > 1 else 0
+    tiles = {"configs": [SUM_TILE], "heuristic": SUM_TILE} if summing else {}
     return replace(launch, args=tuple(args), kwargs={**launch.kwargs, "SPLIT": split, "SPLIT_PHASE": phase}, **tiles)
 
 
 def own_split(launch: Any, config: triton.Config) -> int:
     """The split-K the launcher gives ``launch`` (a conv pass, unsplit or the runs) run with ``config``."""
-    g = geometry(with_split(launch, 1, 0))
+    g = geometry(with_split(launch, 1))
     programs = grid_size(g, config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"])
     return split_count(programs, k_steps(g["channels"], g["kh"], g["kw"], config.kwargs["BLOCK_K"]))
 
 
-def spills(compiler: Compiler, launch: Any, config: triton.Config) -> bool:
-    """Whether the sm_90 variant spills registers (ptxas's spill stores or loads), run with its own split."""
-    split = own_split(launch, config)
-    return compiler.spill_bytes(with_split(launch, split, 1 if split > 1 else 0), config) > 0
-
-
 def price(
     launch: Any, name: str, useful: float, config: triton.Config, compiler: Compiler, chain_dot: str,
-    scratch: frozenset[int], c: Constants,
-) -> tuple[float, int]:  # fmt: skip
-    """µs of a conv pass run with ``config`` and its own split (the runs and their sum), and the split."""
+    scratch: frozenset[int], c: Constants, spilling: bool = True,
+) -> tuple[float, int] | None:  # fmt: skip
+    """µs of a conv pass run with ``config`` and its own split (the runs and their sum), and the split;
+    None where the sm_90 variant spills registers (ptxas's spill stores or loads) and ``spilling`` is
+    False (the model has no term for local memory)."""
     split = own_split(launch, config)
-    runs = launch_input(with_split(launch, split, 1 if split > 1 else 0), name, False, useful, config, compiler,
-                        chain_dot, scratch)  # fmt: skip
-    us = predict(runs, c=c).predicted_us
+    runs = with_split(launch, split)
+    if not spilling and compiler.spill_bytes(runs, config) > 0:
+        return None
+    us = predict(launch_input(runs, name, False, useful, config, compiler, chain_dot, scratch), c=c).predicted_us
     if split > 1:
-        total = with_split(launch, split, 2)
+        total = with_split(launch, split, summing=True)
         us += predict(launch_input(total, name, True, 0.0, SUM_TILE, compiler, chain_dot, scratch), c=c).predicted_us
     return us, split
 
@@ -123,10 +121,12 @@ def search_step(preset: str, size: int, batch: int, dtype: str, compiler: Compil
         candidates, splits = {}, {}
         for config in [launch.heuristic, *launch.configs]:
             tile = tile_label(config)
-            if tile in candidates or (config is not launch.heuristic and spills(compiler, launch, config)):
+            if tile in candidates:
                 continue
-            candidates[tile], splits[tile] = price(launch, p.name, p.useful_flops, config, compiler, chain_dot,
-                                                   scratch, c)  # fmt: skip
+            priced = price(launch, p.name, p.useful_flops, config, compiler, chain_dot, scratch, c,
+                           spilling=config is launch.heuristic)  # fmt: skip
+            if priced is not None:
+                candidates[tile], splits[tile] = priced
         best = min(candidates, key=candidates.get)
         rows.append({"pass": p.name, "heuristic": label, "heuristic_us": heuristic, "best": best,
                      "best_us": candidates[best], "candidates": candidates, "splits": splits})  # fmt: skip
