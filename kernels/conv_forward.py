@@ -33,6 +33,7 @@ from genconv.kernels.implicit_gemm import (
     sum_splits,
     tile_rows,
     weights_k_major,
+    wide_tall_wanted,
 )
 from genconv.kernels.launch import (
     BATCH_BUCKET,
@@ -229,10 +230,12 @@ def _launch_forward(
         split = split_for(heuristic, grid, c_in, kernel_h, kernel_w)
     else:
         named = {"n_columns": c_out, "n_rows": rows, "out_h": out_h, "out_w": out_w}
+        wide = wide_tall_wanted({"C_IN": c_in, "DOT_DTYPE": dot_dtype(x.dtype)})
         heuristic = heuristic_config(c_out, tile_rows(named, span), images=1 if span else batch, channels=c_in,
-                                     kernel_w=kernel_w, kernel_h=kernel_h)  # fmt: skip
+                                     kernel_w=kernel_w, kernel_h=kernel_h, wide=wide)  # fmt: skip
         split = split_for(heuristic, grid, c_in, kernel_h, kernel_w)
-        configs = prune_configs(conv_configs(), named, SPAN=span, C_IN=c_in, KW=kernel_w, SPLIT=split)
+        configs = prune_configs(conv_configs(), named, SPAN=span, C_IN=c_in, KW=kernel_w, SPLIT=split,
+                                DOT_DTYPE=dot_dtype(x.dtype))  # fmt: skip
     # split-K: the runs' partial sums, then a launch that adds them and applies the epilogue
     ws = torch.empty((split, rows, c_out), dtype=torch.float32, device=x.device) if split > 1 else partial
     for phase in (1, 2) if split > 1 else (0,):

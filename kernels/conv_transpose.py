@@ -50,6 +50,7 @@ from genconv.kernels.implicit_gemm import (
     sum_splits,
     tile_rows,
     weights_k_major,
+    wide_tall_wanted,
 )
 from genconv.kernels.langevin_update import update_arguments
 from genconv.kernels.launch import (
@@ -342,10 +343,11 @@ def _launch_transpose(
         else:
             named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
             epilogue = {"STRIDE": stride, "FUSE_LANGEVIN": langevin is not None, "PHASE_ROW": gemm.phase_row,
-                        "PHASE": gemm.phase}  # fmt: skip
+                        "PHASE": gemm.phase, "DOT_DTYPE": dot_dtype(compute_dtype)}  # fmt: skip
+            wide = wide_tall_wanted({"TAPS": gemm.taps, **epilogue})
             heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
                                          channels=channels, langevin=narrow_epilogue(epilogue), kernel_w=gemm.taps_w,
-                                         kernel_h=gemm.taps_h)  # fmt: skip
+                                         kernel_h=gemm.taps_h, wide=wide)  # fmt: skip
             split = split_for(heuristic, grid, channels, gemm.taps_h, gemm.taps_w)
             configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels, TAPS=gemm.taps,
                                     SPLIT=split, **epilogue)  # fmt: skip

@@ -61,6 +61,7 @@ _TILES = (
     (128, 128, 16, 8, 4),
     (128, 128, 32, 8, 4),
     (128, 128, 64, 8, 3),
+    (256, 128, 16, 8, 4),
     (128, 32, 32, 8, 3),
     (64, 32, 32, 4, 6),
     (256, 16, 32, 8, 3),
@@ -78,6 +79,7 @@ _TOP_DOWN_TILES = (
     (128, 64, 64, 8, 3),
     (128, 64, 32, 8, 3),
     (128, 128, 32, 8, 3),
+    (256, 128, 16, 8, 4),
     (64, 64, 32, 4, 6),
     (128, 32, 64, 8, 3),
     (128, 32, 32, 8, 3),
@@ -142,6 +144,37 @@ _SWAPPED = (128, 64, 32, 4, 3, 1)
 # calibrated model, float32 ones, bound by shared memory, the same; with three CTAs per SM the
 # fourth stage would cost float32 one of them).
 _SWAPPED_DEEP = (128, 64, 32, 4, 4, 1)
+# The wide tall tile: 256 x 128 moves 64 / 128 + 32 / 256 + 1/2 = 1.125 units against 128 x 128's 1.25,
+# but holds 128 accumulators per thread at 254-255 registers. It compiles without spills where
+# ``wide_tall_fits`` says: bfloat16 operands on the image layer's flat K and on stride-1 top-down passes
+# over several taps. In float32 it spills 4-8 bytes on sm_90 with Triton 3.9, on strided or 1x1
+# top-down passes up to 248 bytes; 16-wide K-steps keep it within 16 bytes on sm_80 (32-wide ones
+# spill 72-80 there; docs/kernels.md has the table). The heuristic takes it where ``wide_tall_wanted``.
+_WIDE_TALL = (256, 128, 16, 8, 4)
+
+
+def wide_tall_fits(kwargs: dict) -> bool:
+    """Whether a launch (its constexpr ``kwargs``) may take the 256 x 128 tile (``_WIDE_TALL``): an
+    unsplit launch with bfloat16 operands (``DOT_DTYPE``), bottom-up on the image layer's flat K
+    (``C_IN`` < FLAT_K_CHANNELS) or top-down at stride 1 over several taps (``TAPS``) without the
+    Langevin update."""
+    if kwargs.get("DOT_DTYPE") != tl.bfloat16 or int(kwargs.get("SPLIT", 1)) > 1:
+        return False
+    if "TAPS" in kwargs:
+        return int(kwargs.get("STRIDE", 1)) == 1 and int(kwargs["TAPS"]) > 1 and not narrow_epilogue(kwargs)
+    return int(kwargs.get("C_IN", FLAT_K_CHANNELS)) < FLAT_K_CHANNELS
+
+
+def wide_tall_wanted(kwargs: dict) -> bool:
+    """Whether the shape heuristic may take the 256 x 128 tile for a launch (its constexpr ``kwargs``):
+    where it fits (``wide_tall_fits``), on the top-down passes, which both cost models price 10 % faster
+    on it (the texture net's TD2); on the image layer only with ``GENCONV_WIDE_TALL=1``: the calibrated
+    model prices it 7 % faster there, the assumed one 8 % slower (60 16-wide K-steps against 15), so
+    the autotuner and the GPU check's A/B column decide. ``GENCONV_WIDE_TALL=0`` never takes it."""
+    switch = os.environ.get("GENCONV_WIDE_TALL", "")
+    if switch == "0" or not wide_tall_fits(kwargs):
+        return False
+    return "TAPS" in kwargs or switch == "1"
 
 
 def _config(m: int, n: int, k: int, warps: int, stages: int, swap: int = 0) -> triton.Config:
@@ -196,11 +229,13 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     LANGEVIN_COLUMNS columns and no swapped tile for a top-down pass (``TAPS``) with the Langevin
     update or the channel-major sub-pixel scatter in its epilogue (``narrow_epilogue``), no 256-row
     swapped tile for the image layer, and none for a split-K launch (``SPLIT`` > 1) over more than
-    64 columns."""
+    64 columns; 256 x 128 tiles only where ``wide_tall_fits``."""
     widest = _narrow_n(int(named_args["n_columns"]), max(c.kwargs["BLOCK_N"] for c in configs))
     if "TAPS" in kwargs and narrow_epilogue(kwargs):
         widest = min(widest, LANGEVIN_COLUMNS)
         configs = [c for c in configs if not c.kwargs["SWAP"]]  # they spill with these epilogues
+    if not wide_tall_fits(kwargs):
+        configs = [c for c in configs if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) != _WIDE_TALL[:2]]
     if int(kwargs.get("SPLIT", 1)) > 1 and widest > 64:  # storing split-K runs, they spill 12-16 bytes on sm_90
         configs = [c for c in configs if not c.kwargs["SWAP"]]
     channels = int(kwargs.get("C", kwargs.get("C_IN", WIDE_K_CHANNELS)))  # the reduction's channels
@@ -254,6 +289,7 @@ def heuristic_config(
     langevin: bool = False,
     kernel_w: int = 1,
     kernel_h: int = 1,
+    wide: bool = False,
 ) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
     >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update or a channel-major sub-pixel
@@ -271,7 +307,8 @@ def heuristic_config(
     at the smallest batches: twice the programs and no sum launch); BLOCK_K 64 for ``channels`` >= 64
     (on a 64-row tile only where its split, if any, fills the GPU), and on the bottom-up image layer's
     128-column tall tile and small-batch swapped tile (flat K, rows of ``kernel_w`` x ``channels``)
-    ``flat_block_k``'s."""
+    ``flat_block_k``'s. With ``wide`` (``wide_tall_wanted``) a 128-column tall tile gives way to 256 x 128
+    where that fills the GPU too, pads no more rows and its busiest SM moves fewer shared-memory bytes."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     widest = _narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))  # ``prune_configs``' too
     tall, short = table[widest]
@@ -328,7 +365,10 @@ def heuristic_config(
             return _config(*(deep if programs(_SWAPPED) <= FILL_PROGRAMS else swapped))
     ragged = swappable and tall[1] == 128 and wave_cost(_SWAPPED) < wave_cost(tall)  # the tall tiles' last wave
     if fills(tall):
-        return _config(*(swapped if ragged else tall))
+        best = swapped if ragged else tall
+        if wide and tall[:2] == (128, 128) and fills(_WIDE_TALL) and pads_no_more(_WIDE_TALL):
+            best = min(best, _WIDE_TALL, key=wave_cost)
+        return _config(*best)
     if swappable and rows >= 256 and 2 * programs(_SWAPPED) > FILL_PROGRAMS:  # half the GPU: no split-K
         return _config(*(deep if ragged or tall[1] < 128 else tall))
     if swappable and tall[1] == 64 and rows >= 256:  # split-K fills the GPU with swapped tiles (``split_for``)

@@ -254,6 +254,48 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
     assert widest(STRIDE=2, PHASE_ROW=0) == (64, False)
     assert widest(STRIDE=2, PHASE_ROW=112, FUSE_LANGEVIN=True) == (64, False)
     assert tile(columns=448, rows=24 * 24, images=256, channels=64, top_down=True) == (128, 128, 0)
+    # 256 x 128 where it compiles without spills (``wide``: bfloat16, the image layer's flat K or a
+    # stride-1 top-down pass over several taps), fills the GPU and pads no more rows: the texture net's
+    # image layer and TD2 at B = 64 (128 programs; 256 of 128 x 128 make two waves), not at B = 32 (64
+    # programs), nor the object net's TD2 phases (25 x 25 rows: 768 in 256-row tiles against 640)
+    texture_wide = {"columns": 100, "rows": 22 * 22, "channels": 4, "kernel_h": 15, "kernel_w": 15}
+    assert tile(images=64, wide=True, **texture_wide) == (256, 128, 0)
+    assert tile(images=64, **texture_wide) == (128, 128, 0)
+    assert tile(images=32, wide=True, **texture_wide) == (128, 128, 0)
+    assert tile(columns=100, rows=22 * 22, images=256, channels=64, top_down=True, wide=True) == (256, 128, 0)
+    assert tile(columns=100, rows=25 * 25, images=256, channels=64, top_down=True, wide=True) == (128, 128, 0)
+    assert tile(columns=64, rows=22 * 22, images=256, channels=100, wide=True) == (256, 64, 1)  # 64 columns: swapped
+    bf16, f32 = implicit_gemm.tl.bfloat16, implicit_gemm.tl.float32
+    assert implicit_gemm.wide_tall_fits({"C_IN": 4, "DOT_DTYPE": bf16})
+    assert not implicit_gemm.wide_tall_fits({"C_IN": 4, "DOT_DTYPE": f32})
+    assert not implicit_gemm.wide_tall_fits({"C_IN": 4, "DOT_DTYPE": bf16, "SPLIT": 2})
+    assert not implicit_gemm.wide_tall_fits({"C_IN": 64, "DOT_DTYPE": bf16})
+    assert implicit_gemm.wide_tall_fits({"TAPS": 5, "STRIDE": 1, "DOT_DTYPE": bf16})
+    assert not implicit_gemm.wide_tall_fits({"TAPS": 1, "STRIDE": 1, "DOT_DTYPE": bf16})  # the patch GEMM
+    assert not implicit_gemm.wide_tall_fits({"TAPS": 3, "STRIDE": 2, "PHASE_ROW": 112, "DOT_DTYPE": bf16})
+    assert not implicit_gemm.wide_tall_fits({"TAPS": 5, "STRIDE": 1, "FUSE_LANGEVIN": True, "DOT_DTYPE": bf16})
+
+    def wide_tiles(**kwargs) -> bool:
+        kept = implicit_gemm.prune_configs(implicit_gemm.conv_configs(), {**flat, "n_rows": 64 * 2209}, **kwargs)
+        return any((c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) == (256, 128) for c in kept)
+
+    assert wide_tiles(C_IN=4, KW=7, DOT_DTYPE=bf16) and not wide_tiles(C_IN=4, KW=7, DOT_DTYPE=f32)
+
+
+def test_the_heuristic_wants_the_wide_tall_tile_top_down_and_on_the_image_layer_by_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """256 x 128 where it fits: on a stride-1 top-down pass by default, on the image layer only with
+    GENCONV_WIDE_TALL=1 (its cost models disagree there), nowhere with =0."""
+    bf16 = implicit_gemm.tl.bfloat16
+    top_down, image_layer = {"TAPS": 5, "STRIDE": 1, "DOT_DTYPE": bf16}, {"C_IN": 4, "DOT_DTYPE": bf16}
+    monkeypatch.delenv("GENCONV_WIDE_TALL", raising=False)
+    assert implicit_gemm.wide_tall_wanted(top_down) and not implicit_gemm.wide_tall_wanted(image_layer)
+    assert not implicit_gemm.wide_tall_wanted({**top_down, "DOT_DTYPE": implicit_gemm.tl.float32})
+    monkeypatch.setenv("GENCONV_WIDE_TALL", "1")
+    assert implicit_gemm.wide_tall_wanted(top_down) and implicit_gemm.wide_tall_wanted(image_layer)
+    monkeypatch.setenv("GENCONV_WIDE_TALL", "0")
+    assert not implicit_gemm.wide_tall_wanted(top_down) and not implicit_gemm.wide_tall_wanted(image_layer)
 
 
 def test_float32_weights_are_k_major_unless_the_ab_switch_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
