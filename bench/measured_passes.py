@@ -19,7 +19,8 @@ columns, not workloads): ``GENCONV_K_MAJOR=0``, ``GENCONV_PHASE_MAJOR=0`` and ``
 weight layout, the column order and the image layer's top-down form the kernels had before the H200
 measurements, so one GPU run says what each change did (``GENCONV_PATCH_FOLD=1`` times the patch form
 where the default leaves it out; ``GENCONV_PHASE_SPLIT=0`` one launch over all sub-pixel phases,
-``GENCONV_WIDE_TALL=1`` the 256 x 128 tile on bfloat16 image layers too). A switch may change the
+``GENCONV_WIDE_TALL=1`` the 256 x 128 tile on bfloat16 image layers too, ``GENCONV_FLAT_K=0`` taps x
+channel blocks for the 5x5 layers over 100 channels). A switch may change the
 launches (the patch form's fold, the phases' launches): each run is matched to its own, and per pass
 only where the passes line up.
 

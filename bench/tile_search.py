@@ -78,7 +78,7 @@ def own_split(launch: Any, config: triton.Config) -> int:
     """The split-K the launcher gives ``launch`` (a conv pass, unsplit or the runs) run with ``config``."""
     g = geometry(with_split(launch, 1))
     programs = grid_size(g, config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"])
-    return split_count(programs, k_steps(g["channels"], g["kh"], g["kw"], config.kwargs["BLOCK_K"]))
+    return split_count(programs, k_steps(g["channels"], g["kh"], g["kw"], config.kwargs["BLOCK_K"], not g["forward"]))
 
 
 def price(

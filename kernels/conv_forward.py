@@ -20,6 +20,7 @@ from genconv.kernels.implicit_gemm import (
     conv_configs,
     conv_grid,
     conv_tile,
+    flat_k,
     heuristic_config,
     input_precision,
     is_dense_nhwc,
@@ -102,6 +103,7 @@ def _conv_forward_kernel(
     BLOCK_K: tl.constexpr,
     SWAP: tl.constexpr,
     W_K_MAJOR: tl.constexpr,
+    FLAT: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -118,7 +120,7 @@ def _conv_forward_kernel(
         acc = conv_tile(
             x_ptr, x_s0, x_s1, x_s2, x_s3, x_ptr, 0, 0, 0, 0, w_ptr, w_row_stride, w_columns, sample, oh, ow,
             row_ok, offs_n, height, width, slope, tl.program_id(2), C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE,
-            SPAN, SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP, W_K_MAJOR,
+            SPAN, SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP, W_K_MAJOR, FLAT,
         )  # fmt: skip
     if SPLIT_PHASE == 1:
         store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)
@@ -252,7 +254,7 @@ def _launch_forward(
             DENSE=is_dense_nhwc(x), SPAN=span,
             HAS_BIAS=bias is not None, STORE_OUTPUT=not summed, STORE_PARTIAL_SUM=keeps_score,
             SPLIT=split, SPLIT_PHASE=phase, DOT_DTYPE=dot_dtype(x.dtype), PRECISION=input_precision(x.dtype),
-            W_K_MAJOR=k_major,
+            W_K_MAJOR=k_major, FLAT=flat_k(c_in, kernel_w),
         )  # fmt: skip
     if not summed:
         return out, mask

@@ -175,6 +175,7 @@ def _conv_transpose_kernel(
             g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, w_columns, sample,
             qh + TAP0_H, qw + TAP0_W, row_ok, offs_n, g_h, g_w, slope, tl.program_id(2), C, TAPS_H, TAPS_W, 1,
             TAPS - 1, A_MODE, DENSE, SPAN, SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP, W_K_MAJOR,
+            C < 16,
         )  # fmt: skip
     if SPLIT_PHASE == 1:
         store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)
@@ -337,9 +338,9 @@ def _launch_transpose(
         columns = gemm.columns
         grid = conv_grid(batch, nq_h * nq_w, columns, span)
         if interpreting():
-            configs = interpreter_tiles(rows, columns, reduction_per_step(channels, gemm.taps_w))
+            configs = interpreter_tiles(rows, columns, reduction_per_step(channels, gemm.taps_w, top_down=True))
             heuristic = configs[0]
-            split = split_for(heuristic, grid, channels, gemm.taps_h, gemm.taps_w)
+            split = split_for(heuristic, grid, channels, gemm.taps_h, gemm.taps_w, top_down=True)
         else:
             named = {"n_columns": columns, "n_rows": rows, "nq_h": nq_h, "nq_w": nq_w}
             epilogue = {"STRIDE": stride, "FUSE_LANGEVIN": langevin is not None, "PHASE_ROW": gemm.phase_row,
@@ -348,7 +349,7 @@ def _launch_transpose(
             heuristic = heuristic_config(columns, tile_rows(named, span), top_down=True, images=1 if span else batch,
                                          channels=channels, langevin=narrow_epilogue(epilogue), kernel_w=gemm.taps_w,
                                          kernel_h=gemm.taps_h, wide=wide)  # fmt: skip
-            split = split_for(heuristic, grid, channels, gemm.taps_h, gemm.taps_w)
+            split = split_for(heuristic, grid, channels, gemm.taps_h, gemm.taps_w, top_down=True)
             configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels, TAPS=gemm.taps,
                                     SPLIT=split, **epilogue)  # fmt: skip
         # split-K: the runs' partial sums, then a launch that adds them and runs the epilogue

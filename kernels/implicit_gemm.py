@@ -239,7 +239,7 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     if int(kwargs.get("SPLIT", 1)) > 1 and widest > 64:  # storing split-K runs, they spill 12-16 bytes on sm_90
         configs = [c for c in configs if not c.kwargs["SWAP"]]
     channels = int(kwargs.get("C", kwargs.get("C_IN", WIDE_K_CHANNELS)))  # the reduction's channels
-    if channels < FLAT_K_CHANNELS and "KW" in kwargs:  # flat K: as wide as pads a kernel row no more than 16
+    if "KW" in kwargs and flat_k(channels, int(kwargs["KW"])):  # flat K: as wide as pads a kernel row no more than 16
         widest_k = flat_block_k(int(kwargs["KW"]) * channels)
         configs = [c for c in configs if c.kwargs["BLOCK_K"] <= max(32, widest_k)]
     else:  # 64-wide K steps on the layers whose channels fill them, with tiles of at most 64 columns
@@ -317,7 +317,7 @@ def heuristic_config(
         short = _narrow_k_twin(short, tiles) or short
         tall = _narrow_k_twin(tall, tiles) or short
     swapped, deep = _SWAPPED, _SWAPPED_DEEP
-    if not top_down and channels < FLAT_K_CHANNELS:  # flat K: the 128-column and the 128-row swapped tiles
+    if not top_down and channels < FLAT_K_CHANNELS:  # the image layer: its 128-column and 128-row swapped tiles
         block_k = flat_block_k(kernel_w * channels)
         if tall[:2] == (128, 128):
             tall = _k_twin(tall, block_k, tiles) or tall
@@ -347,14 +347,14 @@ def heuristic_config(
         return triton.cdiv(programs(tile), FILL_PROGRAMS) * tile[0] * tile[1] * units(tile)
 
     def steps(tile: tuple[int, ...]) -> int:
-        return k_steps(channels, kernel_h, kernel_w, tile[2])
+        return k_steps(channels, kernel_h, kernel_w, tile[2], top_down)
 
     def split_fills(tile: tuple[int, ...]) -> bool:
         """Whether ``tile``'s programs, times the runs split-K cuts its K loop into, fill the GPU."""
         return programs(tile) * split_count(programs(tile), steps(tile)) >= TALL_FILL_PROGRAMS
 
     swappable = tall[1] >= 64 and not (top_down and langevin)
-    channel_blocks = not top_down and channels >= FLAT_K_CHANNELS
+    channel_blocks = not top_down and channels >= FLAT_K_CHANNELS  # not the image layer
     swapped_tall = channel_blocks and pads_no_more(_SWAPPED_TALL)
     if swappable and tall[1] == 128 and fills(_SWAPPED) and shared_cost(_SWAPPED) < shared_cost(tall):
         return _config(*_SWAPPED)  # e.g. 160 columns: 192 in 64-column tiles move fewer bytes than 256
@@ -395,10 +395,25 @@ INTERPRETER_SPLIT = 1
 SUM_TILE = triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16, "SWAP": 0}, num_warps=4, num_stages=1)
 
 
-def k_steps(channels: int, kernel_h: int, kernel_w: int, block_k: int) -> int:
-    """Trip count of ``conv_tile``'s K loop: kernel rows x (kw, channel) blocks for the image layer,
-    taps x channel blocks otherwise."""
+def flat_k(channels: int, kernel_w: int, top_down: bool = False) -> bool:
+    """Whether ``conv_tile`` runs K flat over kernel rows of (kw, channel) pairs (``FLAT``): for fewer than
+    FLAT_K_CHANNELS channels (the image layer), and in a bottom-up layer whose channels pad each tap's
+    32-wide blocks by over a tenth more than its kernel rows pad (100 channels: 25 taps of 128 against
+    5 rows of 512 for the 5x5 layers of both nets; not top-down, where the bfloat16 image-layer pass,
+    27 columns wide, priced slower so). ``GENCONV_FLAT_K=0`` keeps only the image layer flat (an A/B
+    switch for ``bench.measured_passes --ab``)."""
     if channels < FLAT_K_CHANNELS:
+        return True
+    if top_down or kernel_w == 1 or os.environ.get("GENCONV_FLAT_K", "1") == "0":
+        return False
+    rows = triton.cdiv(kernel_w * channels, 32) * 32
+    return triton.cdiv(channels, 32) * 32 * kernel_w * 10 > rows * 11
+
+
+def k_steps(channels: int, kernel_h: int, kernel_w: int, block_k: int, top_down: bool = False) -> int:
+    """Trip count of ``conv_tile``'s K loop: kernel rows x (kw, channel) blocks where K is flat
+    (``flat_k``), taps x channel blocks otherwise."""
+    if flat_k(channels, kernel_w, top_down):
         return kernel_h * triton.cdiv(kernel_w * channels, block_k)
     return kernel_h * kernel_w * triton.cdiv(channels, block_k)
 
@@ -411,14 +426,14 @@ def split_count(programs: int, steps: int) -> int:
     return max(1, min(MAX_SPLIT, FILL_PROGRAMS // max(programs, 1), steps // SPLIT_MIN_STEPS))
 
 
-def split_for(config: triton.Config, grid, channels: int, kernel_h: int, kernel_w: int) -> int:
+def split_for(config: triton.Config, grid, channels: int, kernel_h: int, kernel_w: int, top_down: bool = False) -> int:
     """The split of a launch with ``config`` (the heuristic's) and ``grid`` (``conv_grid``'s)."""
     if interpreting():
         return INTERPRETER_SPLIT
     programs = 1
     for size in grid(config.kwargs):
         programs *= size
-    return split_count(programs, k_steps(channels, kernel_h, kernel_w, config.kwargs["BLOCK_K"]))
+    return split_count(programs, k_steps(channels, kernel_h, kernel_w, config.kwargs["BLOCK_K"], top_down))
 
 
 def split_grid(grid, split: int):
@@ -433,10 +448,10 @@ def conv_grid(batch: int, per_image: int, columns: int, span: bool):
     return lambda meta: (batch * triton.cdiv(per_image, meta["BLOCK_M"]), triton.cdiv(columns, meta["BLOCK_N"]))
 
 
-def reduction_per_step(channels: int, kernel_w: int) -> int:
+def reduction_per_step(channels: int, kernel_w: int, top_down: bool = False) -> int:
     """How much of K one step of the main loop can cover: a kernel row's (kw, channel) pairs for
     the image layer, one tap's channels otherwise (sizes the interpreter's BLOCK_K)."""
-    return channels * kernel_w if channels < FLAT_K_CHANNELS else channels
+    return channels * kernel_w if flat_k(channels, kernel_w, top_down) else channels
 
 
 def weights_k_major(storage: torch.dtype) -> bool:
@@ -534,6 +549,7 @@ def conv_tile(
     BLOCK_K: tl.constexpr,
     SWAP: tl.constexpr,
     W_K_MAJOR: tl.constexpr,
+    FLAT: tl.constexpr,
 ):
     """acc[BLOCK_M, BLOCK_N] (float32) of the convolution for rows (sample, oh, ow), columns offs_n.
 
@@ -546,6 +562,8 @@ def conv_tile(
 
     SPLIT > 1: the K loop is cut into SPLIT runs of whole K-steps and this program does run ``split``
     (split-K: a partial sum that ``store_split`` writes and ``sum_splits`` adds up).
+
+    FLAT (``flat_k``): K runs over kernel rows of (kw, channel) pairs instead of taps x channel blocks.
 
     The packed weights (``packing.gemm_weight``) are [K, w_columns] with rows ``w_row_stride`` apart,
     or with W_K_MAJOR [w_columns, K_pad], columns ``w_row_stride`` apart (``weights_k_major``).
@@ -573,9 +591,10 @@ def conv_tile(
     packed_ok = offs_n < w_columns
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_t = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
-    if C < 16:
-        # The image layer has too few channels for channel blocks: K runs over one kernel row of
-        # (kw, channel) pairs at a time, kh a scalar of the loop (weights row kh * KW * C + j).
+    if FLAT:
+        # The image layer has too few channels for channel blocks, and 100 channels would pad each
+        # tap's blocks to 128: K runs over one kernel row of (kw, channel) pairs at a time, kh a scalar
+        # of the loop (weights row kh * KW * C + j).
         ROW_K: tl.constexpr = KW * C
         ROW_BLOCKS: tl.constexpr = (ROW_K + BLOCK_K - 1) // BLOCK_K
         STEPS: tl.constexpr = KH * ROW_BLOCKS
@@ -585,21 +604,30 @@ def conv_tile(
         else:
             first = 0
             last = STEPS
+        # Two values per row, computed once before the loop: the window's top row (rows past the grid's
+        # end placed above the image, so that no kernel row of theirs lies inside) and its left edge in
+        # (kw, channel) pairs. A K-step tests each element with one unsigned compare ((left + kw) C + c
+        # lies in [0, width C) exactly when left + kw lies in [0, width)) and adds it to its row's offset.
+        # More per-row values (a bit per kernel row, the corner's offset) cost the image layer's
+        # swapped tiles, which hold 16 rows a thread, the registers they have left.
+        row_top = tl.where(row_ok, top, -KH)
+        edge = left * C
         for step in range(first, last):
             kh = step // ROW_BLOCKS
             j = (step % ROW_BLOCKS) * BLOCK_K + offs_k
             j_ok = j < ROW_K
-            rows = top + kh
-            cols = left[:, None] + (j // C)[None, :]
-            ok = (row_ok & (rows >= 0) & (rows < height))[:, None] & j_ok[None, :] & (cols >= 0) & (cols < width)
+            row = row_top + kh
+            row_in = row.to(tl.uint32, bitcast=True) < height
+            column = edge[:, None] + j[None, :]
+            ok = row_in[:, None] & j_ok[None, :] & (column.to(tl.uint32, bitcast=True) < width * C)
             if DENSE:
-                # (left + kw) C + c = left C + j: one contiguous run of the kernel row per output pixel
-                a_offsets = ((rows * width + left) * C)[:, None] + j[None, :]
+                a_offsets = (row * (width * C))[:, None] + column
                 m_offsets = a_offsets
             else:
+                cols = left[:, None] + (j // C)[None, :]
                 channel = (j % C)[None, :]
-                a_offsets = (rows * a_s1)[:, None] + cols * a_s2 + channel * a_s3
-                m_offsets = (rows * m_s1)[:, None] + cols * m_s2 + channel * m_s3
+                a_offsets = (row * a_s1)[:, None] + cols * a_s2 + channel * a_s3
+                m_offsets = (row * m_s1)[:, None] + cols * m_s2 + channel * m_s3
             if SPAN:
                 a_ptrs = a_base[:, None] + a_offsets
                 m_ptrs = m_base[:, None] + m_offsets

@@ -19,11 +19,15 @@ CASES = [
     (1, 4, 6, 5, 17, 1, 1, 0, 0.1, True, torch.float32),
     (2, 3, 11, 7, 5, 3, 2, 0, 0.2, True, torch.bfloat16),
     (2, 1, 19, 19, 6, 7, 3, 3, 0.0, True, torch.bfloat16),
-    # the image layer's flat K (kernel 15, stride 3) and channel blocks with a ragged last block
+    # the image layer's flat K (kernel 15, stride 3); flat K over 20 and 33 channels (their 32-wide
+    # channel blocks would pad each tap more than the kernel rows pad)
     (2, 4, 12, 10, 6, 15, 3, 7, 0.0, True, torch.float32),
     (1, 3, 16, 16, 5, 15, 3, 7, 0.0, True, torch.bfloat16),
     (1, 20, 9, 11, 7, 3, 1, 1, 0.0, True, torch.float32),
     (2, 33, 7, 8, 9, 3, 2, 1, 0.2, False, torch.bfloat16),
+    # channel blocks with a ragged last block (60 and 40 channels: flat K would pad no less)
+    (1, 60, 9, 8, 6, 3, 1, 1, 0.0, True, torch.float32),
+    (2, 40, 7, 6, 9, 1, 1, 0, 0.2, False, torch.bfloat16),
     # 49 taps: more than one bit each fits an int32, so rows keep kh and kw masks apart
     (1, 16, 9, 8, 5, 7, 1, 3, 0.0, True, torch.float32),
 ]
@@ -171,8 +175,8 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
     assert tile(columns=100, rows=17 * 17, images=16, channels=64, top_down=True) == (128, 64, 1)
     assert tile(columns=100, rows=17 * 17, images=16, channels=64, top_down=True, langevin=True)[2] == 0
     assert tile(columns=64, rows=13 * 13, images=16, channels=100, kernel_h=5, kernel_w=5) == (64, 64, 0)
-    # texture's 5x5 layer at B = 16: 32 programs of the 256-row swapped tile, split-K 4 (100 K-steps);
-    # at B = 4 the 128-row one, 16 programs split 8; at B = 1 two of either would need 58 runs each
+    # texture's 5x5 layer at B = 16: 32 programs of the 256-row swapped tile, split-K 4 (80 flat K-steps);
+    # at B = 4 the 128-row one, 16 programs split 8; at B = 1 two of either would need 50 runs each
     texture_deep = {"columns": 64, "rows": 22 * 22, "channels": 100, "kernel_h": 5, "kernel_w": 5}
     assert tile(images=16, **texture_deep) == (256, 64, 1)
     assert tile(images=4, **texture_deep) == (128, 64, 1) and stages(images=4, **texture_deep) == 4
@@ -296,6 +300,20 @@ def test_the_heuristic_wants_the_wide_tall_tile_top_down_and_on_the_image_layer_
     assert implicit_gemm.wide_tall_wanted(top_down) and implicit_gemm.wide_tall_wanted(image_layer)
     monkeypatch.setenv("GENCONV_WIDE_TALL", "0")
     assert not implicit_gemm.wide_tall_wanted(top_down) and not implicit_gemm.wide_tall_wanted(image_layer)
+
+
+def test_k_runs_flat_where_kernel_rows_pad_less_than_channel_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flat K: the image layer, and bottom-up layers whose 32-wide channel blocks pad each tap by over a
+    tenth more than their kernel rows pad (100 channels x 5 taps: 640 against 512); not top-down passes
+    over 16 channels or more, 1x1 layers, or 64 and 60 channels; ``GENCONV_FLAT_K=0`` keeps the image layer's."""
+    monkeypatch.delenv("GENCONV_FLAT_K", raising=False)
+    assert implicit_gemm.flat_k(100, 5) and implicit_gemm.flat_k(4, 15) and implicit_gemm.flat_k(20, 3)
+    assert not implicit_gemm.flat_k(64, 5) and not implicit_gemm.flat_k(100, 1) and not implicit_gemm.flat_k(60, 3)
+    assert not implicit_gemm.flat_k(100, 5, top_down=True) and implicit_gemm.flat_k(4, 5, top_down=True)
+    assert implicit_gemm.k_steps(100, 5, 5, 64) == 40 and implicit_gemm.k_steps(100, 5, 5, 64, top_down=True) == 50
+    monkeypatch.setenv("GENCONV_FLAT_K", "0")
+    assert not implicit_gemm.flat_k(100, 5) and implicit_gemm.flat_k(4, 15)
+    assert implicit_gemm.k_steps(100, 5, 5, 32) == 100
 
 
 def test_float32_weights_are_k_major_unless_the_ab_switch_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
