@@ -294,12 +294,9 @@ def k_steps(g: dict[str, Any], block_k: int) -> int:
     in the launch that adds the runs)."""
     if g["phase"] == 2:
         return 0
-    from genconv.kernels.implicit_gemm import flat_k
+    from genconv.kernels import implicit_gemm
 
-    if flat_k(g["channels"], g["kw"], not g["forward"]):
-        steps = g["kh"] * math.ceil(g["kw"] * g["channels"] / block_k)
-    else:
-        steps = g["kh"] * g["kw"] * math.ceil(g["channels"] / block_k)
+    steps = implicit_gemm.k_steps(g["channels"], g["kh"], g["kw"], block_k, not g["forward"])
     return math.ceil(steps / g["split"]) if g["phase"] == 1 else steps
 
 
