@@ -139,7 +139,10 @@ def _epilogue(
 ):  # fmt: skip
     """Bias, activation and the stores of h, the mask or the per-row partial sums of h."""
     if HAS_BIAS:
-        acc += tl.load(b_ptr + offs_n, mask=column_ok, other=0.0).to(tl.float32)[None, :]
+        # where C_OUT is the channel count (not the summed top's padded mask rows) the constexpr bound lets
+        # a thread load its pairs of adjacent columns as one vector (the runtime one: one masked load each)
+        bias_ok = (offs_n < C_OUT) if STORE_OUTPUT else column_ok
+        acc += tl.load(b_ptr + offs_n, mask=bias_ok, other=0.0).to(tl.float32)[None, :]
     on = acc > 0
     h = tl.where(on, acc, acc * slope)
     # Bounded by the constexpr row width, not the runtime column count: the compiler then knows the

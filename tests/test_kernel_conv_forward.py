@@ -339,3 +339,16 @@ def test_k_major_weights_are_the_n_major_operand_transposed(c_out, c_in, kernel,
     assert torch.equal(k_major[:, :reduction], n_major.t())
     assert not k_major[:, reduction:].any()  # the row padding is zeros, as the kernels' masks assume
     assert k_major.is_contiguous()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+def test_a_nan_input_stays_nan_through_relu(dtype) -> None:
+    """A NaN pre-activation stays NaN through ReLU (slope 0), as torch.relu keeps it, so a chain's
+    finiteness check still sees it; its mask is off."""
+    x, weight, bias, stride, padding, slope, _ = _layer((2, 5, 9, 8, 6, 3, 1, 1, 0.0, True, dtype))
+    x[1, 2, 4, 4] = float("nan")
+    h, mask = conv_act_forward(x, weight, bias, stride, padding, slope)
+    expected, _ = reference.conv_act_forward(x, weight, bias, stride, padding, slope)
+    assert int(torch.isnan(expected).sum()) == 9 * 6
+    assert torch.equal(torch.isnan(h), torch.isnan(expected))
+    assert not bool(mask[torch.isnan(expected)].any())
