@@ -35,6 +35,7 @@ from genconv.kernels.implicit_gemm import (
     conv_configs,
     conv_grid,
     conv_tile,
+    flat_k,
     heuristic_config,
     input_precision,
     is_dense_nhwc,
@@ -158,6 +159,7 @@ def _conv_transpose_kernel(
     BLOCK_K: tl.constexpr,
     SWAP: tl.constexpr,
     W_K_MAJOR: tl.constexpr,
+    FLAT: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -175,7 +177,7 @@ def _conv_transpose_kernel(
             g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, w_columns, sample,
             qh + TAP0_H, qw + TAP0_W, row_ok, offs_n, g_h, g_w, slope, tl.program_id(2), C, TAPS_H, TAPS_W, 1,
             TAPS - 1, A_MODE, DENSE, SPAN, SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP, W_K_MAJOR,
-            C < 16,
+            FLAT,
         )  # fmt: skip
     if SPLIT_PHASE == 1:
         store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)
@@ -371,7 +373,8 @@ def _launch_transpose(
                 DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
                 GATE_DENSE=output_mask is not None and is_dense_nhwc(output_mask), PHASE_ROW=gemm.phase_row,
                 SPLIT=split, SPLIT_PHASE=phase, DOT_DTYPE=dot_dtype(compute_dtype),
-                PRECISION=input_precision(compute_dtype), W_K_MAJOR=k_major, **flags,
+                PRECISION=input_precision(compute_dtype), W_K_MAJOR=k_major,
+                FLAT=flat_k(channels, gemm.taps_w, top_down=True), **flags,
             )  # fmt: skip
     return out
 

@@ -133,8 +133,7 @@ def test_the_unrolled_loop_is_the_span_of_its_mmas() -> None:
 def test_the_model_grid_and_k_steps_are_the_launchers() -> None:
     """The model's grid and K-steps for recorded launches (the texture net at 64 px, batch 3: flat-K
     image layer and 5x5 layer, channel blocks, sub-pixel top-down) are ``implicit_gemm.conv_grid``'s
-    programs and ``conv_tile``'s loop trip count (flat where the launch passes FLAT, the top-down
-    kernel under 16 channels)."""
+    programs and ``conv_tile``'s loop trip count (flat where the launch passes FLAT)."""
     from bench.cost_model import geometry, record_step
     from genconv.kernels.implicit_gemm import conv_grid
 
@@ -148,7 +147,7 @@ def test_the_model_grid_and_k_steps_are_the_launchers() -> None:
         grid = conv_grid(g["rows"] // g["per_image"], g["per_image"], g["columns"], g["span"])(config.kwargs)
         runs = g["split"] if g["phase"] == 1 else 1  # split-K: one program per run of K-steps
         assert grid_size(g, bm, bn) == math.prod(grid) * runs
-        if launch.kwargs.get("FLAT", g["channels"] < 16):
+        if launch.kwargs["FLAT"]:
             steps = g["kh"] * math.ceil(g["kw"] * g["channels"] / bk)
         else:
             steps = g["kh"] * g["kw"] * math.ceil(g["channels"] / bk)
