@@ -35,6 +35,7 @@ from genconv.kernels.implicit_gemm import (
     tile_rows,
     weights_k_major,
     wide_tall_wanted,
+    workspace_shape,
 )
 from genconv.kernels.launch import (
     BATCH_BUCKET,
@@ -242,7 +243,9 @@ def _launch_forward(
         configs = prune_configs(conv_configs(), named, SPAN=span, C_IN=c_in, KW=kernel_w, SPLIT=split,
                                 DOT_DTYPE=dot_dtype(x.dtype))  # fmt: skip
     # split-K: the runs' partial sums, then a launch that adds them and applies the epilogue
-    ws = torch.empty((split, rows, c_out), dtype=torch.float32, device=x.device) if split > 1 else partial
+    ws = partial
+    if split > 1:
+        ws = torch.empty(workspace_shape(split, rows, c_out), dtype=torch.float32, device=x.device)
     for phase in (1, 2) if split > 1 else (0,):
         if not rows:
             break

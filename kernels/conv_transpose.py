@@ -52,6 +52,7 @@ from genconv.kernels.implicit_gemm import (
     tile_rows,
     weights_k_major,
     wide_tall_wanted,
+    workspace_shape,
 )
 from genconv.kernels.langevin_update import update_arguments
 from genconv.kernels.launch import (
@@ -355,7 +356,9 @@ def _launch_transpose(
             configs = prune_configs(conv_configs(top_down=True), named, SPAN=span, C=channels, TAPS=gemm.taps,
                                     SPLIT=split, **epilogue)  # fmt: skip
         # split-K: the runs' partial sums, then a launch that adds them and runs the epilogue
-        ws = torch.empty((split, rows, columns), dtype=torch.float32, device=source.device) if split > 1 else counter
+        ws = counter
+        if split > 1:
+            ws = torch.empty(workspace_shape(split, rows, columns), dtype=torch.float32, device=source.device)
         packed = gemm.packed
         for phase in (1, 2) if split > 1 else (0,):
             launch(

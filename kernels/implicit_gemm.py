@@ -711,12 +711,28 @@ def _accumulate(a, b, acc, acc_t, SWAP: tl.constexpr, DOT_DTYPE: tl.constexpr, P
     return acc, acc_t
 
 
+WORKSPACE_ALIGN = tl.constexpr(16)  # elements: a split-K workspace row's pitch is a multiple (64 bytes)
+
+
+def workspace_shape(split: int, rows: int, columns: int) -> tuple[int, int, int]:
+    """The split-K workspace [SPLIT, rows, pitch], float32: each row padded to ``workspace_pitch``."""
+    return split, rows, triton.cdiv(columns, WORKSPACE_ALIGN.value) * WORKSPACE_ALIGN.value
+
+
+@triton.jit
+def workspace_pitch(n_columns):
+    """A workspace row's length: ``n_columns`` rounded up to WORKSPACE_ALIGN, which the compiler then
+    knows divides it, so a thread's adjacent columns store and load as 16-byte vectors (with a pitch
+    of 100 or 27 they went as single floats, each with its own 64-bit address)."""
+    return tl.cdiv(n_columns, WORKSPACE_ALIGN) * WORKSPACE_ALIGN
+
+
 @triton.jit
 def store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns):
-    """Split-K, first launch: this program's partial sum into the workspace [SPLIT, rows, columns]
-    (float32, dense), run ``tl.program_id(2)``; ``row`` the GEMM rows (int64)."""
+    """Split-K, first launch: this program's partial sum into the workspace (``workspace_shape``,
+    float32), run ``tl.program_id(2)``; ``row`` the GEMM rows (int64)."""
     split = tl.program_id(2).to(tl.int64)
-    offsets = (split * n_rows + row)[:, None] * n_columns + offs_n[None, :]
+    offsets = (split * n_rows + row)[:, None] * workspace_pitch(n_columns) + offs_n[None, :]
     tl.store(ws_ptr + offsets, acc, mask=row_ok[:, None] & column_ok[None, :])
 
 
@@ -729,9 +745,13 @@ def sum_splits(
     (no atomics: the result does not depend on which run finished first)."""
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     ok = row_ok[:, None] & column_ok[None, :]
-    for run in tl.static_range(SPLIT):
-        offsets = (run * n_rows + row)[:, None] * n_columns + offs_n[None, :]
-        acc += tl.load(ws_ptr + offsets, mask=ok, other=0.0)
+    # one address per element, then a run's plane (a scalar) added: not the element's offset per run
+    pitch = workspace_pitch(n_columns)
+    partial = ws_ptr + (row[:, None] * pitch + offs_n[None, :])
+    plane = n_rows.to(tl.int64) * pitch
+    for _ in tl.static_range(SPLIT):
+        acc += tl.load(partial, mask=ok, other=0.0)
+        partial += plane
     return acc
 
 
