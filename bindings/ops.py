@@ -9,9 +9,10 @@ The ops are ``custom_op``s dispatching to the kernels' launchers rather than ``t
 a ``triton_op`` body must be traceable with fake tensors, which needs every launch in
 ``kernels/`` to go through ``torch.library.wrap_triton``; the launchers call ``kernel[grid]``.
 
-Noise is counter-based Philox: element e of a call draws ``randn(counter[0], counter[1] + offset
-+ e)``. ``counter`` is an int64 tensor ``[seed, base]`` on the op's device, so a CUDA graph that
-replays a chain reads fresh values from memory (``noise_counter`` builds one).
+Noise is counter-based Philox: element e of a call draws the normal of ``counter[0]`` at counter
+``counter[1] + offset + e`` (``kernels.normal``). ``counter`` is an int64 tensor ``[seed, base]`` on
+the op's device, so a CUDA graph that replays a chain reads fresh values from memory
+(``noise_counter`` builds one).
 
 Example:
     >>> import genconv  # registers the ops

@@ -14,7 +14,8 @@ coefficients; a gradient given with a mask is gated as it loads instead, and wit
 
 For the image layer the Langevin update runs in the epilogue: the image-space gradient stays in
 registers and the kernel writes the next chain state x' = x + (delta^2/2)(g - x/sigma^2) + delta z,
-z = randn(seed, base + offset + e) for the state's row-major element e, or a given tensor.
+z = normal(seed, base + offset + e) for the state's row-major element e (``normal.tile_normal``), or a
+given tensor.
 """
 
 import os
@@ -66,7 +67,7 @@ from genconv.kernels.launch import (
     interpreting,
     launch,
 )
-from genconv.kernels.normal import COUNTER_ARGUMENTS
+from genconv.kernels.normal import COUNTER_ARGUMENTS, tile_normal
 from genconv.kernels.packing import packed_gemm_transpose, packed_phase_gemm, phase_taps
 from genconv.kernels.patch_fold import fold_langevin, images_per_chunk, patch_fold_wanted, patch_row, patch_weight
 
@@ -220,7 +221,7 @@ def _conv_transpose_kernel(
                 # the state's row-major element: image base (int64) + (c, row, col) within it (int32)
                 base = tl.load(counter_ptr + 1) + (offset_high.to(tl.int64) << 31) + offset_low
                 base += image * (C_IN * in_h * in_w)
-                z = tl.randn(tl.load(counter_ptr), base + ((channel * in_h + rows) * in_w + cols))
+                z = tile_normal(tl.load(counter_ptr), base + ((channel * in_h + rows) * in_w + cols), BLOCK_M, BLOCK_N)
             result = x + half_delta_sq * (acc - x / sigma_sq) + delta * z
             if CLAMP:
                 result = tl.minimum(tl.maximum(result, clamp_low), clamp_high)

@@ -1,6 +1,6 @@
 """Fused Langevin update: x' = x + (delta^2/2)(g - x/sigma^2) + delta*z in one pass.
 
-z is drawn in the kernel from Philox (``tl.randn(seed, base + offset + e)`` for logical element e,
+z is drawn in the kernel from Philox (``normal_at(seed, base + offset + e)`` for logical element e,
 the seed and base read from an int64 device tensor), so no noise tensor exists; or it is read
 from a given tensor to replay a noise sequence. Clamping runs in the same pass. Inputs may have
 any strides (a cropped or channels-last gradient is read in place); the result is contiguous.
@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from genconv.kernels.launch import check_device, check_dtype, launch
-from genconv.kernels.normal import COUNTER_ARGUMENTS, counter_tensor, split_offset
+from genconv.kernels.normal import COUNTER_ARGUMENTS, counter_tensor, normal_at, split_offset
 
 
 def _configs() -> list[triton.Config]:
@@ -77,7 +77,7 @@ def _langevin_update_kernel(
         z = z.to(tl.float32)
     else:
         base = tl.load(counter_ptr + 1) + (offset_high.to(tl.int64) << 31) + offset_low
-        z = tl.randn(tl.load(counter_ptr), base + element)
+        z = normal_at(tl.load(counter_ptr), base + element)
     new = x + half_delta_sq * (g - x / sigma_sq) + delta * z
     if CLAMP:
         new = tl.minimum(tl.maximum(new, clamp_low), clamp_high)

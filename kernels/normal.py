@@ -1,4 +1,13 @@
-"""Counter-based standard normals: element e of the result is ``tl.randn(seed, offset + e)``.
+"""Counter-based standard normals: element e of the result is ``normal_at(seed, offset + e)``.
+
+``normal_at`` is Triton's ``tl.randn`` (Philox-4x32-10, words 0 and 1 through Box-Muller) with one
+change: the cosine of the angle 2 pi u, u in [0, 1), is reduced exactly to within an eighth of a
+turn and evaluated by Cephes' single-precision polynomials. libdevice's ``cosf`` carries, inline
+for every element, a large-argument reduction (Payne-Hanek: about 55 instructions and a 32-byte
+stack table) that an angle below 2 pi never takes; the SASS cost model counted it as run.
+``tile_normal`` keeps ``tl.randn`` for conv tiles of more than STRAIGHT_NOISE_ELEMENTS elements:
+there a thread draws 16-32 normals, and without the cold path's branches ptxas runs them side by
+side (on sm_90 a 64 x 32 tile of 4 warps went from 95 registers to 177, a 256 x 16 one spilled).
 
 Also the counter conventions every noise-drawing kernel shares: the seed and a base counter live
 in an int64 device tensor [seed, base] (a captured CUDA graph replays with new values), and a
@@ -44,6 +53,56 @@ def split_offset(offset: int) -> tuple[int, int]:
     return offset & ((1 << _HALF) - 1), offset >> _HALF
 
 
+# Cephes sinf/cosf on [-pi/4, pi/4] (peak relative error about 3e-8 in single precision)
+_COS_C2, _COS_C1, _COS_C0 = map(tl.constexpr, (2.443315711809948e-05, -1.388731625493765e-03, 4.166664568298827e-02))
+_SIN_C2, _SIN_C1, _SIN_C0 = map(tl.constexpr, (-1.9515295891e-04, 8.3321608736e-03, -1.6666654611e-01))
+_TWO_PI = tl.constexpr(6.283185307179586)
+
+
+@triton.jit
+def cos_turns(t):
+    """cos(2 pi t) for t in [0, 1]: t less the nearest quarter turn (exact) is within 1/8 turn, where
+    Cephes' polynomials hold; the quarter picks the sine's or the cosine's coefficients for one Horner
+    chain (as libdevice does; two chains spill on a 256-row tile) and the sign."""
+    quarter = tl.floor(4.0 * t + 0.5)
+    angle = (t - 0.25 * quarter) * _TWO_PI
+    square = angle * angle
+    turn = quarter.to(tl.int32)
+    sine = (turn & 1) != 0
+    # cos a = 1 + z (-1/2 + z (C0 + z (C1 + z C2))), sin a = a (1 + z (S0 + z (S1 + z S2))), z = a^2
+    series = tl.where(sine, 0.0, _COS_C2)
+    series = series * square + tl.where(sine, _SIN_C2, _COS_C1)
+    series = series * square + tl.where(sine, _SIN_C1, _COS_C0)
+    series = series * square + tl.where(sine, _SIN_C0, -0.5)
+    series = series * square + 1.0
+    value = tl.where(sine, angle * series, series)
+    return tl.where(((turn + 1) & 2) != 0, -value, value)  # quarters 1 and 2: -sin a, -cos a
+
+
+@triton.jit
+def normal_at(seed, counter):
+    """The standard normal at ``counter``: ``tl.randn(seed, counter)`` up to the last bits of the cosine
+    (``cos_turns``), the numbers ``reference.philox_normal`` draws."""
+    word0, word1, _, _ = tl.randint4x(seed, counter)
+    radius = tl.sqrt(-2.0 * tl.log(tl.maximum(tl.uint_to_uniform_float(word0), 1.0e-7)))
+    return radius * cos_turns(tl.uint_to_uniform_float(word1))
+
+
+# The largest tile whose epilogue draws straight-line normals: 8 a thread of 4 warps (``tile_normal``)
+STRAIGHT_NOISE_ELEMENTS = tl.constexpr(1024)
+
+
+@triton.jit
+def tile_normal(seed, counter, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """A [BLOCK_M, BLOCK_N] tile's normals: ``normal_at`` on tiles of at most STRAIGHT_NOISE_ELEMENTS,
+    ``tl.randn`` (the same numbers up to the last bits) on larger ones, whose draws its branches space out."""
+    if BLOCK_M * BLOCK_N <= STRAIGHT_NOISE_ELEMENTS:
+        z = normal_at(seed, counter)
+    else:
+        z = tl.randn(seed, counter)
+    return z
+
+
 def _configs() -> list[triton.Config]:
     return [triton.Config({"BLOCK": 1024}, num_warps=4), triton.Config({"BLOCK": 4096}, num_warps=8)]
 
@@ -54,7 +113,7 @@ def _standard_normal_kernel(out_ptr, counter_ptr, numel, offset_low, offset_high
     start = tl.program_id(0).to(tl.int64) * BLOCK
     offs = start + tl.arange(0, BLOCK)
     base = tl.load(counter_ptr + 1) + (offset_high.to(tl.int64) << 31) + offset_low
-    tl.store(out_ptr + offs, tl.randn(tl.load(counter_ptr), base + offs), mask=offs < numel)
+    tl.store(out_ptr + offs, normal_at(tl.load(counter_ptr), base + offs), mask=offs < numel)
 
 
 def standard_normal(

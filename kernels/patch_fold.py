@@ -11,7 +11,7 @@ tap for a handful of columns, and on an H200 that pass was the slowest of every 
    per wide tile; P is stored channels-last in the gradient's dtype (the weights' for a unit gradient);
 2. the fold with the Langevin update: pixel (y, x) of channel c sums the ceil(K / s)^2 patch entries
    that land on it (ky = y + p - q s) and writes x' = x + (delta^2/2)(g - x/sigma^2) + delta z, z drawn as
-   the fused kernels draw it (``tl.randn(seed, base + offset + e)``, e the state's row-major element),
+   the fused kernels draw it (``normal_at(seed, base + offset + e)``, e the state's row-major element),
    so a chain's noise does not depend on the form.
 
 P costs memory (C_in K^2 / s^2 times the image: 75x for the texture net): batches whose patches
@@ -28,7 +28,7 @@ import triton.language as tl
 
 from genconv.kernels.langevin_update import update_arguments
 from genconv.kernels.launch import launch
-from genconv.kernels.normal import COUNTER_ARGUMENTS
+from genconv.kernels.normal import COUNTER_ARGUMENTS, normal_at
 from genconv.kernels.packing import PACKED
 
 # Patch columns (C_in K^2) below which the sub-pixel form is kept: its s^2 C_in columns are then
@@ -159,7 +159,7 @@ def _fold_langevin_kernel(
         z = z.to(tl.float32)
     else:  # the state's row-major element of the whole chain, as the fused kernels number it
         base = tl.load(counter_ptr + 1) + (offset_high.to(tl.int64) << 31) + offset_low
-        z = tl.randn(tl.load(counter_ptr), base + (first_image + sample) * per_sample + offs)
+        z = normal_at(tl.load(counter_ptr), base + (first_image + sample) * per_sample + offs)
     new = x + half_delta_sq * (g - x / sigma_sq) + delta * z
     if CLAMP:
         new = tl.minimum(tl.maximum(new, clamp_low), clamp_high)

@@ -74,8 +74,8 @@ def philox_normal(
 ) -> torch.Tensor:
     """Standard normals from a counter-based generator, element e drawn at counter offset + e.
 
-    The same numbers as ``tl.randn(seed, offset + e)`` in a Triton kernel (up to the last bits of
-    log/cos), so a chain is fixed by (seed, offset) whatever computes it.
+    The same numbers as ``normal.normal_at(seed, offset + e)`` in a Triton kernel (up to the last bits
+    of log/cos), so a chain is fixed by (seed, offset) whatever computes it.
 
     Args:
         seed: a non-negative integer below 2**63.

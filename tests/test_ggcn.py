@@ -16,7 +16,7 @@ from genconv.engine.model import GenerativeConvNet
 from genconv.engine.presets import network_for
 from genconv.engine.trainer import CHECKPOINT_NAME, Trainer
 
-from kernel_support import DEVICE, assert_close
+from kernel_support import COMPILED, DEVICE, assert_close
 from test_sampler_laws import _linear_model
 
 
@@ -238,4 +238,9 @@ def test_kernels_and_reference_train_the_same_ggcn(tmp_path) -> None:
         expected, fused = reference_run.train_iteration(), fused_run.train_iteration()
         for key in ("f_data", "f_syn", "amortization", "hidden_move"):
             assert fused[key] == pytest.approx(expected[key], rel=2e-3, abs=1e-6), key
-    assert_close(_generator_state(fused_run), _generator_state(reference_run), torch.float32, "generator")
+    fused_generator, reference_generator = _generator_state(fused_run), _generator_state(reference_run)
+    if COMPILED:
+        assert_close(fused_generator, reference_generator, torch.float32, "generator")
+    else:  # the two draw the same normals to 2e-6 (the cosine's last bits); two Adam steps carry that
+        # into the weights at up to a few 1e-5 relative
+        torch.testing.assert_close(fused_generator, reference_generator, rtol=1e-4, atol=1e-6)

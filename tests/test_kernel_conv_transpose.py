@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from genconv.kernels import conv_transpose, implicit_gemm, launch, reference
+from genconv.kernels import conv_transpose, implicit_gemm, launch, normal, reference
 from genconv.kernels.conv_transpose import masked_conv_transpose, masked_conv_transpose_langevin
 
 from kernel_support import (  # noqa: F401
+    COMPILED,
     DEVICE,
     assert_close,
     case_id,
@@ -63,6 +64,22 @@ def test_fused_langevin_update_with_counter_noise(case) -> None:
     )
     assert out.shape == x.shape and out.dtype == dtype
     assert_close(out, expected, dtype, "x'")
+
+
+@pytest.mark.skipif(COMPILED, reason="switches a constexpr global, which a compiled kernel refuses")
+@pytest.mark.parametrize("case", [CASES[i] for i in (0, 3)], ids=[IDS[i] for i in (0, 3)])  # float32: bits to differ in
+def test_counter_noise_is_the_same_draw_on_small_and_large_tiles(case, monkeypatch) -> None:
+    """Small tiles draw with ``normal_at``, large ones with ``tl.randn`` (``normal.tile_normal``): both
+    the reference's numbers, differing in the last bits of the cosine only."""
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=3)
+    layer = (grad, mask, weight, stride, padding, slope, x, 0.3, 1.4)
+    expected = reference.masked_conv_transpose_langevin(*layer, seed=12, offset=5)
+    draws = []
+    for limit in (1 << 30, 0):  # every tile straight-line, then none
+        monkeypatch.setattr(normal, "STRAIGHT_NOISE_ELEMENTS", normal.tl.constexpr(limit))
+        draws.append(masked_conv_transpose_langevin(*layer, seed=12, offset=5))
+        assert_close(draws[-1], expected, dtype, f"x' with tiles up to {limit} drawing straight-line")
+    assert not torch.equal(draws[0], draws[1])  # the two paths did run
 
 
 @pytest.mark.parametrize("case", [CASES[i] for i in (2, 8, 9, 11, 14)], ids=[IDS[i] for i in (2, 8, 9, 11, 14)])

@@ -4,9 +4,12 @@ import math
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from genconv.kernels import normal as kernel_module
-from genconv.kernels.normal import standard_normal
+from genconv.kernels import reference
+from genconv.kernels.normal import cos_turns, standard_normal
 from genconv.kernels.reference import philox_normal
 
 from kernel_support import COMPILED, DEVICE
@@ -18,8 +21,38 @@ pytestmark = pytest.mark.interpreter
 def test_matches_the_reference_generator(seed: int, offset: int) -> None:
     drawn = standard_normal(seed, offset, (7, 3, 11), DEVICE).cpu()
     expected = philox_normal(seed, offset, (7, 3, 11))
-    # Identical Philox words; only log/cos may differ in the last bits (fast math on a GPU).
-    torch.testing.assert_close(drawn, expected, rtol=1e-5 if COMPILED else 1e-6, atol=1e-5 if COMPILED else 1e-6)
+    # Identical Philox words; log and cos differ in the last bits: the reference rounds the angle 2 pi u
+    # to float32 (up to 2.4e-7 rad at 2 pi, times a radius up to 5.7), the kernel reduces it exactly.
+    torch.testing.assert_close(drawn, expected, rtol=1e-5 if COMPILED else 1e-6, atol=1e-5 if COMPILED else 2e-6)
+
+
+def test_the_kernel_normal_is_box_muller_of_its_words_to_float_precision() -> None:
+    count, seed, offset = 100_000, 31, 2**35 + 3
+    drawn = standard_normal(seed, offset, (count,), DEVICE).double().cpu()
+    counters = torch.arange(count, dtype=torch.int64) + offset
+    word0, word1 = reference._philox_first_two_words(seed, counters)
+    radius = torch.sqrt(-2.0 * torch.log(reference._uint_to_uniform(word0).clamp_min(1.0e-7).double()))
+    exact = radius * torch.cos(2.0 * math.pi * reference._uint_to_uniform(word1).double())
+    # a few float32 roundings of numbers below 6: 2e-6 (a GPU's sqrt and log may round differently)
+    assert float((drawn - exact).abs().max()) < (2e-5 if COMPILED else 2e-6)
+
+
+@triton.jit
+def _cos_turns_kernel(t_ptr, out_ptr, numel, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, cos_turns(tl.load(t_ptr + offs, mask=offs < numel)), mask=offs < numel)
+
+
+def test_cos_turns_is_the_cosine_of_the_turn_on_all_of_it() -> None:
+    quarters = torch.arange(0.0, 1.0001, 0.125, dtype=torch.float64)  # every quadrant's ends and middle
+    near = torch.cat([quarters + step for step in (-1e-7, 1e-7)]).clamp(0.0, 1.0)
+    generator = torch.Generator().manual_seed(3)
+    turns = torch.cat([quarters, near, torch.rand(20_000, generator=generator, dtype=torch.float64)]).float()
+    out = torch.empty_like(turns, device=DEVICE)
+    _cos_turns_kernel[(triton.cdiv(turns.numel(), 1024),)](turns.to(DEVICE), out, turns.numel(), BLOCK=1024)
+    exact = torch.cos(2.0 * math.pi * turns.double())
+    # Cephes' polynomials hold to 3e-8 relative; the angle's one rounding adds 0.5 ulp of pi / 4
+    assert float((out.double().cpu() - exact).abs().max()) < 2.5e-7
 
 
 def test_moments_and_correlations() -> None:

@@ -1,7 +1,7 @@
 // The CPU Langevin update with its Philox noise in one vectorised pass:
 //     out = clamp(x + (delta^2 / 2) (g - x / sigma^2) + delta z),   z = normal(seed, offset + e)
 // where element e (row-major over x) draws Philox-4x32-10 at counter offset + e, exactly as
-// tl.randn(seed, offset + e) does in the Triton kernels: the same uint32 words, then Triton's
+// normal_at(seed, offset + e) does in the Triton kernels: the same uint32 words, then Triton's
 // uniform map and Box-Muller (log and cos agree to a few ulp). The arithmetic follows
 // genconv.kernels.reference operation by operation, in float32, without FMA contraction.
 //
