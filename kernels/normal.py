@@ -7,7 +7,7 @@ for every element, a large-argument reduction (Payne-Hanek: about 55 instruction
 stack table) that an angle below 2 pi never takes; the SASS cost model counted it as run.
 ``tile_normal`` keeps ``tl.randn`` for conv tiles of more than STRAIGHT_NOISE_ELEMENTS elements:
 there a thread draws 16-32 normals, and without the cold path's branches ptxas runs them side by
-side (on sm_90 a 64 x 32 tile of 4 warps went from 95 registers to 177, a 256 x 16 one spilled).
+side (on sm_90 a 64 x 32 tile of 4 warps went from 168 registers to 177, 256 x 16 ones spilled).
 
 Also the counter conventions every noise-drawing kernel shares: the seed and a base counter live
 in an int64 device tensor [seed, base] (a captured CUDA graph replays with new values), and a
@@ -63,7 +63,7 @@ _TWO_PI = tl.constexpr(6.283185307179586)
 def cos_turns(t):
     """cos(2 pi t) for t in [0, 1]: t less the nearest quarter turn (exact) is within 1/8 turn, where
     Cephes' polynomials hold; the quarter picks the sine's or the cosine's coefficients for one Horner
-    chain (as libdevice does; two chains spill on a 256-row tile) and the sign."""
+    chain (as libdevice does: fewer registers than two chains and a choice) and the sign."""
     quarter = tl.floor(4.0 * t + 0.5)
     angle = (t - 0.25 * quarter) * _TWO_PI
     square = angle * angle

@@ -11,8 +11,9 @@ tap for a handful of columns, and on an H200 that pass was the slowest of every 
    per wide tile; P is stored channels-last in the gradient's dtype (the weights' for a unit gradient);
 2. the fold with the Langevin update: pixel (y, x) of channel c sums the ceil(K / s)^2 patch entries
    that land on it (ky = y + p - q s) and writes x' = x + (delta^2/2)(g - x/sigma^2) + delta z, z drawn as
-   the fused kernels draw it (``normal_at(seed, base + offset + e)``, e the state's row-major element),
-   so a chain's noise does not depend on the form.
+   the fused kernels draw it (``normal_at(seed, base + offset + e)``, e the state's row-major element;
+   large fused tiles' ``tl.randn`` differs in the cosine's last bits), so a chain's noise depends on
+   the form in those bits only.
 
 P costs memory (C_in K^2 / s^2 times the image: 75x for the texture net): batches whose patches
 exceed ``PATCH_CHUNK_BYTES`` run in chunks of images. Which layers take it: ``patch_fold_wanted``;
