@@ -86,10 +86,21 @@ def _cudnn_epilogue_case(dtype: str) -> CompileCase:
     return CompileCase("cudnn-epilogues", dtype, run)
 
 
+def _one_row_split_case() -> CompileCase:
+    """A split-K pass over a single GEMM row (one image, a 1x1 output, a long K loop): Triton passes a
+    row count of 1 as a constant, which the split-K sum must take."""
+
+    def run() -> None:
+        x = torch.zeros(1, 64, 5, 5)
+        TRITON_BACKEND.conv_act_forward(x, torch.zeros(32, 64, 5, 5), None, 1, 0, 0.0)
+
+    return CompileCase("one-row-split", "float32", run)
+
+
 def compile_cases(quick: bool) -> list[CompileCase]:
     """Every case of the tier; ``quick``: the paper-size texture and object nets, the faces net, and the
     texture net at 64 px (whose batch takes the small-batch tiles: split-K on swapped tiles, half-width ones)."""
     shapes = QUICK_PRESET_SHAPES if quick else PRESET_SHAPES
     cases = [_preset_case(preset, size, dtype) for preset, size in shapes for dtype in DTYPES]
     cases += [_cudnn_epilogue_case(dtype) for dtype in DTYPES]
-    return cases + [_update_case(dtype) for dtype in DTYPES] + [_normal_case()]
+    return cases + [_update_case(dtype) for dtype in DTYPES] + [_normal_case(), _one_row_split_case()]

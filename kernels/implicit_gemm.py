@@ -748,7 +748,7 @@ def sum_splits(
     # one address per element, then a run's plane (a scalar) added: not the element's offset per run
     pitch = workspace_pitch(n_columns)
     partial = ws_ptr + (row[:, None] * pitch + offs_n[None, :])
-    plane = n_rows.to(tl.int64) * pitch
+    plane = tl.cast(n_rows, tl.int64) * pitch  # a cast, not .to: n_rows == 1 arrives as a constant
     for _ in tl.static_range(SPLIT):
         acc += tl.load(partial, mask=ok, other=0.0)
         partial += plane
