@@ -17,8 +17,7 @@ tap for a handful of columns, and on an H200 that pass was the slowest of every 
 
 P costs memory (C_in K^2 / s^2 times the image: 75x for the texture net): batches whose patches
 exceed ``PATCH_CHUNK_BYTES`` run in chunks of images. Which layers take it: ``patch_fold_wanted``;
-``GENCONV_PATCH_FOLD=0`` / ``=1`` force the sub-pixel / patch form (A/B switches for
-``bench.measured_passes --ab``).
+``GENCONV_PATCH_FOLD=0`` keeps the sub-pixel form (an A/B switch for ``bench.measured_passes --ab``).
 """
 
 import os
@@ -35,8 +34,6 @@ from genconv.kernels.packing import PACKED
 # Patch columns (C_in K^2) below which the sub-pixel form is kept: its s^2 C_in columns are then
 # about as wide, and the fold would only add a launch and a round trip through memory.
 PATCH_MIN_COLUMNS = 64
-# bfloat16 chains take the patch form where the sub-pixel form's GEMM is at most this many columns wide.
-BF16_SUB_PIXEL_COLUMNS = 16
 # Patch rows are padded to a multiple of this many elements (16 bytes or more in either dtype), so the
 # patch GEMM stores them as vectors (675 columns of 2 bytes would store element by element).
 PATCH_ROW_ALIGN = 16
@@ -44,18 +41,16 @@ PATCH_ROW_ALIGN = 16
 PATCH_CHUNK_BYTES = 256 * 1024 * 1024
 
 
-def patch_fold_wanted(in_channels: int, kernel: int, stride: int, dtype: torch.dtype = torch.float32) -> bool:
-    """Whether the image layer's fused top-down pass runs as a patch GEMM and a fold. Eligible: kernels
-    that overlap (K > s) with at least ``PATCH_MIN_COLUMNS`` patch columns. Taken by default in float32,
-    and in bfloat16 where the sub-pixel form's GEMM has at most ``BF16_SUB_PIXEL_COLUMNS`` columns (the
-    object net's 12): the calibrated cost model predicts the patch form 15-25 % faster for the object
-    net in both dtypes and 4-6 % for the texture net in float32, but 2-7 % slower for bfloat16 texture
-    chains (27 columns). ``GENCONV_PATCH_FOLD=0`` never takes it, ``=1`` takes it wherever eligible."""
+def patch_fold_wanted(in_channels: int, kernel: int, stride: int) -> bool:
+    """Whether the image layer's fused top-down pass runs as a patch GEMM and a fold: where it can, kernels
+    that overlap (K > s) with at least ``PATCH_MIN_COLUMNS`` patch columns, in either dtype. Both cost
+    models predict it faster for both nets' chains since the patch GEMM takes its rows as pixels
+    (``conv_transpose._patch_gemm``); before, the calibrated one priced it 2-7 % slower for bfloat16
+    texture chains, which kept the sub-pixel form (docs/kernels.md). ``GENCONV_PATCH_FOLD=0`` never
+    takes it, ``=1`` takes it wherever eligible (the default)."""
     switch = os.environ.get("GENCONV_PATCH_FOLD", "")
     eligible = kernel > stride and in_channels * kernel * kernel >= PATCH_MIN_COLUMNS
-    if switch in ("0", "1"):
-        return eligible and switch == "1"
-    return eligible and (dtype == torch.float32 or stride * stride * in_channels <= BF16_SUB_PIXEL_COLUMNS)
+    return eligible and switch != "0"
 
 
 def patch_row(in_channels: int, kernel: int) -> int:

@@ -206,6 +206,42 @@ def test_dense_nhwc_gradient_and_mask(case) -> None:
     assert_close(fused, twin, dtype, "x'")
 
 
+# 1x1 layers at stride 1 without padding: 17 channels on 6 x 5 pixels (rows spanning images), 40 channels
+# on 23 x 19 (437 rows: a ragged last row tile of its own per image)
+POINTWISE = [
+    (3, 17, 6, 5, 4, 1, 1, 0, 0.1, torch.float32),
+    (2, 40, 23, 19, 36, 1, 1, 0, 0.0, torch.float32),
+    (2, 40, 23, 19, 36, 1, 1, 0, 0.0, torch.bfloat16),
+]
+POINTWISE_IDS = [case_id(B=c[0], C=c[1], H=c[2], O=c[4], dtype=c[9]) for c in POINTWISE]
+
+
+@pytest.mark.parametrize("case", POINTWISE, ids=POINTWISE_IDS)
+@pytest.mark.usefixtures("nan_poisoned_outputs")
+def test_pointwise_layer_on_dense_nhwc_tensors(case) -> None:
+    """A 1x1 layer over dense NHWC tensors takes its rows as pixels, without windows or bounds (the patch
+    GEMM's form): plain, gated by a dense NHWC or an NCHW mask of the layer below, and from a unit
+    gradient, against the reference."""
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=7)
+    hw = (x.shape[-2], x.shape[-1])
+    nhwc_grad, nhwc_mask = (t.contiguous(memory_format=torch.channels_last) for t in (grad, mask))
+    with launch.recording_launches() as launches:  # recorded, not run
+        masked_conv_transpose(nhwc_grad, nhwc_mask, weight, stride, padding, slope, hw)
+    out = masked_conv_transpose(nhwc_grad, nhwc_mask, weight, stride, padding, slope, hw)
+    named = {**launches[0].kwargs}
+    assert named["DENSE"] and (named["TAPS"], named["STRIDE"], named["PAD"]) == (1, 1, 0)
+    assert_close(out, reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw), dtype, "df/dx")
+    below = (torch.randn(x.shape, generator=torch.Generator().manual_seed(8)) > 0).to(DEVICE)
+    for layout in (torch.channels_last, torch.contiguous_format):
+        gate = below.contiguous(memory_format=layout)
+        gated = masked_conv_transpose(nhwc_grad, nhwc_mask, weight, stride, padding, slope, hw, output_mask=gate)
+        twin = reference.masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw, output_mask=gate)
+        assert_close(gated, twin, dtype, f"gated df/dx ({layout})")
+    unit = masked_conv_transpose(None, nhwc_mask, weight, stride, padding, slope, hw, dtype=dtype)
+    twin = reference.masked_conv_transpose(None, mask, weight, stride, padding, slope, hw, dtype=dtype)
+    assert_close(unit, twin, dtype, "unit df/dx")
+
+
 @pytest.mark.parametrize("case", [CASES[2], CASES[9]], ids=[IDS[2], IDS[9]])
 @pytest.mark.usefixtures("nan_poisoned_outputs")
 def test_unit_gradient_from_the_summed_tops_padded_mask_rows(case) -> None:

@@ -38,6 +38,12 @@ def every_layer_folds(monkeypatch):
     monkeypatch.setattr(patch_fold, "PATCH_MIN_COLUMNS", 1)
 
 
+def _named(launch) -> dict:
+    """A recorded launch's arguments by name."""
+    jit = getattr(launch.kernel, "fn", launch.kernel)
+    return {**dict(zip(jit.arg_names, launch.args, strict=False)), **launch.kwargs}
+
+
 def _kernels(*args, **kwargs) -> list[str]:
     with recording_launches() as launches:
         masked_conv_transpose_langevin(*args, **kwargs)
@@ -76,6 +82,29 @@ def test_chunks_of_images_keep_each_images_noise(case, monkeypatch) -> None:
     assert_close(chunked, whole, dtype, "x', in chunks")
 
 
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[4]], ids=[IDS[0], IDS[1], IDS[4]])
+@pytest.mark.usefixtures("nan_poisoned_outputs", "every_layer_folds")
+def test_channels_last_patches_run_as_one_row_of_pixels(case, monkeypatch) -> None:
+    """The chain's dense NHWC gradient and mask: the patch GEMM takes the batch's pixels as one row (its row
+    tiles run on across images), in chunks too, and the result is the reference's."""
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=5)
+    nhwc_grad, nhwc_mask = (t.contiguous(memory_format=torch.channels_last) for t in (grad, mask))
+    layer = (nhwc_grad, nhwc_mask, weight, stride, padding, slope, x, 0.3, 1.4)
+    expected = reference.masked_conv_transpose_langevin(grad, mask, weight, stride, padding, slope, x, 0.3, 1.4,
+                                                        seed=11, offset=3)  # fmt: skip
+    for chunk in (patch_fold.PATCH_CHUNK_BYTES, 1):
+        monkeypatch.setattr(patch_fold, "PATCH_CHUNK_BYTES", chunk)
+        with recording_launches() as launches:  # recorded, not run
+            masked_conv_transpose_langevin(*layer, seed=11, offset=3)
+        folded = masked_conv_transpose_langevin(*layer, seed=11, offset=3)
+        gemms = [_named(launch) for launch in launches if launch.kwargs.get("TAPS") == 1]
+        images = x.shape[0] if chunk > 1 else 1
+        pixels = images * mask.shape[-2] * mask.shape[-1]
+        assert len(gemms) == x.shape[0] // images
+        assert all((named["nq_h"], named["nq_w"], named["n_rows"]) == (1, pixels, pixels) for named in gemms)
+        assert_close(folded, expected, dtype, f"x' (chunks of {images})")
+
+
 @pytest.mark.parametrize("case", [CASES[1], CASES[3]], ids=[IDS[1], IDS[3]])
 @pytest.mark.usefixtures("every_layer_folds")
 def test_given_noise_clamp_strided_inputs_and_a_unit_gradient(case) -> None:
@@ -96,20 +125,17 @@ def test_given_noise_clamp_strided_inputs_and_a_unit_gradient(case) -> None:
 
 
 def test_which_layers_fold(monkeypatch) -> None:
-    """Float32: the texture and object nets' image layers fold; a 3x3 stride-1 RGB layer (27 patch columns)
-    and a kernel no wider than its stride (no overlap to sum) keep the sub-pixel form. bfloat16: only
-    where the sub-pixel GEMM is 16 columns or fewer (the object net's 12, not the texture net's 27).
-    GENCONV_PATCH_FOLD=0 / =1 force either form on the eligible layers."""
+    """The texture and object nets' image layers fold, in either dtype; a 3x3 stride-1 RGB layer (27 patch
+    columns) and a kernel no wider than its stride (no overlap to sum) keep the sub-pixel form.
+    GENCONV_PATCH_FOLD=0 keeps the sub-pixel form everywhere."""
     monkeypatch.delenv("GENCONV_PATCH_FOLD", raising=False)
-    bf16 = torch.bfloat16
     assert patch_fold.patch_fold_wanted(3, 15, 3) and patch_fold.patch_fold_wanted(3, 7, 2)
     assert not patch_fold.patch_fold_wanted(3, 3, 1)
     assert not patch_fold.patch_fold_wanted(16, 2, 2)
-    assert patch_fold.patch_fold_wanted(3, 7, 2, bf16) and not patch_fold.patch_fold_wanted(3, 15, 3, bf16)
     monkeypatch.setenv("GENCONV_PATCH_FOLD", "1")
-    assert patch_fold.patch_fold_wanted(3, 15, 3, bf16) and not patch_fold.patch_fold_wanted(3, 3, 1)
+    assert patch_fold.patch_fold_wanted(3, 15, 3) and not patch_fold.patch_fold_wanted(3, 3, 1)
     monkeypatch.setenv("GENCONV_PATCH_FOLD", "0")
-    assert not patch_fold.patch_fold_wanted(3, 15, 3) and not patch_fold.patch_fold_wanted(3, 7, 2, bf16)
+    assert not patch_fold.patch_fold_wanted(3, 15, 3) and not patch_fold.patch_fold_wanted(3, 7, 2)
 
 
 def test_chunk_sizes() -> None:
