@@ -36,6 +36,7 @@ from genconv.kernels.implicit_gemm import (
     conv_configs,
     conv_grid,
     conv_tile,
+    divide_rows,
     flat_k,
     heuristic_config,
     input_precision,
@@ -44,6 +45,7 @@ from genconv.kernels.implicit_gemm import (
     program_rows,
     prune_configs,
     reduction_per_step,
+    row_divisor,
     spans_images,
     split_for,
     split_grid,
@@ -77,7 +79,7 @@ from genconv.kernels.patch_fold import fold_langevin, images_per_chunk, patch_fo
     key=["n_columns", "nq_h", "nq_w", "g_h", "g_w", BATCH_BUCKET],
     prune_configs_by={"early_config_prune": prune_configs},
 )
-@triton.jit(do_not_specialize=[*COUNTER_ARGUMENTS, BATCH_BUCKET])
+@triton.jit(do_not_specialize=[*COUNTER_ARGUMENTS, BATCH_BUCKET, "nq_w_magic", "nq_w_shift"])
 def _conv_transpose_kernel(
     g_ptr,
     mask_ptr,
@@ -122,6 +124,8 @@ def _conv_transpose_kernel(
     q0_w,
     nq_h,
     nq_w,
+    nq_w_magic,
+    nq_w_shift,
     n_rows,
     n_columns,
     slope,
@@ -169,8 +173,8 @@ def _conv_transpose_kernel(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     column_ok = offs_n < n_columns
     # A 1x1 layer at stride 1 without padding over dense NHWC tensors (``patch_fold``'s patch GEMM): GEMM
-    # row ``within`` is the same pixel of the gradient and of the result, so a row needs no window, no
-    # bounds and no division into (row, column): the image is taken as one row of pixels
+    # row ``within`` is the same pixel of the gradient and of the result, so a row needs no window and no
+    # division into (row, column): the image is taken as one row of pixels
     POINTWISE: tl.constexpr = (TAPS == 1 and STRIDE == 1 and PAD == 0 and DENSE and not FUSE_LANGEVIN
                                and (GATE_DENSE or not OUT_GATE))  # fmt: skip
     if POINTWISE:
@@ -178,9 +182,10 @@ def _conv_transpose_kernel(
         qw = within
         g_w = g_h * g_w
         g_h = 1
-    else:
-        qh = q0_h + within // nq_w
-        qw = q0_w + within % nq_w
+    else:  # within // nq_w by a multiply-high (``row_divisor``): the epilogue computes it again per row
+        q_row = divide_rows(within, nq_w_magic, nq_w_shift)
+        qh = q0_h + q_row
+        qw = q0_w + (within - q_row * nq_w)
     row = sample * (nq_h * nq_w) + within  # the GEMM row (int64)
     if SPLIT_PHASE == 2:
         acc = sum_splits(ws_ptr, row, offs_n, row_ok, column_ok, n_rows, n_columns, SPLIT, BLOCK_M, BLOCK_N)
@@ -198,12 +203,14 @@ def _conv_transpose_kernel(
         # Column n = c s^2 + rh s + rw of conv row (qh, qw) is input pixel (qh s + rh - p, qw s + rw - p);
         # with PHASE_ROW > 0 (phase-major columns, ``sub_pixel_phase_row``) n = (rh s + rw) PHASE_ROW + c;
         # with PHASE >= 0 (one phase's launch) n = c of phase PHASE = rh s + rw.
-        if POINTWISE:
+        # At stride 1 conv row ``within`` is the result's pixel ``within`` (q = y + p over the whole image):
+        # it lies inside, and dense offsets need no (row, column), only strided tensors do (the state,
+        # the noise, a strided gate), so the epilogue divides ``within`` only for those.
+        if STRIDE == 1:
             channel = offs_n[None, :]
-        elif STRIDE == 1:
-            channel = offs_n[None, :]
-            rows = (qh - PAD)[:, None]
-            cols = (qw - PAD)[:, None]
+            if not POINTWISE:  # (the pointwise form has no strided tensor)
+                rows = (qh - PAD)[:, None]
+                cols = (qw - PAD)[:, None]
         elif PHASE >= 0:
             channel = offs_n[None, :]
             rows = (qh * STRIDE + (PHASE // STRIDE - PAD))[:, None]
@@ -222,7 +229,7 @@ def _conv_transpose_kernel(
         channel_ok = channel < C_IN
         if PHASE_ROW > 0:  # a tile's columns past the last phase would read as phases s^2, s^2 + 1, ...
             channel_ok = channel_ok & (offs_n < STRIDE * STRIDE * PHASE_ROW)[None, :]
-        if POINTWISE:
+        if STRIDE == 1:
             valid = row_ok[:, None] & channel_ok
         else:
             valid = row_ok[:, None] & channel_ok & (rows >= 0) & (rows < in_h) & (cols >= 0) & (cols < in_w)
@@ -246,7 +253,7 @@ def _conv_transpose_kernel(
             result = acc
             if OUT_GATE:  # act' of the layer below, so its top-down pass reads gated coefficients
                 if GATE_DENSE:  # dense NHWC: offsets from the constexpr C_IN, whose alignment the compiler knows
-                    if POINTWISE:
+                    if STRIDE == 1:
                         gate = gate_ptr + image * (in_h * in_w * C_IN) + (within[:, None] * C_IN + channel)
                     else:
                         gate = gate_ptr + image * (in_h * in_w * C_IN) + ((rows * in_w + cols) * C_IN + channel)
@@ -254,7 +261,7 @@ def _conv_transpose_kernel(
                     gate = gate_ptr + image * t_s0 + (rows * t_s1 + cols * t_s2 + channel * t_s3)
                 on = tl.load(gate, mask=valid, other=0)
                 result = tl.where(on != 0, result, result * slope)
-            if POINTWISE:  # the layer input's gradient: dense NHWC
+            if STRIDE == 1:  # the layer input's gradient: dense NHWC
                 out_offsets = within[:, None] * C_IN + channel
             else:
                 out_offsets = (rows * in_w + cols) * C_IN + channel
@@ -392,7 +399,7 @@ def _launch_transpose(
                 *nhwc_strides(source), *nhwc_strides(mask), *nhwc_strides(out), *nhwc_strides(x),
                 *nhwc_strides(noise), *nhwc_strides(gate),
                 packed.stride(0), packed.shape[0 if k_major else 1], g_h, g_w, in_h, in_w, q0_h, q0_w, nq_h, nq_w,
-                rows, columns, float(slope), *scalars,
+                *row_divisor(nq_w), rows, columns, float(slope), *scalars,
                 batch_bucket=batch_bucket(batch),
                 C=channels, C_IN=c_in, TAPS=gemm.taps, TAPS_H=gemm.taps_h, TAPS_W=gemm.taps_w, TAP0_H=gemm.tap0_h,
                 TAP0_W=gemm.tap0_w, PHASE=gemm.phase, STRIDE=stride, PAD=padding, A_MODE=a_mode,

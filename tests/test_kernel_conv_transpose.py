@@ -206,6 +206,24 @@ def test_dense_nhwc_gradient_and_mask(case) -> None:
     assert_close(fused, twin, dtype, "x'")
 
 
+def test_row_divisor_divides_every_row_index_exactly() -> None:
+    """``divide_rows``' arithmetic, umulhi(2 n, magic) >> shift, is n // d for every d and every int32 n >= 0:
+    each divisor up to 3000 and 2000 random ones up to 2^31 - 1 (powers of two and their neighbours among
+    them), at n = 0, the multiples' edges, the largest n and random n; magic lies in [2^31, 2^32)."""
+    generator = torch.Generator().manual_seed(0)
+    divisors = list(range(1, 3001)) + [2**k + e for k in range(12, 31) for e in (-1, 0, 1)]
+    divisors += torch.randint(1, 2**31, (2000,), generator=generator).tolist()
+    for d in divisors:
+        magic, shift = implicit_gemm.row_divisor(d)
+        assert 2**31 <= magic < 2**32, (d, magic)
+        rows = [0, 1, d - 1, d, d + 1, 2 * d - 1, 2**31 - 2, 2**31 - 1]
+        rows += torch.randint(0, 2**31, (20,), generator=generator).tolist()
+        for n in (n for n in rows if 0 <= n < 2**31):
+            assert ((2 * n * magic) >> 32) >> shift == n // d, (n, d)
+    with pytest.raises(ValueError, match="positive divisor"):
+        implicit_gemm.row_divisor(0)
+
+
 # 1x1 layers at stride 1 without padding: 17 channels on 6 x 5 pixels (rows spanning images), 40 channels
 # on 23 x 19 (437 rows: a ragged last row tile of its own per image)
 POINTWISE = [
