@@ -120,7 +120,7 @@ def _conv_forward_kernel(
     else:
         acc = conv_tile(
             x_ptr, x_s0, x_s1, x_s2, x_s3, x_ptr, 0, 0, 0, 0, w_ptr, w_row_stride, w_columns, sample, oh, ow,
-            row_ok, offs_n, height, width, slope, tl.program_id(2), C_IN, KH, KW, STRIDE, PAD, A_PLAIN, DENSE,
+            row_ok, offs_n, height, width, slope, tl.program_id(2), C_IN, KH, KW, STRIDE, PAD, A_PLAIN, False, DENSE,
             SPAN, SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP, W_K_MAJOR, FLAT,
         )  # fmt: skip
     if SPLIT_PHASE == 1:

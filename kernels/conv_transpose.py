@@ -38,6 +38,7 @@ from genconv.kernels.implicit_gemm import (
     conv_tile,
     divide_rows,
     flat_k,
+    gated,
     heuristic_config,
     input_precision,
     is_dense_nhwc,
@@ -158,6 +159,7 @@ def _conv_transpose_kernel(
     CLAMP: tl.constexpr,
     SPLIT: tl.constexpr,
     SPLIT_PHASE: tl.constexpr,
+    LEAKY: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -194,8 +196,8 @@ def _conv_transpose_kernel(
         acc = conv_tile(
             g_ptr, g_s0, g_s1, g_s2, g_s3, mask_ptr, m_s0, m_s1, m_s2, m_s3, w_ptr, w_row_stride, w_columns, sample,
             qh + TAP0_H, qw + TAP0_W, row_ok, offs_n, g_h, g_w, slope, tl.program_id(2), C, TAPS_H, TAPS_W, 1,
-            TAPS - 1, A_MODE, DENSE, SPAN, SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP, W_K_MAJOR,
-            FLAT,
+            TAPS - 1, A_MODE, LEAKY, DENSE, SPAN, SPLIT, DOT_DTYPE, PRECISION, BLOCK_M, BLOCK_N, BLOCK_K, SWAP,
+            W_K_MAJOR, FLAT,
         )  # fmt: skip
     if SPLIT_PHASE == 1:
         store_split(ws_ptr, acc, row, offs_n, row_ok, column_ok, n_rows, n_columns)
@@ -260,7 +262,7 @@ def _conv_transpose_kernel(
                 else:
                     gate = gate_ptr + image * t_s0 + (rows * t_s1 + cols * t_s2 + channel * t_s3)
                 on = tl.load(gate, mask=valid, other=0)
-                result = tl.where(on != 0, result, result * slope)
+                result = gated(result, on != 0, slope, LEAKY)
             if STRIDE == 1:  # the layer input's gradient: dense NHWC
                 out_offsets = within[:, None] * C_IN + channel
             else:
@@ -405,7 +407,7 @@ def _launch_transpose(
                 TAP0_W=gemm.tap0_w, PHASE=gemm.phase, STRIDE=stride, PAD=padding, A_MODE=a_mode,
                 DENSE=is_dense_nhwc(source) and is_dense_nhwc(mask), SPAN=span, OUT_GATE=output_mask is not None,
                 GATE_DENSE=output_mask is not None and is_dense_nhwc(output_mask), PHASE_ROW=gemm.phase_row,
-                SPLIT=split, SPLIT_PHASE=phase, DOT_DTYPE=dot_dtype(compute_dtype),
+                SPLIT=split, SPLIT_PHASE=phase, LEAKY=slope != 0, DOT_DTYPE=dot_dtype(compute_dtype),
                 PRECISION=input_precision(compute_dtype), W_K_MAJOR=k_major,
                 FLAT=flat_k(channels, gemm.taps_w, top_down=True), **flags,
             )  # fmt: skip

@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from genconv.kernels.implicit_gemm import gated
 from genconv.kernels.launch import check_device, launch
 
 _BLOCK = 1024
@@ -99,6 +100,7 @@ def _masked_coefficients_kernel(
     width,
     per_sample,
     slope,
+    LEAKY: tl.constexpr,
     UNIT_GRAD: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
@@ -107,12 +109,11 @@ def _masked_coefficients_kernel(
     ok = offs < per_sample
     channel, row, col = _nhwc_offsets(offs, channels, width)
     on = tl.load(mask_ptr + sample * m_s0 + (channel * m_s1 + row * m_s2 + col * m_s3), mask=ok, other=0)
-    gate = tl.where(on != 0, 1.0, slope)
     if UNIT_GRAD:
-        value = gate
+        value = tl.where(on != 0, 1.0, slope)
     else:
         g = tl.load(grad_ptr + sample * g_s0 + (channel * g_s1 + row * g_s2 + col * g_s3), mask=ok, other=0.0)
-        value = g.to(tl.float32) * gate
+        value = gated(g.to(tl.float32), on != 0, slope, LEAKY)
     tl.store(out_ptr + sample * o_s0 + (channel * o_s1 + row * o_s2 + col * o_s3),
              value.to(out_ptr.dtype.element_ty), mask=ok)  # fmt: skip
 
@@ -163,5 +164,5 @@ def masked_coefficients(
     if batch and per_sample:
         launch(_masked_coefficients_kernel, _grid(batch, per_sample), _configs(), _configs()[0],
                source, mask, out, *source.stride(), *mask.stride(), *out.stride(), channels, width, per_sample,
-               float(slope), UNIT_GRAD=grad is None)  # fmt: skip
+               float(slope), LEAKY=slope != 0, UNIT_GRAD=grad is None)  # fmt: skip
     return out

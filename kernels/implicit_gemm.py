@@ -558,6 +558,7 @@ def conv_tile(
     STRIDE: tl.constexpr,
     PAD: tl.constexpr,
     A_MODE: tl.constexpr,
+    LEAKY: tl.constexpr,
     DENSE: tl.constexpr,
     SPAN: tl.constexpr,
     SPLIT: tl.constexpr,
@@ -653,7 +654,7 @@ def conv_tile(
             else:
                 a_ptrs = a_base + a_offsets
                 m_ptrs = m_base + m_offsets
-            a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE)
+            a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE, LEAKY)
             if W_K_MAJOR:
                 w_ptrs = w_ptr + offs_n[None, :] * w_row_stride + (kh * ROW_K + j)[:, None]
             else:
@@ -711,7 +712,7 @@ def conv_tile(
                 m_offsets = (kh * m_s1 + kw * m_s2 + c0 * m_s3) + m_channel
             a_ptrs = a_rows + (a_corner[:, None] + a_offsets[None, :])
             m_ptrs = m_rows + (m_corner[:, None] + m_offsets[None, :])
-            a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE)
+            a = _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE, LEAKY)
             b = tl.load(w_slab + (tap * C + c0) * w_k_stride, mask=k_ok[:, None] & packed_ok[None, :], other=0.0)
             acc, acc_t = _accumulate(a, b, acc, acc_t, SWAP, DOT_DTYPE, PRECISION)
     if SWAP:
@@ -805,17 +806,32 @@ def _tap_inside(bits, kh, kw, KH: tl.constexpr, KW: tl.constexpr):
 
 
 @triton.jit
-def _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE: tl.constexpr):
+def _a_slab(a_ptrs, m_ptrs, ok, slope, A_MODE: tl.constexpr, LEAKY: tl.constexpr):
     """One [BLOCK_M, BLOCK_K] slab of A: the input, a gradient gated by act'(mask), or act'(mask)."""
     if A_MODE == 2:
         on = tl.load(m_ptrs, mask=ok, other=0)
-        a = tl.where(ok, tl.where(on != 0, 1.0, slope), 0.0)
+        if LEAKY:
+            a = tl.where(ok, tl.where(on != 0, 1.0, slope), 0.0)
+        else:
+            a = tl.where(on != 0, 1.0, 0.0)  # the mask reads 0 outside ``ok``
     else:
         a = tl.load(a_ptrs, mask=ok, other=0.0)
         if A_MODE == 1:
             on = tl.load(m_ptrs, mask=ok, other=0)
-            a = a.to(tl.float32) * tl.where(on != 0, 1.0, slope)
+            a = gated(a, on != 0, slope, LEAKY)
     return a
+
+
+@triton.jit
+def gated(value, on, slope, LEAKY: tl.constexpr):
+    """value x act'(r), ``on`` where the unit r was on: ``slope`` x value where off; for ReLU (``LEAKY``
+    false, slope 0) one select of 0 there, in value's dtype, whatever value is, as torch's ReLU backward
+    gives (the PyTorch twins multiply by act', so an inf or NaN at an off unit is where they differ)."""
+    if LEAKY:
+        result = tl.where(on, value, value.to(tl.float32) * slope)
+    else:
+        result = tl.where(on, value, slope)  # slope is 0 here
+    return result
 
 
 def is_dense_nhwc(tensor: torch.Tensor) -> bool:

@@ -136,6 +136,24 @@ def test_result_gated_by_the_mask_of_the_layer_below(case, layout) -> None:
     assert_close(unit, twin, torch.float32, "gated unit df/dx")
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the interpreter's matmul over inf and NaN
+@pytest.mark.parametrize("slope", [0.0, 0.2], ids=["relu", "leaky"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+def test_an_off_relu_unit_passes_zero_whatever_its_gradient(slope: float, dtype: torch.dtype) -> None:
+    """As torch's ReLU backward: an off unit's act' selects 0, so an inf or NaN upstream of it goes no
+    further (a leaky unit passes slope x it on)."""
+    x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer((2, 3, 11, 7, 5, 3, 2, 0, slope, dtype))
+    hw = (x.shape[-2], x.shape[-1])
+    off = ~mask
+    poison = torch.where(torch.rand(grad.shape, generator=torch.Generator().manual_seed(2)) < 0.5, torch.inf, torch.nan)
+    poisoned = torch.where(off, poison.to(DEVICE, dtype), grad)
+    out = masked_conv_transpose(poisoned, mask, weight, stride, padding, slope, hw)
+    if slope == 0:
+        assert off.any() and torch.equal(out, masked_conv_transpose(grad, mask, weight, stride, padding, slope, hw))
+    else:
+        assert not torch.isfinite(out).all()
+
+
 def test_phase_major_columns_where_strided_layers_have_16_or_more_input_channels(monkeypatch) -> None:
     monkeypatch.delenv("GENCONV_PHASE_MAJOR", raising=False)
     assert [implicit_gemm.sub_pixel_phase_row(CASES[i][6], CASES[i][1]) for i in PHASE_MAJOR] == [32, 16, 48]
