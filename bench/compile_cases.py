@@ -86,6 +86,18 @@ def _cudnn_epilogue_case(dtype: str) -> CompileCase:
     return CompileCase("cudnn-epilogues", dtype, run)
 
 
+def _large_batch_case() -> CompileCase:
+    """The object net's bottom-up pass at B = 256 in bfloat16, where the heuristic takes the tiles only
+    Hopper gets (``implicit_gemm.hopper_tiles_wanted``: the image layer's 256 x 128, 64-wide K-steps on
+    the 5x5 layer); sm_80 compiles the tiles it takes there instead."""
+
+    def run() -> None:
+        model = GenerativeConvNet(network_for("object", 3, 100), init_seed=0)
+        model.bottom_up(torch.zeros(256, 3, 100, 100, dtype=torch.bfloat16), TRITON_BACKEND)
+
+    return CompileCase("object@100 B=256", "bfloat16", run)
+
+
 def _one_row_split_case() -> CompileCase:
     """A split-K pass over a single GEMM row (one image, a 1x1 output, a long K loop): Triton passes a
     row count of 1 as a constant, which the split-K sum must take."""
@@ -99,8 +111,10 @@ def _one_row_split_case() -> CompileCase:
 
 def compile_cases(quick: bool) -> list[CompileCase]:
     """Every case of the tier; ``quick``: the paper-size texture and object nets, the faces net, and the
-    texture net at 64 px (whose batch takes the small-batch tiles: split-K on swapped tiles, half-width ones)."""
+    texture net at 64 px (whose batch takes the small-batch tiles: split-K on swapped tiles, half-width ones).
+    Both have the object net's large-batch bottom-up pass."""
     shapes = QUICK_PRESET_SHAPES if quick else PRESET_SHAPES
     cases = [_preset_case(preset, size, dtype) for preset, size in shapes for dtype in DTYPES]
     cases += [_cudnn_epilogue_case(dtype) for dtype in DTYPES]
-    return cases + [_update_case(dtype) for dtype in DTYPES] + [_normal_case(), _one_row_split_case()]
+    cases += [_update_case(dtype) for dtype in DTYPES]
+    return cases + [_normal_case(), _one_row_split_case(), _large_batch_case()]

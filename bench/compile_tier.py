@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # `python bench/compile_tier.py`
 
 import argparse
 import concurrent.futures
+import itertools
 import json
 import multiprocessing
 import os
@@ -55,7 +56,7 @@ from triton.runtime.jit import create_function_from_signature
 from bench import report, sass
 from bench.compile_cases import CONV_KERNELS, CompileCase, compile_cases
 from bench.sass import warps_per_sm
-from genconv.kernels.launch import Launch, recording_launches
+from genconv.kernels.launch import Launch, recording_launches, targeting
 
 TARGETS = {"sm_90": GPUTarget("cuda", 90, 32), "sm_80": GPUTarget("cuda", 80, 32)}
 
@@ -189,11 +190,12 @@ def _variant_key(variant: Variant, launch: Launch, config: triton.Config) -> tup
 def collect_jobs(
     cases: list[CompileCase], targets: list[str], heuristic_only: tuple[str, ...] = ()
 ) -> list[tuple[Variant, Launch, triton.Config]]:
-    """Record every case's launches and expand them into (variant, launch, config) jobs, deduplicated;
-    on the targets in ``heuristic_only`` only the shape heuristic's config of each launch."""
+    """Record every case's launches for each target (its tiles: ``launch.targeting``) and expand them into
+    (variant, launch, config) jobs, deduplicated; on the targets in ``heuristic_only`` only the shape
+    heuristic's config of each launch."""
     jobs, seen = [], set()
-    for case in cases:
-        with recording_launches() as launches:
+    for target, case in itertools.product(targets, cases):
+        with targeting(TARGETS[target].arch), recording_launches() as launches:
             case.run()
         for launch in launches:
             name = _jit_function(launch.kernel).fn.__name__
@@ -201,21 +203,20 @@ def collect_jobs(
             if all(_config_label(c) != _config_label(launch.heuristic) for c in configs):
                 configs.append(launch.heuristic)
             for config in configs:
-                for target in targets:
-                    if target in heuristic_only and _config_label(config) != _config_label(launch.heuristic):
-                        continue
-                    variant = Variant(
-                        kernel=name, case=case.name, layer=_layer_label(launch), dtype=case.dtype, target=target,
-                        config=_config_label(config), num_warps=config.num_warps, num_stages=config.num_stages,
-                        heuristic=_config_label(launch.heuristic) == _config_label(config),
-                        # a split-K sum launch adds partial sums: a conv kernel with no main loop
-                        is_conv=name in CONV_KERNELS and launch.kwargs.get("SPLIT_PHASE", 0) != 2,
-                    )  # fmt: skip
-                    key = _variant_key(variant, launch, config)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    jobs.append((variant, launch, config))
+                if target in heuristic_only and _config_label(config) != _config_label(launch.heuristic):
+                    continue
+                variant = Variant(
+                    kernel=name, case=case.name, layer=_layer_label(launch), dtype=case.dtype, target=target,
+                    config=_config_label(config), num_warps=config.num_warps, num_stages=config.num_stages,
+                    heuristic=_config_label(launch.heuristic) == _config_label(config),
+                    # a split-K sum launch adds partial sums: a conv kernel with no main loop
+                    is_conv=name in CONV_KERNELS and launch.kwargs.get("SPLIT_PHASE", 0) != 2,
+                )  # fmt: skip
+                key = _variant_key(variant, launch, config)
+                if key in seen:
+                    continue
+                seen.add(key)
+                jobs.append((variant, launch, config))
     return jobs
 
 

@@ -57,15 +57,15 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton._
 'gpu', torch.cuda.get_device_name(), 'cpu kernel', cpu_kernel_status())"
 # Every pass of the predicted table measured first: it is what the check is for. PREDICTED is the cost
 # model's table of this revision's kernels (python -m bench.cost_model --out FILE writes a new one).
-PREDICTED=${PREDICTED:-bench/results/roofline-2026-12-06-relu.json}
+PREDICTED=${PREDICTED:-bench/results/roofline-2026-12-06-hopper.json}
 # --ab: every workload again with float32 weights N-major, strided top-down columns channel-major, the
 # image layer's top-down pass in the sub-pixel form (the kernels before the changes this table predicts),
-# the strided top-down passes of large batches as one launch over all sub-pixel phases, bfloat16 image
-# layers on the 256 x 128 tile (the default keeps it to the top-down passes), and the 5x5 layers over
-# 100 channels on taps x channel blocks instead of flat K.
+# the strided top-down passes of large batches as one launch over all sub-pixel phases, the tiles GPUs
+# before Hopper take (no 256 x 128 tile on bfloat16 image layers, no 64-wide K-steps on the object net's
+# bfloat16 5x5 layer), and the 5x5 layers over 100 channels on taps x channel blocks instead of flat K.
 step passes 150 python3 -m bench.measured_passes --predicted "$PREDICTED" --out "$OUT" --steps 20 --budget-seconds 130 \
     --jobs 14 --ab GENCONV_K_MAJOR=0 --ab GENCONV_PHASE_MAJOR=0 --ab GENCONV_PATCH_FOLD=0 \
-    --ab GENCONV_PHASE_SPLIT=0 --ab GENCONV_WIDE_TALL=1 --ab GENCONV_FLAT_K=0
+    --ab GENCONV_PHASE_SPLIT=0 --ab GENCONV_HOPPER_TILES=0 --ab GENCONV_FLAT_K=0
 # The GPU tier and the kernel parity tests, compiled on the GPU (no TRITON_INTERPRET); every test
 # runs (no -x), so one failure does not hide the others; with pytest-xdist, 8 processes compile at once.
 PARALLEL=$(python3 -c "import xdist" > /dev/null 2>&1 && echo "-n 8")

@@ -18,7 +18,7 @@ the same run, once every workload has been measured (so a spent ``--budget-secon
 columns, not workloads): ``GENCONV_K_MAJOR=0``, ``GENCONV_PHASE_MAJOR=0`` and ``GENCONV_PATCH_FOLD=0`` bring back the
 weight layout, the column order and the image layer's top-down form the kernels had before the H200
 measurements, so one GPU run says what each change did (``GENCONV_PHASE_SPLIT=0`` one launch over all sub-pixel phases,
-``GENCONV_WIDE_TALL=1`` the 256 x 128 tile on bfloat16 image layers too, ``GENCONV_FLAT_K=0`` taps x
+``GENCONV_HOPPER_TILES=0`` the tiles GPUs before Hopper take, ``GENCONV_FLAT_K=0`` taps x
 channel blocks for the 5x5 layers over 100 channels). A switch may change the
 launches (the patch form's fold, the phases' launches): each run is matched to its own, and per pass
 only where the passes line up.

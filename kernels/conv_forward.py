@@ -22,6 +22,7 @@ from genconv.kernels.implicit_gemm import (
     conv_tile,
     flat_k,
     heuristic_config,
+    hopper_tiles_wanted,
     input_precision,
     is_dense_nhwc,
     program_rows,
@@ -34,6 +35,7 @@ from genconv.kernels.implicit_gemm import (
     sum_splits,
     tile_rows,
     weights_k_major,
+    wide_k_wanted,
     wide_tall_wanted,
     workspace_shape,
 )
@@ -236,9 +238,11 @@ def _launch_forward(
         split = split_for(heuristic, grid, c_in, kernel_h, kernel_w)
     else:
         named = {"n_columns": c_out, "n_rows": rows, "out_h": out_h, "out_w": out_w}
-        wide = wide_tall_wanted({"C_IN": c_in, "DOT_DTYPE": dot_dtype(x.dtype)})
+        hopper = hopper_tiles_wanted(x.device)
+        layer = {"C_IN": c_in, "KW": kernel_w, "DOT_DTYPE": dot_dtype(x.dtype)}
         heuristic = heuristic_config(c_out, tile_rows(named, span), images=1 if span else batch, channels=c_in,
-                                     kernel_w=kernel_w, kernel_h=kernel_h, wide=wide)  # fmt: skip
+                                     kernel_w=kernel_w, kernel_h=kernel_h, wide=wide_tall_wanted(layer, hopper),
+                                     wide_k=wide_k_wanted(layer, hopper))  # fmt: skip
         split = split_for(heuristic, grid, c_in, kernel_h, kernel_w)
         configs = prune_configs(conv_configs(), named, SPAN=span, C_IN=c_in, KW=kernel_w, SPLIT=split,
                                 DOT_DTYPE=dot_dtype(x.dtype))  # fmt: skip

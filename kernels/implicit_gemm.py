@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from genconv.kernels.launch import interpreting, tf32_enabled
+from genconv.kernels.launch import HOPPER, interpreting, tf32_enabled, tile_capability
 
 # A's roles in the main loop (constexpr globals, so kernels may read them; launchers pass .value).
 A_PLAIN = tl.constexpr(0)  # the input itself (bottom-up)
@@ -165,16 +165,37 @@ def wide_tall_fits(kwargs: dict) -> bool:
     return int(kwargs.get("C_IN", FLAT_K_CHANNELS)) < FLAT_K_CHANNELS
 
 
-def wide_tall_wanted(kwargs: dict) -> bool:
+def hopper_tiles_wanted(device: torch.device) -> bool:
+    """Whether launches on ``device`` may take the tiles that spill on GPUs before Hopper (``wide_tall_wanted``'s
+    on the image layer, ``wide_k_wanted``): on Hopper and later (``launch.tile_capability``), unless
+    ``GENCONV_HOPPER_TILES=0`` (an A/B switch: the GPU check times the earlier GPUs' tiles with it)."""
+    return tile_capability(device) >= HOPPER and os.environ.get("GENCONV_HOPPER_TILES", "1") != "0"
+
+
+def wide_tall_wanted(kwargs: dict, hopper: bool = True) -> bool:
     """Whether the shape heuristic may take the 256 x 128 tile for a launch (its constexpr ``kwargs``):
     where it fits (``wide_tall_fits``), on the top-down passes, which both cost models price 10 % faster
-    on it (the texture net's TD2); on the image layer only with ``GENCONV_WIDE_TALL=1``: the calibrated
-    model prices it 7 % faster there, the assumed one 8 % slower (60 16-wide K-steps against 15), so
-    the autotuner and the GPU check's A/B column decide. ``GENCONV_WIDE_TALL=0`` never takes it."""
+    on it (the texture net's TD2), and with ``hopper`` (``hopper_tiles_wanted``) on the image layer,
+    1.06x faster at B >= 64 on the assumed model, 1.08-1.11x on the calibrated one (its 16-wide K-steps
+    spill 8 bytes on sm_80 with Triton 3.9). ``GENCONV_WIDE_TALL=1`` takes it wherever it fits, ``=0``
+    never."""
     switch = os.environ.get("GENCONV_WIDE_TALL", "")
     if switch == "0" or not wide_tall_fits(kwargs):
         return False
-    return "TAPS" in kwargs or switch == "1"
+    return "TAPS" in kwargs or switch == "1" or hopper
+
+
+def wide_k_wanted(kwargs: dict, hopper: bool = True) -> bool:
+    """Whether the heuristic's 128-row swapped tile takes 64-wide K-steps (``heuristic_config``'s
+    ``wide_k``) for a bottom-up launch (its constexpr ``kwargs``): with ``hopper``, bfloat16 operands and
+    flat K over FLAT_K_CHANNELS channels or more whose kernel rows 64-wide steps pad no more than 16-wide
+    ones (the object net's 5x5 layer: rows of 500). In bfloat16 that loop is integer-bound, and 64-wide
+    steps do the rows' gather arithmetic half as often: BU2 at B = 256 1.21x faster on the assumed
+    model, 1.07x on the calibrated one (the 256-row swapped tile the texture net's takes gains nothing
+    calibrated). With Triton 3.9 it spills 16-32 bytes on sm_80."""
+    channels, kernel_w = int(kwargs["C_IN"]), int(kwargs["KW"])
+    return (hopper and kwargs.get("DOT_DTYPE") == tl.bfloat16 and channels >= FLAT_K_CHANNELS
+            and flat_k(channels, kernel_w) and flat_block_k(kernel_w * channels) == 64)  # fmt: skip
 
 
 def _config(m: int, n: int, k: int, warps: int, stages: int, swap: int = 0) -> triton.Config:
@@ -290,6 +311,7 @@ def heuristic_config(
     kernel_w: int = 1,
     kernel_h: int = 1,
     wide: bool = False,
+    wide_k: bool = False,
 ) -> triton.Config:
     """The tile with autotuning off (one of ``prune_configs``'): BLOCK_N the narrowest power of two
     >= N (16..the widest tile; LANGEVIN_COLUMNS with the fused update or a channel-major sub-pixel
@@ -308,7 +330,9 @@ def heuristic_config(
     (on a 64-row tile only where its split, if any, fills the GPU), and on the bottom-up image layer's
     128-column tall tile and small-batch swapped tile (flat K, rows of ``kernel_w`` x ``channels``)
     ``flat_block_k``'s. With ``wide`` (``wide_tall_wanted``) a 128-column tall tile gives way to 256 x 128
-    where that fills the GPU too, pads no more rows and its busiest SM moves fewer shared-memory bytes."""
+    where that fills the GPU too, pads no more rows and its busiest SM moves fewer shared-memory bytes;
+    with ``wide_k`` (``wide_k_wanted``) the 128-row swapped tile takes 64-wide K-steps and 4 stages where
+    it is not split."""
     table = _TOP_DOWN_HEURISTIC if top_down else _HEURISTIC
     widest = _narrow_n(columns, LANGEVIN_COLUMNS if langevin else max(table))  # ``prune_configs``' too
     tall, short = table[widest]
@@ -322,6 +346,9 @@ def heuristic_config(
         if tall[:2] == (128, 128):
             tall = _k_twin(tall, block_k, tiles) or tall
         swapped, deep = _k_twin(swapped, block_k, tiles) or swapped, _k_twin(deep, block_k, tiles) or deep
+    split_deep = deep  # split-K's swapped tile keeps 32-wide K-steps: twice the steps to split
+    if wide_k:
+        swapped = deep = _k_twin(_SWAPPED_DEEP, 64, tiles) or deep
 
     def programs(tile: tuple[int, ...]) -> int:
         return images * triton.cdiv(rows, tile[0]) * triton.cdiv(columns, tile[1])
@@ -372,7 +399,7 @@ def heuristic_config(
     if swappable and rows >= 256 and 2 * programs(_SWAPPED) > FILL_PROGRAMS:  # half the GPU: no split-K
         return _config(*(deep if ragged or tall[1] < 128 else tall))
     if swappable and tall[1] == 64 and rows >= 256:  # split-K fills the GPU with swapped tiles (``split_for``)
-        for tile in ((_SWAPPED_TALL,) if swapped_tall else ()) + (deep,):
+        for tile in ((_SWAPPED_TALL,) if swapped_tall else ()) + (split_deep,):
             if split_fills(tile):
                 return _config(*tile)
     if 2 * programs(short) <= FILL_PROGRAMS:  # split-K's batches

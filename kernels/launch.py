@@ -60,6 +60,36 @@ def dot_dtype(storage: torch.dtype) -> tl.dtype:
     return tl.float32
 
 
+# The shape heuristic sizes tiles for Hopper (sm_90: wgmma, 227 KB of shared memory a block). A few
+# bfloat16 tiles that compile clean there spill registers on Ampere (sm_80) with Triton 3.9; GPUs
+# before Hopper get their safe twins (``implicit_gemm.hopper_tiles_wanted``).
+HOPPER = 90
+_target_capability: int | None = None
+
+
+@contextlib.contextmanager
+def targeting(capability: int) -> Iterator[None]:
+    """Pick tiles for GPUs of compute capability ``capability`` (major x 10 + minor) whatever the
+    tensors' device: the compile tier records each target's launches so."""
+    global _target_capability
+    previous, _target_capability = _target_capability, capability
+    try:
+        yield
+    finally:
+        _target_capability = previous
+
+
+def tile_capability(device: torch.device) -> int:
+    """The compute capability the shape heuristic picks tiles for: ``targeting``'s, the CUDA device's,
+    else Hopper's (recorded launches on CPU tensors, the interpreter)."""
+    if _target_capability is not None:
+        return _target_capability
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return major * 10 + minor
+    return HOPPER
+
+
 def check_dtype(name: str, tensor: torch.Tensor) -> None:
     if tensor.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"{name} must be float32 or bfloat16 for the Triton kernels, got {tensor.dtype}")

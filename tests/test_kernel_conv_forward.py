@@ -286,20 +286,60 @@ def test_tiles_where_the_heuristic_takes_them() -> None:
     assert wide_tiles(C_IN=4, KW=7, DOT_DTYPE=bf16) and not wide_tiles(C_IN=4, KW=7, DOT_DTYPE=f32)
 
 
-def test_the_heuristic_wants_the_wide_tall_tile_top_down_and_on_the_image_layer_by_switch(
+def test_the_heuristic_wants_the_wide_tall_tile_top_down_and_on_the_image_layer_on_hopper(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """256 x 128 where it fits: on a stride-1 top-down pass by default, on the image layer only with
-    GENCONV_WIDE_TALL=1 (its cost models disagree there), nowhere with =0."""
+    """256 x 128 where it fits: on a stride-1 top-down pass, on the image layer on Hopper (it spills
+    there before), everywhere with GENCONV_WIDE_TALL=1, nowhere with =0."""
     bf16 = implicit_gemm.tl.bfloat16
     top_down, image_layer = {"TAPS": 5, "STRIDE": 1, "DOT_DTYPE": bf16}, {"C_IN": 4, "DOT_DTYPE": bf16}
     monkeypatch.delenv("GENCONV_WIDE_TALL", raising=False)
-    assert implicit_gemm.wide_tall_wanted(top_down) and not implicit_gemm.wide_tall_wanted(image_layer)
+    assert implicit_gemm.wide_tall_wanted(top_down) and implicit_gemm.wide_tall_wanted(image_layer)
+    assert implicit_gemm.wide_tall_wanted(top_down, hopper=False)
+    assert not implicit_gemm.wide_tall_wanted(image_layer, hopper=False)
     assert not implicit_gemm.wide_tall_wanted({**top_down, "DOT_DTYPE": implicit_gemm.tl.float32})
     monkeypatch.setenv("GENCONV_WIDE_TALL", "1")
-    assert implicit_gemm.wide_tall_wanted(top_down) and implicit_gemm.wide_tall_wanted(image_layer)
+    assert implicit_gemm.wide_tall_wanted(image_layer, hopper=False)
     monkeypatch.setenv("GENCONV_WIDE_TALL", "0")
     assert not implicit_gemm.wide_tall_wanted(top_down) and not implicit_gemm.wide_tall_wanted(image_layer)
+
+
+def test_hopper_only_tiles_where_the_tiles_are_for_hopper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiles that spill before Hopper (the bfloat16 image layer's 256 x 128, 64-wide K-steps on the
+    object net's 5x5 layer) go to Hopper and later GPUs: the launch's own, the compile tier's target
+    (``launch.targeting``), Hopper's for launches on CPU tensors; not with GENCONV_HOPPER_TILES=0."""
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("GENCONV_HOPPER_TILES", raising=False)
+    assert launch.tile_capability(cpu) == launch.HOPPER and implicit_gemm.hopper_tiles_wanted(cpu)
+    with launch.targeting(80):
+        assert launch.tile_capability(cpu) == 80 and not implicit_gemm.hopper_tiles_wanted(cpu)
+        with launch.targeting(90):
+            assert implicit_gemm.hopper_tiles_wanted(cpu)
+        assert not implicit_gemm.hopper_tiles_wanted(cpu)
+    assert launch.tile_capability(cpu) == launch.HOPPER
+    monkeypatch.setenv("GENCONV_HOPPER_TILES", "0")
+    assert not implicit_gemm.hopper_tiles_wanted(cpu)
+    bf16, f32 = implicit_gemm.tl.bfloat16, implicit_gemm.tl.float32
+    object_5x5 = {"C_IN": 100, "KW": 5, "DOT_DTYPE": bf16}  # flat K rows of 500: 64-wide steps pad as 16-wide
+    assert implicit_gemm.wide_k_wanted(object_5x5) and not implicit_gemm.wide_k_wanted(object_5x5, hopper=False)
+    assert not implicit_gemm.wide_k_wanted({**object_5x5, "DOT_DTYPE": f32})
+    assert not implicit_gemm.wide_k_wanted({"C_IN": 4, "KW": 7, "DOT_DTYPE": bf16})  # the image layer
+    assert not implicit_gemm.wide_k_wanted({"C_IN": 64, "KW": 3, "DOT_DTYPE": bf16})  # channel blocks, not flat
+    assert not implicit_gemm.wide_k_wanted({"C_IN": 100, "KW": 3, "DOT_DTYPE": bf16})  # rows of 300: 304 or 320
+
+    def tile(**kwargs) -> tuple[int, int, int, int, int]:
+        config = implicit_gemm.heuristic_config(**kwargs)
+        return (config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.kwargs["BLOCK_K"], config.kwargs["SWAP"],
+                config.num_stages)  # fmt: skip
+
+    # the object net's 5x5 layer (25 x 25 rows, 64 columns): its 128-row swapped tile, 64-wide K-steps
+    # and 4 stages with ``wide_k``, at B = 256 and at B = 16 (split-K); the texture net's 256-row one stays
+    layer = {"columns": 64, "rows": 25 * 25, "channels": 100, "kernel_h": 5, "kernel_w": 5}
+    for images in (256, 16):
+        assert tile(images=images, wide_k=True, **layer) == (128, 64, 64, 1, 4)
+        assert tile(images=images, **layer)[2] == 32
+    texture = {"columns": 64, "rows": 22 * 22, "channels": 100, "kernel_h": 5, "kernel_w": 5, "images": 256}
+    assert tile(wide_k=True, **texture) == tile(**texture) == (256, 64, 32, 1, 3)
 
 
 def test_k_runs_flat_where_kernel_rows_pad_less_than_channel_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
