@@ -857,7 +857,9 @@ def gated(value, on, slope, LEAKY: tl.constexpr):
     if LEAKY:
         result = tl.where(on, value, value.to(tl.float32) * slope)
     else:
-        result = tl.where(on, value, slope)  # slope is 0 here
+        # slope is 0 here; a runtime zero, since with the literal 0.0 the compiler moves the select after
+        # a bfloat16 result's conversion, onto packed halves (object@100 bfloat16 TD2: 202 PRMT after the loop, not 112)
+        result = tl.where(on, value, slope)
     return result
 
 
