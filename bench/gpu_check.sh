@@ -57,7 +57,7 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton._
 'gpu', torch.cuda.get_device_name(), 'cpu kernel', cpu_kernel_status())"
 # Every pass of the predicted table measured first: it is what the check is for. PREDICTED is the cost
 # model's table of this revision's kernels (python -m bench.cost_model --out FILE writes a new one).
-PREDICTED=${PREDICTED:-bench/results/roofline-2026-12-06-hopper.json}
+PREDICTED=${PREDICTED:-bench/results/roofline-2026-12-06-philox.json}
 # --ab: every workload again with float32 weights N-major, strided top-down columns channel-major, the
 # image layer's top-down pass in the sub-pixel form (the kernels before the changes this table predicts),
 # the strided top-down passes of large batches as one launch over all sub-pixel phases, the tiles GPUs

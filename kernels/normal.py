@@ -5,9 +5,11 @@ change: the cosine of the angle 2 pi u, u in [0, 1), is reduced exactly to withi
 turn and evaluated by Cephes' single-precision polynomials. libdevice's ``cosf`` carries, inline
 for every element, a large-argument reduction (Payne-Hanek: about 55 instructions and a 32-byte
 stack table) that an angle below 2 pi never takes; the SASS cost model counted it as run.
-``tile_normal`` keeps ``tl.randn`` for conv tiles of more than STRAIGHT_NOISE_ELEMENTS elements:
-there a thread draws 16-32 normals, and without the cold path's branches ptxas runs them side by
-side (on sm_90 a 64 x 32 tile of 4 warps went from 168 registers to 177, 256 x 16 ones spilled).
+``tile_normal`` keeps ``tl.randn``'s transform (libdevice's log and cosine) for conv tiles of more
+than STRAIGHT_NOISE_ELEMENTS elements: there a thread draws 16-32 normals, and without the cold
+path's branches ptxas runs them side by side (on sm_90 a 64 x 32 tile of 4 warps went from 168
+registers to 177, 256 x 16 ones spilled). Both draw their Philox words with ``philox_pair``:
+``tl.randint4x``'s words, with one wide multiply a product where Triton's takes two.
 
 Also the counter conventions every noise-drawing kernel shares: the seed and a base counter live
 in an int64 device tensor [seed, base] (a captured CUDA graph replays with new values), and a
@@ -79,11 +81,45 @@ def cos_turns(t):
     return tl.where(((turn + 1) & 2) != 0, -value, value)  # quarters 1 and 2: -sin a, -cos a
 
 
+_PHILOX_KEY_A = tl.constexpr(0x9E3779B9)
+_PHILOX_KEY_B = tl.constexpr(0xBB67AE85)
+_PHILOX_ROUND_A = tl.constexpr(0xD2511F53)
+_PHILOX_ROUND_B = tl.constexpr(0xCD9E8D57)
+_PHILOX_ROUNDS = tl.constexpr(10)
+
+
+@triton.jit
+def philox_pair(seed, counter):
+    """Words 0 and 1 of Philox-4x32-10 at the int64 ``counter`` with key ``seed``: ``tl.randint4x``'s,
+    bit for bit. Each round's products are one 32 x 32 -> 64-bit multiply (``IMAD.WIDE.U32``) whose
+    halves are the high and low words, where ``tl.randint4x`` takes them as a ``umulhi`` and a
+    separate low multiply: half the multiplies."""
+    key = seed.to(tl.uint64)
+    k0 = (key & 0xFFFFFFFF).to(tl.uint32)
+    k1 = ((key >> 32) & 0xFFFFFFFF).to(tl.uint32)
+    c0 = counter.to(tl.uint32)
+    c1 = (counter >> 32).to(tl.uint32)
+    # the first round, where c2 = c3 = 0
+    product_a = c0.to(tl.uint64) * _PHILOX_ROUND_A
+    c0, c1 = c1 ^ k0, c1 * 0
+    c2, c3 = (product_a >> 32).to(tl.uint32) ^ k1, product_a.to(tl.uint32)
+    for _ in tl.static_range(_PHILOX_ROUNDS - 1):
+        k0 = tl.add(k0, _PHILOX_KEY_A, sanitize_overflow=False)
+        k1 = tl.add(k1, _PHILOX_KEY_B, sanitize_overflow=False)
+        product_b = c2.to(tl.uint64) * _PHILOX_ROUND_B
+        product_a = c0.to(tl.uint64) * _PHILOX_ROUND_A
+        c0 = (product_b >> 32).to(tl.uint32) ^ c1 ^ k0
+        c2 = (product_a >> 32).to(tl.uint32) ^ c3 ^ k1
+        c1 = product_b.to(tl.uint32)
+        c3 = product_a.to(tl.uint32)
+    return c0, c1
+
+
 @triton.jit
 def normal_at(seed, counter):
     """The standard normal at ``counter``: ``tl.randn(seed, counter)`` up to the last bits of the cosine
     (``cos_turns``), the numbers ``reference.philox_normal`` draws."""
-    word0, word1, _, _ = tl.randint4x(seed, counter)
+    word0, word1 = philox_pair(seed, counter)
     radius = tl.sqrt(-2.0 * tl.log(tl.maximum(tl.uint_to_uniform_float(word0), 1.0e-7)))
     return radius * cos_turns(tl.uint_to_uniform_float(word1))
 
@@ -95,11 +131,13 @@ STRAIGHT_NOISE_ELEMENTS = tl.constexpr(1024)
 @triton.jit
 def tile_normal(seed, counter, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """A [BLOCK_M, BLOCK_N] tile's normals: ``normal_at`` on tiles of at most STRAIGHT_NOISE_ELEMENTS,
-    ``tl.randn`` (the same numbers up to the last bits) on larger ones, whose draws its branches space out."""
+    ``tl.randn``'s numbers (the same up to the last bits) on larger ones, whose draws its branches space out."""
     if BLOCK_M * BLOCK_N <= STRAIGHT_NOISE_ELEMENTS:
         z = normal_at(seed, counter)
-    else:
-        z = tl.randn(seed, counter)
+    else:  # tl.randn bit for bit, on ``philox_pair``'s words
+        word0, word1 = philox_pair(seed, counter)
+        radius = tl.sqrt(-2.0 * tl.log(tl.maximum(tl.uint_to_uniform_float(word0), 1.0e-7)))
+        z = radius * tl.cos(tl.uint_to_uniform_float(word1) * _TWO_PI)
     return z
 
 

@@ -9,7 +9,7 @@ import triton.language as tl
 
 from genconv.kernels import normal as kernel_module
 from genconv.kernels import reference
-from genconv.kernels.normal import cos_turns, standard_normal
+from genconv.kernels.normal import STRAIGHT_NOISE_ELEMENTS, cos_turns, philox_pair, standard_normal, tile_normal
 from genconv.kernels.reference import philox_normal
 
 from kernel_support import COMPILED, DEVICE
@@ -35,6 +35,55 @@ def test_the_kernel_normal_is_box_muller_of_its_words_to_float_precision() -> No
     exact = radius * torch.cos(2.0 * math.pi * reference._uint_to_uniform(word1).double())
     # a few float32 roundings of numbers below 6: 2e-6 (a GPU's sqrt and log may round differently)
     assert float((drawn - exact).abs().max()) < (2e-5 if COMPILED else 2e-6)
+
+
+@triton.jit
+def _philox_words_kernel(counter_ptr, seed, out_ptr, BLOCK: tl.constexpr, WIDE: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    counter = tl.load(counter_ptr + offs)
+    if WIDE:
+        word0, word1 = philox_pair(seed, counter)
+    else:
+        word0, word1, _, _ = tl.randint4x(seed, counter)
+    tl.store(out_ptr + 2 * offs, word0.to(tl.int32, bitcast=True))
+    tl.store(out_ptr + 2 * offs + 1, word1.to(tl.int32, bitcast=True))
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**32 - 1, 2**40 + 12345, 2**63 - 1])
+def test_the_wide_multiply_philox_is_tritons_bit_for_bit(seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed % 1000)
+    edges = torch.tensor([0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**62 - 1], dtype=torch.int64)
+    drawn = torch.randint(0, 2**62, (121,), generator=generator, dtype=torch.int64)
+    counters = torch.cat([edges, drawn]).to(DEVICE)
+    words = {}
+    for wide in (True, False):
+        out = torch.empty(2 * counters.numel(), dtype=torch.int32, device=DEVICE)
+        _philox_words_kernel[(1,)](counters, seed, out, BLOCK=counters.numel(), WIDE=wide)
+        words[wide] = out.cpu()
+    assert torch.equal(words[True], words[False])
+    assert words[True].unique().numel() > 250  # not a constant
+
+
+@triton.jit
+def _tile_normal_kernel(seed, out_ptr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, OURS: tl.constexpr):
+    offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    counter = offs.to(tl.int64) + (3 << 33)
+    if OURS:
+        z = tile_normal(seed, counter, BLOCK_M, BLOCK_N)
+    else:
+        z = tl.randn(seed, counter)
+    tl.store(out_ptr + offs, z)
+
+
+def test_large_tiles_draw_tl_randn_bit_for_bit() -> None:
+    block_m, block_n = 64, 2 * STRAIGHT_NOISE_ELEMENTS // 64  # a tile past the straight-line draws
+    drawn = {}
+    for ours in (True, False):
+        out = torch.empty(block_m * block_n, dtype=torch.float32, device=DEVICE)
+        _tile_normal_kernel[(1,)](2**41 + 5, out, BLOCK_M=block_m, BLOCK_N=block_n, OURS=ours)
+        drawn[ours] = out.cpu()
+    assert torch.equal(drawn[True], drawn[False])
+    assert 0.8 < float(drawn[True].std()) < 1.2
 
 
 @triton.jit
