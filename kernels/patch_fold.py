@@ -81,7 +81,13 @@ def images_per_chunk(batch: int, patch_bytes_per_image: int) -> int:
 
 
 def _configs() -> list[triton.Config]:
-    return [triton.Config({"BLOCK": block}, num_warps=warps) for block, warps in ((512, 4), (256, 4), (1024, 8))]
+    """The fold's tiles; the first is the shape heuristic's. With several elements a thread (the first
+    three) a thread's are adjacent, so adjacent lanes' gathers land a few pixels apart, each in its own
+    sector; with one a thread (256 x 8 warps) adjacent lanes take adjacent pixels, whose taps share patch
+    pixels and sectors, at more instructions an element. Neither cost model prices sectors: the
+    autotuner measures both on a GPU."""
+    shapes = ((512, 4), (256, 4), (1024, 8), (256, 8))
+    return [triton.Config({"BLOCK": block}, num_warps=warps) for block, warps in shapes]
 
 
 @triton.autotune(configs=_configs(), key=["per_sample"])

@@ -67,6 +67,21 @@ def test_patch_fold_matches_the_reference_and_the_sub_pixel_form(case, monkeypat
     assert_close(folded, masked_conv_transpose_langevin(*layer, seed=99, offset=7), dtype, "x', sub-pixel form")
 
 
+@pytest.mark.parametrize("config", patch_fold._configs(), ids=lambda c: f"BLOCK{c.kwargs['BLOCK']}-w{c.num_warps}")
+@pytest.mark.usefixtures("nan_poisoned_outputs", "every_layer_folds")
+def test_every_fold_tile_the_autotuner_may_pick_matches_the_reference(config, monkeypatch) -> None:
+    """Each candidate tile of the fold (the GPU's autotuner picks among them) as the only one."""
+    monkeypatch.setattr(patch_fold, "_configs", lambda: [config])
+    for case in (CASES[1], CASES[4]):
+        x, weight, mask, grad, stride, padding, slope, dtype = transposed_layer(case, seed=2)
+        layer = (grad, mask, weight, stride, padding, slope, x, 0.3, 1.4)
+        with recording_launches() as launches:
+            masked_conv_transpose_langevin(*layer, seed=5, offset=11)
+        assert launches[-1].heuristic is config
+        folded = masked_conv_transpose_langevin(*layer, seed=5, offset=11)
+        assert_close(folded, reference.masked_conv_transpose_langevin(*layer, seed=5, offset=11), dtype, "x'")
+
+
 @pytest.mark.parametrize("case", [CASES[1], CASES[4]], ids=[IDS[1], IDS[4]])
 @pytest.mark.usefixtures("nan_poisoned_outputs", "every_layer_folds")
 def test_chunks_of_images_keep_each_images_noise(case, monkeypatch) -> None:
