@@ -90,7 +90,7 @@ _PHILOX_ROUNDS = tl.constexpr(10)
 
 @triton.jit
 def philox_pair(seed, counter):
-    """Words 0 and 1 of Philox-4x32-10 at the int64 ``counter`` with key ``seed``: ``tl.randint4x``'s,
+    """Words 0 and 1 of Philox-4x32-10 at the integer ``counter`` with key ``seed``: ``tl.randint4x``'s,
     bit for bit. Each round's products are one 32 x 32 -> 64-bit multiply (``IMAD.WIDE.U32``) whose
     halves are the high and low words, where ``tl.randint4x`` takes them as a ``umulhi`` and a
     separate low multiply: half the multiplies."""
@@ -98,7 +98,10 @@ def philox_pair(seed, counter):
     k0 = (key & 0xFFFFFFFF).to(tl.uint32)
     k1 = ((key >> 32) & 0xFFFFFFFF).to(tl.uint32)
     c0 = counter.to(tl.uint32)
-    c1 = (counter >> 32).to(tl.uint32)
+    if tl.constexpr(counter.dtype.primitive_bitwidth > 32):
+        c1 = (counter >> 32).to(tl.uint32)
+    else:
+        c1 = c0 * 0
     # the first round, where c2 = c3 = 0
     product_a = c0.to(tl.uint64) * _PHILOX_ROUND_A
     c0, c1 = c1 ^ k0, c1 * 0

@@ -38,9 +38,11 @@ def test_the_kernel_normal_is_box_muller_of_its_words_to_float_precision() -> No
 
 
 @triton.jit
-def _philox_words_kernel(counter_ptr, seed, out_ptr, BLOCK: tl.constexpr, WIDE: tl.constexpr):
+def _philox_words_kernel(counter_ptr, seed, out_ptr, BLOCK: tl.constexpr, WIDE: tl.constexpr, NARROW: tl.constexpr):
     offs = tl.arange(0, BLOCK)
     counter = tl.load(counter_ptr + offs)
+    if NARROW:  # 32-bit counters, as a kernel may pass
+        counter = counter.to(tl.int32)
     if WIDE:
         word0, word1 = philox_pair(seed, counter)
     else:
@@ -49,8 +51,9 @@ def _philox_words_kernel(counter_ptr, seed, out_ptr, BLOCK: tl.constexpr, WIDE: 
     tl.store(out_ptr + 2 * offs + 1, word1.to(tl.int32, bitcast=True))
 
 
+@pytest.mark.parametrize("narrow", [False, True], ids=["int64", "int32"])
 @pytest.mark.parametrize("seed", [0, 7, 2**32 - 1, 2**40 + 12345, 2**63 - 1])
-def test_the_wide_multiply_philox_is_tritons_bit_for_bit(seed: int) -> None:
+def test_the_wide_multiply_philox_is_tritons_bit_for_bit(seed: int, narrow: bool) -> None:
     generator = torch.Generator().manual_seed(seed % 1000)
     edges = torch.tensor([0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**62 - 1], dtype=torch.int64)
     drawn = torch.randint(0, 2**62, (121,), generator=generator, dtype=torch.int64)
@@ -58,7 +61,7 @@ def test_the_wide_multiply_philox_is_tritons_bit_for_bit(seed: int) -> None:
     words = {}
     for wide in (True, False):
         out = torch.empty(2 * counters.numel(), dtype=torch.int32, device=DEVICE)
-        _philox_words_kernel[(1,)](counters, seed, out, BLOCK=counters.numel(), WIDE=wide)
+        _philox_words_kernel[(1,)](counters, seed, out, BLOCK=counters.numel(), WIDE=wide, NARROW=narrow)
         words[wide] = out.cpu()
     assert torch.equal(words[True], words[False])
     assert words[True].unique().numel() > 250  # not a constant
