@@ -18,6 +18,7 @@ from genconv.engine.langevin import langevin
 from genconv.engine.model import GenerativeConvNet
 from genconv.engine.presets import network_for
 from genconv.kernels import cudnn_candidate
+from genconv.kernels.launch import launch, recording_launches
 
 # (preset, image size): paper sizes and 64 px for the GCN presets, the DCGAN-style nets at theirs.
 PRESET_SHAPES = [("texture", 224), ("texture", 64), ("object", 100), ("object", 64), ("faces", 25),
@@ -98,6 +99,23 @@ def _large_batch_case() -> CompileCase:
     return CompileCase("object@100 B=256", "bfloat16", run)
 
 
+def _sub_pixel_large_batch_case() -> CompileCase:
+    """The object net's fused image-layer top-down pass at B = 256 in bfloat16 in the sub-pixel form
+    (``GENCONV_PATCH_FOLD=0``: the GPU check's A/B column, and the form of layers too narrow for the
+    patch GEMM), whose large tiles draw 16 normals a thread in their epilogue: the chain step is
+    recorded apart and only that launch issued again."""
+
+    def run() -> None:
+        model = GenerativeConvNet(network_for("object", 3, 100), init_seed=0)
+        x = torch.zeros(256, 3, 100, 100, dtype=torch.bfloat16)
+        with mock.patch.dict(os.environ, {"GENCONV_PATCH_FOLD": "0"}), recording_launches() as step:
+            langevin(model, x, steps=1, delta=0.1, seed=0, backend=TRITON_BACKEND, cuda_graph=False, check_finite=False)
+        fused = step[-1]
+        launch(fused.kernel, lambda meta: (1,), fused.configs, fused.heuristic, *fused.args, **fused.kwargs)
+
+    return CompileCase("object@100 B=256 sub-pixel", "bfloat16", run)
+
+
 def _one_row_split_case() -> CompileCase:
     """A split-K pass over a single GEMM row (one image, a 1x1 output, a long K loop): Triton passes a
     row count of 1 as a constant, which the split-K sum must take."""
@@ -112,9 +130,9 @@ def _one_row_split_case() -> CompileCase:
 def compile_cases(quick: bool) -> list[CompileCase]:
     """Every case of the tier; ``quick``: the paper-size texture and object nets, the faces net, and the
     texture net at 64 px (whose batch takes the small-batch tiles: split-K on swapped tiles, half-width ones).
-    Both have the object net's large-batch bottom-up pass."""
+    Both have the object net's large-batch bottom-up pass and its large-batch sub-pixel top-down pass."""
     shapes = QUICK_PRESET_SHAPES if quick else PRESET_SHAPES
     cases = [_preset_case(preset, size, dtype) for preset, size in shapes for dtype in DTYPES]
     cases += [_cudnn_epilogue_case(dtype) for dtype in DTYPES]
     cases += [_update_case(dtype) for dtype in DTYPES]
-    return cases + [_normal_case(), _one_row_split_case(), _large_batch_case()]
+    return cases + [_normal_case(), _one_row_split_case(), _large_batch_case(), _sub_pixel_large_batch_case()]

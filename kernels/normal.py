@@ -5,11 +5,12 @@ change: the cosine of the angle 2 pi u, u in [0, 1), is reduced exactly to withi
 turn and evaluated by Cephes' single-precision polynomials. libdevice's ``cosf`` carries, inline
 for every element, a large-argument reduction (Payne-Hanek: about 55 instructions and a 32-byte
 stack table) that an angle below 2 pi never takes; the SASS cost model counted it as run.
-``tile_normal`` keeps ``tl.randn``'s transform (libdevice's log and cosine) for conv tiles of more
-than STRAIGHT_NOISE_ELEMENTS elements: there a thread draws 16-32 normals, and without the cold
-path's branches ptxas runs them side by side (on sm_90 a 64 x 32 tile of 4 warps went from 168
-registers to 177, 256 x 16 ones spilled). Both draw their Philox words with ``philox_pair``:
-``tl.randint4x``'s words, with one wide multiply a product where Triton's takes two.
+``normal_at`` draws its Philox words with ``philox_pair``: ``tl.randint4x``'s words, with one wide
+multiply a product where Triton's takes two. ``tile_normal`` keeps ``tl.randn`` itself for conv
+tiles of more than STRAIGHT_NOISE_ELEMENTS elements: there a thread draws 16-32 normals, and
+without the cold path's branches ptxas runs them side by side (on sm_90 a 64 x 32 tile of 4 warps
+went from 168 registers to 177, 256 x 16 ones spilled); the wide products' register pairs spill
+the 256 x 16 tile of 4 warps too (56-60 bytes at 255 registers, sm_80 and sm_90, Triton 3.6).
 
 Also the counter conventions every noise-drawing kernel shares: the seed and a base counter live
 in an int64 device tensor [seed, base] (a captured CUDA graph replays with new values), and a
@@ -134,13 +135,11 @@ STRAIGHT_NOISE_ELEMENTS = tl.constexpr(1024)
 @triton.jit
 def tile_normal(seed, counter, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """A [BLOCK_M, BLOCK_N] tile's normals: ``normal_at`` on tiles of at most STRAIGHT_NOISE_ELEMENTS,
-    ``tl.randn``'s numbers (the same up to the last bits) on larger ones, whose draws its branches space out."""
+    ``tl.randn`` (the same numbers up to the last bits) on larger ones, whose draws its branches space out."""
     if BLOCK_M * BLOCK_N <= STRAIGHT_NOISE_ELEMENTS:
         z = normal_at(seed, counter)
-    else:  # tl.randn bit for bit, on ``philox_pair``'s words
-        word0, word1 = philox_pair(seed, counter)
-        radius = tl.sqrt(-2.0 * tl.log(tl.maximum(tl.uint_to_uniform_float(word0), 1.0e-7)))
-        z = radius * tl.cos(tl.uint_to_uniform_float(word1) * _TWO_PI)
+    else:
+        z = tl.randn(seed, counter)
     return z
 
 
