@@ -24,6 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
+from genconv.kernels import reference
 from genconv.kernels.launch import check_device, launch
 
 _HALF = 31
@@ -82,11 +83,12 @@ def cos_turns(t):
     return tl.where(((turn + 1) & 2) != 0, -value, value)  # quarters 1 and 2: -sin a, -cos a
 
 
-_PHILOX_KEY_A = tl.constexpr(0x9E3779B9)
-_PHILOX_KEY_B = tl.constexpr(0xBB67AE85)
-_PHILOX_ROUND_A = tl.constexpr(0xD2511F53)
-_PHILOX_ROUND_B = tl.constexpr(0xCD9E8D57)
-_PHILOX_ROUNDS = tl.constexpr(10)
+# the reference's Philox constants, as compile-time values
+_PHILOX_KEY_A = tl.constexpr(reference._PHILOX_KEY_A)
+_PHILOX_KEY_B = tl.constexpr(reference._PHILOX_KEY_B)
+_PHILOX_ROUND_A = tl.constexpr(reference._PHILOX_ROUND_A)
+_PHILOX_ROUND_B = tl.constexpr(reference._PHILOX_ROUND_B)
+_PHILOX_ROUNDS = tl.constexpr(reference._PHILOX_ROUNDS)
 
 
 @triton.jit
